@@ -1,0 +1,31 @@
+"""The generic, transfer-aware default search space. Plugins override any entry (this
+implementation runs last, so theirs win); the study's ``[search.space]`` overrides both."""
+
+from __future__ import annotations
+
+from ..plugins import hookimpl
+from ..registry import Param
+
+STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze")
+
+
+def default_space() -> dict[str, Param]:
+    params = [
+        Param("strategy", "categorical", choices=STRATEGIES),
+        Param("learning_rate", "float", 1e-5, 1e-3, log=True),
+        Param("head_lr_multiplier", "float", 1.0, 100.0, log=True),
+        Param("layer_decay", "float", 0.6, 1.0),
+        Param("weight_decay", "float", 1e-6, 0.1, log=True),
+        Param("warmup_ratio", "float", 0.0, 0.2),
+        Param("epochs", "int", 1, 5),
+        Param("batch_size", "categorical", choices=(16, 32)),
+        Param("dropout", "float", 0.0, 0.3),
+        Param("label_smoothing", "float", 0.0, 0.2),
+        Param("schedule", "categorical", choices=("cosine", "linear")),
+    ]
+    return {p.name: p for p in params}
+
+
+@hookimpl(trylast=True)
+def automl_pt_search_space(task, config):
+    return default_space()

@@ -1,0 +1,262 @@
+"""The ``automl-pt`` command line. Heavy modules (torch, transformers) are imported only inside
+the commands that need them, so ``automl-pt --help`` and ``automl-pt plugins`` start instantly.
+
+Exit codes: 0 ok, 1 a failure while running, 2 bad input (study file, data, backbone, model dir),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import AutomlError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _table(frame, title: str | None = None):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fiu" else "left")
+    for _, row in frame.iterrows():
+        table.add_row(*[_fmt(v) for v in row.tolist()])
+    return table
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if v != v else (f"{v:.4g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}".rstrip("0").rstrip("."))
+    return "" if v is None else str(v)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .study import Study
+
+    overrides: dict[str, Any] = {}
+    if args.trials is not None:
+        overrides.setdefault("study", {})["trials"] = args.trials
+    if args.devices is not None:
+        overrides.setdefault("resources", {})["devices"] = args.devices
+    study = Study.from_config(args.study, **overrides)
+    console = _console()
+    console.print(f"[bold]automl-pt[/] study [cyan]{study.name}[/] → {study.run_dir}")
+    prepared = study.prepare()
+    d = prepared.data.describe()
+    console.print(f"task {prepared.task.name}: {d['train']} train / {d['validation']} validation / "
+                  f"{d['test']} test examples, {len(d['labels'])} labels; optimising "
+                  f"{prepared.metric} ({prepared.direction})")
+    results = study.run(progress=not args.quiet, console=console)
+    board = results.leaderboard()
+    console.print(_table(board.head(args.top), title=f"leaderboard ({prepared.metric}, validation)"))
+    if results.test_metrics:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in results.test_metrics.items())
+        console.print(f"[bold green]test[/] (best trial {results.study_row.get('best_trial')}): {scores}")
+    console.print(f"best model: {results.best_model_dir}\n"
+                  f"  predict: automl-pt predict {results.best_model_dir} INPUT.csv\n"
+                  f"  results: automl-pt results {study.run_dir}")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from .study import results as load
+
+    res = load(args.target)
+    frame = res.trials() if args.all else res.leaderboard()
+    if args.format == "table":
+        console = _console()
+        console.print(_table(frame.head(args.top) if not args.all else frame,
+                             title=f"{res.study}: {res.metric} ({res.direction})"
+                             + (" [from Optuna storage; DuckDB busy]" if res.source == "optuna" else "")))
+        if res.test_metrics:
+            console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in res.test_metrics.items()))
+        return 0
+    if args.format == "csv":
+        out = frame.to_csv(index=False)
+    elif args.format == "json":
+        out = frame.to_json(orient="records", date_format="iso", indent=2)
+    else:
+        if not args.output:
+            raise AutomlError("--format parquet needs --output FILE")
+        frame.to_parquet(args.output, index=False)
+        return 0
+    if args.output:
+        Path(args.output).write_text(out)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import create_plugin_host
+
+    host = create_plugin_host()
+    rows = [{"name": p.name, "version": p.version, "module": p.module, "builtin": p.builtin,
+             "hooks": p.hooks} for p in host.plugins]
+    failed = [{"name": n, "error": e} for n, e in host.failed.items()]
+    if args.json:
+        print(json.dumps({"plugins": rows, "failed": failed}, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="automl_pt plugins")
+    for col in ("name", "version", "module", "hooks"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"] + (" (built-in)" if r["builtin"] else ""), r["version"], r["module"],
+                      "\n".join(r["hooks"]))
+    console = _console()
+    console.print(table)
+    for f in failed:
+        console.print(f"[red]plugin {f['name']!r} failed to load:[/] {f['error']}")
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from .plugins import create_plugin_host
+
+    host = create_plugin_host()
+    registry = host.registry
+    modality = None
+    if args.task:
+        if args.task not in registry.tasks:
+            from .registry import did_you_mean
+
+            raise AutomlError(f"unknown task {args.task!r}{did_you_mean(args.task, list(registry.tasks))}")
+        modality = registry.tasks[args.task].modality
+    items = registry.list_backbones(args.pattern, modality)
+    if args.json:
+        print(json.dumps([{"name": b.name, "modality": b.modality, "parameters": b.parameters,
+                           "source": b.source, "plugin": b.plugin} for b in items], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="backbones (also: hf:ORG/NAME hub names and local folders)")
+    for col in ("name", "modality", "parameters", "source", "plugin"):
+        table.add_column(col)
+    for b in items:
+        table.add_row(b.name, b.modality, f"{b.parameters / 1e6:.1f}M" if b.parameters else "?",
+                      b.source, b.plugin)
+    _console().print(table)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .export import load
+
+    predictor = load(args.model_dir, device=args.device)
+    path = Path(args.input)
+    if not path.is_file():
+        raise AutomlError(f"{path}: input file not found")
+    prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
+    frame = prediction.to_frame()
+    if args.output:
+        out = Path(args.output)
+        if out.suffix == ".jsonl":
+            frame.to_json(out, orient="records", lines=True)
+        elif out.suffix == ".parquet":
+            frame.to_parquet(out, index=False)
+        else:
+            frame.to_csv(out, index=False)
+    else:
+        sys.stdout.write(frame.to_csv(index=False))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .study import Study
+
+    target = Path(args.target)
+    study = Study.from_config(target if target.is_file() else _study_file_of(target))
+    prepared = study.prepare()
+    from .export import export_best
+    from .study import resolve_device
+    from .trial import TrialRunner
+
+    ostudy = study.optuna_study(prepared, heartbeat=False)
+    runner = TrialRunner(study.config, prepared.host, prepared.task, prepared.data, prepared.space,
+                         resolve_device(study.config.resources.devices), study.run_dir)
+    metrics = export_best(study, prepared, ostudy, runner)
+    _console().print(f"exported {study.run_dir / 'best'}" + (f"; test {metrics}" if metrics else ""))
+    return 0
+
+
+def _study_file_of(run_dir: Path) -> Path:
+    meta = run_dir / "study.json"
+    if not meta.exists():
+        raise AutomlError(f"{run_dir}: not a run directory (no study.json)")
+    source = json.loads(meta.read_text())["config"].get("source")
+    if not source:
+        raise AutomlError(f"{run_dir}: the study was not run from a file; export from Python")
+    return Path(source)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="automl-pt", description="Fine-tune pretrained backbones on your data: Optuna search, "
+        "DuckDB results, exported best model.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run or resume a study: automl-pt run studies/NAME.toml")
+    p.add_argument("study", help="study file (TOML)")
+    p.add_argument("--trials", type=int, help="override study.trials")
+    p.add_argument("--devices", help="override resources.devices (auto | cpu | cuda | cuda:0,1)")
+    p.add_argument("--top", type=int, default=10, help="leaderboard rows to show")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("results", help="leaderboard of a study (file or run directory)")
+    p.add_argument("target", help="study file or run directory")
+    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    p.add_argument("--output", "-o", help="write to this file")
+    p.add_argument("--all", action="store_true", help="every trial with every column")
+    p.add_argument("--top", type=int, default=20)
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("backbones", help="list catalog backbones")
+    p.add_argument("pattern", nargs="?", help="name or wildcard pattern")
+    p.add_argument("--task", help="only backbones for this task")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("predict", help="predict with an exported model: MODEL_DIR INPUT(.csv|.jsonl|.parquet)")
+    p.add_argument("model_dir")
+    p.add_argument("input")
+    p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="re-export the best trial of a study to RUN_DIR/best")
+    p.add_argument("target", help="study file or run directory")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AutomlError as exc:
+        _console(stderr=True).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[yellow]interrupted[/]: run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Read, validate and split a study's data. Everything is checked before any training starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import StudyConfig
+from .errors import DataError
+from .registry import Registry, TaskInfo
+
+MAX_ROWS_LISTED = 10
+
+
+@dataclass
+class Split:
+    """One split: raw inputs, integer labels (``-1`` when unlabelled) and the source rows."""
+
+    name: str
+    inputs: list[Any]
+    labels: np.ndarray
+    rows: np.ndarray          # 1-based data row numbers in the source (for error messages)
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for x in self.inputs:
+            h.update(str(x).encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        h.update(self.labels.tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class StudyData:
+    train: Split
+    validation: Split
+    test: Split | None
+    label_names: list[str]
+
+    def describe(self) -> dict[str, Any]:
+        return {"train": len(self.train), "validation": len(self.validation),
+                "test": len(self.test) if self.test else 0, "labels": self.label_names}
+
+
+def _rows(rows: np.ndarray) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:MAX_ROWS_LISTED])
+    more = f" and {len(rows) - MAX_ROWS_LISTED} more" if len(rows) > MAX_ROWS_LISTED else ""
+    return f"{shown}{more}"
+
+
+def read_frame(source: Any, registry: Registry, options: dict, what: str):
+    """A pandas DataFrame from a path (through the registered readers) or a Python object
+    (DataFrame, list of dicts, dict of lists, Hugging Face ``datasets.Dataset``)."""
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        for reader in registry.readers.values():
+            if reader.accepts(path):
+                try:
+                    return reader.read(path, options)
+                except DataError:
+                    raise
+                except Exception as exc:
+                    raise DataError(f"{what}: cannot read {path} with the {reader.name!r} reader: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        raise DataError(f"{what}: no data reader accepts {path} (readers: "
+                        f"{', '.join(f'{r.name} ({r.description})' for r in registry.readers.values())})")
+    if hasattr(source, "to_pandas"):
+        return source.to_pandas()
+    if isinstance(source, (list, dict)):
+        return pd.DataFrame(source)
+    raise DataError(f"{what}: unsupported data object {type(source).__name__}; give a path, a pandas "
+                    "DataFrame, a list of dicts or a datasets.Dataset")
+
+
+def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: str,
+                    require_labels: bool = True) -> tuple[list[Any], list[str | None], np.ndarray]:
+    import pandas as pd
+
+    for col in (input_col, label_col) if require_labels else (input_col,):
+        if col not in frame.columns:
+            raise DataError(f"{source}: no column {col!r} (columns: {', '.join(map(str, frame.columns))}); "
+                            f"set data.{'label_column' if col == label_col else 'text_column'} in the study")
+    if len(frame) == 0:
+        raise DataError(f"{source}: {name} data is empty")
+    rows = np.arange(1, len(frame) + 1)
+    inputs = frame[input_col].tolist()
+    empty = np.array([x is None or (isinstance(x, float) and np.isnan(x)) or
+                      (isinstance(x, str) and not x.strip()) for x in inputs])
+    if empty.any():
+        raise DataError(f"{source}: {int(empty.sum())} empty value(s) in column {input_col!r} "
+                        f"({name}), data rows {_rows(rows[empty])}")
+    labels: list[str | None] = [None] * len(frame)
+    if label_col in frame.columns:
+        raw = frame[label_col].tolist()
+        missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) or
+                            (isinstance(v, str) and not v.strip()) or pd.isna(v) for v in raw])
+        if missing.any() and require_labels:
+            raise DataError(f"{source}: {int(missing.sum())} missing label(s) in column {label_col!r} "
+                            f"({name}), data rows {_rows(rows[missing])}")
+        labels = [None if m else _label_str(v) for v, m in zip(raw, missing)]
+    return inputs, labels, rows
+
+
+def _label_str(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def _describe(source: Any) -> str:
+    return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
+
+
+def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> StudyData:
+    """Read train / validation / test, check them, map labels to indices and split off a
+    stratified validation set when none is given. Raises :class:`DataError`."""
+    input_col = config.input_column(task.input_key, task.input_key.removesuffix("_column"))
+    label_col = config.data.label_column
+    options = {"base_dir": str(config.source.parent) if config.source else ".",
+               "input_column": input_col, "label_column": label_col,
+               "on_bad_file": config.data.on_bad_file}
+
+    parsed = {}
+    for name in ("train", "validation", "test"):
+        source = getattr(config.data, name)
+        if source is None:
+            continue
+        frame = read_frame(source, registry, options, f"data.{name}")
+        parsed[name] = (_frame_to_split(frame, name, input_col, label_col, _describe(source)),
+                        _describe(source))
+
+    (train_inputs, train_labels, train_rows), train_src = parsed["train"]
+    label_names = sorted(set(train_labels), key=_natural_key)
+    if len(label_names) < 2:
+        raise DataError(f"{train_src}: training data has {len(label_names)} distinct label(s); "
+                        "classification needs at least 2")
+    index = {name: i for i, name in enumerate(label_names)}
+
+    def make(name: str, inputs, labels, rows, src) -> Split:
+        unseen = np.array([lab not in index for lab in labels])
+        if unseen.any():
+            names = sorted({lab for lab, u in zip(labels, unseen) if u})
+            raise DataError(f"{src}: {int(unseen.sum())} row(s) in {name} have labels never seen in "
+                            f"train ({', '.join(map(repr, names[:10]))}), data rows {_rows(rows[unseen])}")
+        return Split(name, list(inputs), np.array([index[lab] for lab in labels], dtype=np.int64),
+                     np.asarray(rows), src)
+
+    train = make("train", train_inputs, train_labels, train_rows, train_src)
+    if "validation" in parsed:
+        (vi, vl, vr), vsrc = parsed["validation"]
+        validation = make("validation", vi, vl, vr, vsrc)
+    else:
+        train, validation = stratified_split(train, config.data.validation_fraction, config.study.seed)
+    test = None
+    if "test" in parsed:
+        (ti, tl, tr), tsrc = parsed["test"]
+        test = make("test", ti, tl, tr, tsrc)
+    return StudyData(train, validation, test, label_names)
+
+
+def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Hold out ``fraction`` of every class (at least one example of classes with two or more)."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(split.labels):
+        idx = np.flatnonzero(split.labels == c)
+        rng.shuffle(idx)
+        n = int(round(len(idx) * fraction))
+        if len(idx) >= 2:
+            n = min(max(n, 1), len(idx) - 1)
+        else:
+            n = 0
+        held.extend(idx[:n].tolist())
+    held_mask = np.zeros(len(split), dtype=bool)
+    held_mask[held] = True
+
+    def take(mask: np.ndarray, name: str) -> Split:
+        pos = np.flatnonzero(mask)
+        return Split(name, [split.inputs[i] for i in pos], split.labels[pos], split.rows[pos],
+                     split.source)
+
+    if not held_mask.any():
+        raise DataError(f"{split.source}: too few examples to hold out a validation set; give "
+                        "data.validation")
+    return take(~held_mask, "train"), take(held_mask, "validation")
+
+
+def _natural_key(s: str):
+    return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
+
+
+def label_names_json(names: list[str]) -> str:
+    return json.dumps(names)

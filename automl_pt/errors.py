@@ -1,0 +1,41 @@
+"""Every error automl_pt raises on purpose derives from :class:`AutomlError`.
+
+The command line catches :class:`AutomlError`, prints its message (no traceback) and exits with
+:attr:`AutomlError.exit_code`.  Messages say what was wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class AutomlError(Exception):
+    """Base class of automl_pt's errors."""
+
+    exit_code = 1
+
+
+class ConfigError(AutomlError):
+    """A study file or config dict is invalid (unknown key, wrong type, impossible range...)."""
+
+    exit_code = 2
+
+
+class DataError(AutomlError):
+    """Input data is unreadable or inconsistent (empty texts, missing labels, unseen labels...)."""
+
+    exit_code = 2
+
+
+class PluginError(AutomlError):
+    """A plugin failed to load or misbehaved."""
+
+
+class BackboneError(AutomlError):
+    """A backbone name cannot be resolved or its weights cannot be loaded."""
+
+    exit_code = 2
+
+
+class ModelLoadError(AutomlError):
+    """An exported model directory is missing files or is inconsistent."""
+
+    exit_code = 2

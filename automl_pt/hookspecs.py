@@ -1,0 +1,99 @@
+"""The hooks a plugin can implement. Every hook is prefixed ``automl_pt_``.
+
+A plugin is a module (or object) with functions decorated by :data:`automl_pt.hookimpl`, exposed
+through the ``automl_pt`` entry-point group::
+
+    [project.entry-points.automl_pt]
+    myplugin = "my_package.plugin"
+
+Registration hooks receive a :class:`~automl_pt.registry.Registry` named ``register``.
+Construction hooks are ``firstresult``: return ``None`` when the request is not yours.
+Per-batch and per-epoch events are not hooks: see :class:`automl_pt.training.TrainerCallback`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import StudyConfig
+    from .registry import BackboneInfo, Param, Registry, TaskInfo
+
+hookspec = pluggy.HookspecMarker("automl_pt")
+
+
+# -- registration ---------------------------------------------------------------------------
+@hookspec
+def automl_pt_register_tasks(register: "Registry") -> None:
+    """Register tasks with ``register.task(TaskInfo(...))``.
+
+    A task names its modality (``text``, ``image``, ``audio``), the ``[data]`` key of its input
+    column, its metrics, and a ``create()`` returning an :class:`automl_pt.model.Task` (head,
+    loss, label handling).
+    """
+
+
+@hookspec
+def automl_pt_register_backbones(register: "Registry") -> None:
+    """Register catalog backbones with ``register.backbone(BackboneInfo(...))``.
+
+    Catalog names are what ``automl-pt backbones`` lists and what ``search.backbones`` accepts
+    besides hub names and local paths (see :func:`automl_pt_resolve_backbone`).
+    """
+
+
+@hookspec
+def automl_pt_register_data_readers(register: "Registry") -> None:
+    """Register data readers (table formats, folder trees) with ``register.reader(DataReader(...))``."""
+
+
+@hookspec
+def automl_pt_register_metrics(register: "Registry") -> None:
+    """Register metrics with ``register.metric(Metric(...))``; tasks refer to them by name."""
+
+
+# -- construction ---------------------------------------------------------------------------
+@hookspec(firstresult=True)
+def automl_pt_resolve_backbone(name: str, modality: str) -> "BackboneInfo | None":
+    """Resolve a backbone that is not in the catalog: a hub name (``hf:org/model``,
+    ``timm:convnext_tiny``) or a local directory / checkpoint file.
+
+    Return ``None`` when ``name`` is not for this plugin or ``modality`` is not yours.
+    Resolution must not download anything: downloads happen in ``BackboneInfo.load``.
+    """
+
+
+@hookspec
+def automl_pt_search_space(task: "TaskInfo", config: "StudyConfig") -> "dict[str, Param] | None":
+    """Default search-space fragment for ``task``: a dict of parameter name to
+    :class:`~automl_pt.registry.Param`.
+
+    Every plugin's fragment is merged; where two define the same name the plugin called first
+    wins (mark generic defaults ``trylast=True``). The study's ``[search.space]`` then narrows or
+    overrides any parameter.
+    """
+
+
+@hookspec(firstresult=True)
+def automl_pt_preprocessor(backbone: Any, task: "TaskInfo", options: dict) -> Any:
+    """Return the preprocessor that turns raw inputs into tensors for ``backbone``
+    (an :class:`automl_pt.model.Preprocessor`), or ``None`` to use ``backbone.preprocessor()``.
+
+    ``options`` are the study's ``[data]`` settings (e.g. ``max_length``).
+    """
+
+
+@hookspec(firstresult=True)
+def automl_pt_augmentation(task: "TaskInfo", backbone: Any, params: dict) -> Any:
+    """Return a callable ``augment(batch: dict[str, Tensor], generator) -> batch`` applied to
+    training batches, or ``None``. ``params`` are the trial's hyperparameters (e.g.
+    ``augmentation_strength``).
+    """
+
+
+@hookspec
+def automl_pt_trial_callbacks(task: "TaskInfo", params: dict) -> "list[Any] | None":
+    """Extra :class:`automl_pt.training.TrainerCallback` objects for a trial (logging,
+    fault injection in tests, custom early stopping). Results of all plugins are concatenated."""

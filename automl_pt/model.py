@@ -1,0 +1,146 @@
+"""The torch-side contracts a plugin implements: :class:`Backbone`, :class:`Preprocessor` and
+:class:`Task`, plus the :class:`ClassificationTask` most plugins can use as is.
+
+A trial's model is ``head(backbone.encode(batch))``: the backbone turns a batch of preprocessed
+tensors into pooled features ``(batch, feature_dim)``, the task's head turns features into logits.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Preprocessor:
+    """Turns raw inputs (texts, image paths, audio paths) into tensors, once per dataset.
+
+    Contract:
+
+    * ``fingerprint`` identifies the transformation (tokenizer + settings); together with the
+      data's fingerprint it keys the on-disk cache, so it must change when the output would.
+    * ``encode(inputs)`` returns a dict of tensors whose first dimension is ``len(inputs)``.
+    * ``collate(batch)`` may trim a batch (e.g. padding to the longest sequence) before the model.
+    * ``save(directory)`` writes what is needed to rebuild it for prediction (tokenizer files...).
+    """
+
+    fingerprint: str = "identity"
+
+    def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return batch
+
+    def save(self, directory: Any) -> None:
+        return None
+
+
+class Backbone(nn.Module):
+    """A pretrained network producing pooled features.
+
+    Subclasses set ``feature_dim`` and ``modality``, and implement :meth:`encode`,
+    :meth:`preprocessor` and :meth:`export`.  ``layer_ids`` (optional) maps parameter names to a
+    depth index for layer-wise learning-rate decay; the default guesses from names such as
+    ``layer.3`` / ``layers.3`` / ``blocks.3`` (embeddings are layer 0).
+    """
+
+    feature_dim: int
+    modality: str = ""
+    name: str = ""
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def preprocessor(self, options: dict) -> Preprocessor:
+        raise NotImplementedError
+
+    def export(self, directory: Any) -> None:
+        """Write the backbone (weights + config) so that the same plugin can resolve the
+        directory again as a local backbone."""
+        raise NotImplementedError
+
+    def set_dropout(self, p: float) -> None:
+        """Set dropout inside the backbone, where it has any (default: every nn.Dropout)."""
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+
+    def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
+        ids: dict[str, int] = {}
+        pattern = re.compile(r"(?:^|\.)(?:layer|layers|blocks|block|h|stages)\.(\d+)\.")
+        max_id = 0
+        for name, _ in self.named_parameters():
+            match = pattern.search(name)
+            if match:
+                ids[name] = int(match.group(1)) + 1
+                max_id = max(max_id, ids[name])
+            elif "embed" in name or "stem" in name or "patch" in name:
+                ids[name] = 0
+        top = max_id + 1
+        for name, _ in self.named_parameters():
+            ids.setdefault(name, top)
+        return top, ids
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, feature_dim: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(feature_dim, num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(features))
+
+
+class Task:
+    """Head, loss and metrics of a task. ``labels`` are the class names seen in training."""
+
+    name: str = ""
+
+    def build_head(self, feature_dim: int, num_labels: int, params: dict) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, params: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(predicted indices, probabilities)`` from logits."""
+        raise NotImplementedError
+
+
+class ClassificationTask(Task):
+    """Single-label classification: linear head over pooled features, cross-entropy with
+    label smoothing, softmax probabilities."""
+
+    def __init__(self, name: str = "classification"):
+        self.name = name
+
+    def build_head(self, feature_dim: int, num_labels: int, params: dict) -> nn.Module:
+        return ClassificationHead(feature_dim, num_labels, float(params.get("dropout", 0.1)))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, params: dict) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.float(), targets,
+                                           label_smoothing=float(params.get("label_smoothing", 0.0)))
+
+    def predict(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probs.argmax(axis=1), probs
+
+
+class TrialModel(nn.Module):
+    """``head(backbone.encode(batch))``. ``features`` bypasses the backbone (linear probe on
+    cached frozen features)."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "features" in batch:
+            return self.head(batch["features"])
+        return self.head(self.backbone.encode(batch))

@@ -1,0 +1,169 @@
+"""The plugin host: builds a pluggy manager in a function, never at import time.
+
+Built-in behaviour is registered as ordinary plugins (``automl_pt.builtin.*``); third-party
+plugins come from the ``automl_pt`` entry-point group; a study can name extra plugin modules.
+
+Escape hatches (comma-separated plugin names):
+
+* ``AUTOML_PT_PLUGINS``: load only these entry-point plugins (empty string: none);
+* ``AUTOML_PT_DISABLE_PLUGINS``: never load these.
+
+A plugin that fails to import is recorded in :attr:`PluginHost.failed` with its error and reported
+by ``automl-pt plugins``; it does not stop the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+
+hookimpl = pluggy.HookimplMarker("automl_pt")
+
+ENTRY_POINT_GROUP = "automl_pt"
+ALLOW_ENV = "AUTOML_PT_PLUGINS"
+BLOCK_ENV = "AUTOML_PT_DISABLE_PLUGINS"
+
+BUILTIN_PLUGINS = (
+    "automl_pt.builtin.tables",
+    "automl_pt.builtin.metrics",
+    "automl_pt.builtin.search_space",
+)
+
+
+@dataclass
+class PluginRecord:
+    name: str
+    module: str
+    version: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PluginHost:
+    """A plugin manager plus what was loaded, what failed and the merged registry."""
+
+    pm: pluggy.PluginManager
+    plugins: list[PluginRecord]
+    failed: dict[str, str]
+    _registry: Registry | None = None
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    @property
+    def registry(self) -> Registry:
+        """Collect registrations from every plugin (once; cached)."""
+        if self._registry is None:
+            registry = Registry()
+            for hook_name in ("automl_pt_register_metrics", "automl_pt_register_data_readers",
+                              "automl_pt_register_tasks", "automl_pt_register_backbones"):
+                caller = getattr(self.pm.hook, hook_name)
+                for impl in caller.get_hookimpls():
+                    registry.current_plugin = self.pm.get_name(impl.plugin) or ""
+                    try:
+                        impl.function(register=registry)
+                    except PluginError:
+                        raise
+                    except Exception as exc:  # a plugin bug: name the plugin
+                        raise PluginError(
+                            f"plugin {registry.current_plugin!r} failed in {hook_name}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+            registry.current_plugin = ""
+            self._registry = registry
+        return self._registry
+
+    def failure_hint(self) -> str:
+        if not self.failed:
+            return ""
+        return " (plugins that failed to load: " + "; ".join(
+            f"{n}: {e.splitlines()[-1] if e else e}" for n, e in self.failed.items()) + ")"
+
+
+def _names_from_env(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _dist_version(module_name: str, ep: metadata.EntryPoint | None = None) -> str:
+    if ep is not None and getattr(ep, "dist", None) is not None:
+        return ep.dist.version
+    top = module_name.split(".")[0]
+    try:
+        dists = metadata.packages_distributions().get(top, [])
+        if dists:
+            return metadata.version(dists[0])
+    except Exception:
+        pass
+    return "?"
+
+
+def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
+                       builtins: bool = True) -> PluginHost:
+    """Build a fresh plugin manager.
+
+    ``entry_points=False`` skips installed plugins (tests use this for isolation); ``extra`` are
+    plugin objects or importable module names to register too (a study's ``plugins`` list).
+    """
+    pm = pluggy.PluginManager("automl_pt")
+    pm.add_hookspecs(hookspecs)
+    records: list[PluginRecord] = []
+    failed: dict[str, str] = {}
+    core_version = _dist_version("automl_pt")
+
+    if builtins:
+        for module_name in BUILTIN_PLUGINS:
+            module = importlib.import_module(module_name)
+            pm.register(module, name=module_name.rsplit(".", 1)[-1])
+            records.append(PluginRecord(module_name.rsplit(".", 1)[-1], module_name,
+                                        core_version, True))
+
+    if entry_points:
+        allow = _names_from_env(ALLOW_ENV)
+        block = _names_from_env(BLOCK_ENV) or set()
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in block or (allow is not None and ep.name not in allow):
+                continue
+            if pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+                pm.register(plugin, name=ep.name)
+            except Exception as exc:
+                failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            records.append(PluginRecord(ep.name, ep.value, _dist_version(ep.value, ep), False))
+
+    for item in extra:
+        try:
+            plugin = importlib.import_module(item) if isinstance(item, str) else item
+            name = item if isinstance(item, str) else getattr(item, "__name__", repr(item))
+            if pm.has_plugin(name) or pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=name)
+        except Exception as exc:
+            raise PluginError(f"plugin {item!r} could not be loaded: {type(exc).__name__}: {exc}") from exc
+        module_name = getattr(plugin, "__name__", name)
+        records.append(PluginRecord(name, module_name, _dist_version(module_name), False))
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {getattr(exc, 'plugin', '?')!r} implements an unknown hook: {exc}") from exc
+
+    for record in records:
+        plugin = pm.get_plugin(record.name)
+        record.hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
+    return PluginHost(pm=pm, plugins=records, failed=failed)

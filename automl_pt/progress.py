@@ -1,0 +1,68 @@
+"""Live progress for a study: trials n/N with the best value so far, and the running trial's
+epoch / step. Uses rich; a no-op when disabled (API calls with ``progress=False``, tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .training import TrainerCallback
+
+
+class StudyProgress(TrainerCallback):
+    def __init__(self, total_trials: int | None, metric: str, enabled: bool = True,
+                 console: Any = None):
+        self.enabled = enabled
+        self.metric = metric
+        self.total = total_trials
+        self._progress = None
+        self._trials_task = None
+        self._steps_task = None
+        self.console = console
+
+    def __enter__(self) -> "StudyProgress":
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                      TextColumn("{task.fields[info]}"), console=self.console,
+                                      transient=False)
+            self._progress.__enter__()
+            self._trials_task = self._progress.add_task("trials", total=self.total, info="")
+            self._steps_task = self._progress.add_task("trial", total=None, info="", visible=False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def log(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(message)
+
+    def trial_started(self, number: int, params: dict) -> None:
+        if self._progress is not None:
+            label = f"trial {number}: {params.get('backbone')} / {params.get('strategy')}"
+            self._progress.reset(self._steps_task, total=None, description=label, info="", visible=True)
+
+    def trials_done(self, finished: int, best: float | None) -> None:
+        if self._progress is not None:
+            info = f"best {self.metric} {best:.4f}" if best is not None else ""
+            self._progress.update(self._trials_task, completed=finished, info=info)
+
+    # TrainerCallback: per-trial steps and epochs
+    def on_train_begin(self, state) -> None:
+        if self._progress is not None:
+            self._progress.update(self._steps_task, total=state.total_steps, completed=0,
+                                  info=f"epoch 1/{state.epochs}")
+
+    def on_step_end(self, state) -> None:
+        if self._progress is not None:
+            self._progress.update(self._steps_task, completed=state.step)
+
+    def on_epoch_end(self, state) -> None:
+        if self._progress is not None:
+            shown = f"{self.metric} {state.metrics.get(self.metric, float('nan')):.4f}"
+            nxt = f"epoch {min(state.epoch + 1, state.epochs)}/{state.epochs}"
+            self._progress.update(self._steps_task, info=f"{nxt}  loss {state.train_loss:.3f}  {shown}")

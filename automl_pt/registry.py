@@ -1,0 +1,189 @@
+"""Typed objects that plugins hand to the host through registration hooks.
+
+Nothing here imports torch: the registry is built by ``automl-pt plugins`` and ``--help`` too.
+Heavy objects (models, tokenizers) are created lazily by the ``load`` / ``create`` callables.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .errors import PluginError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter of the search space.
+
+    ``kind`` is ``float``, ``int`` or ``categorical``; ``fixed`` is a categorical of one choice.
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any) -> Any:
+        """Ask an Optuna trial for a value of this parameter."""
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high),
+                                     step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, float(self.low), float(self.high),
+                                   step=self.step, log=self.log)
+
+    def describe(self) -> str:
+        if self.kind == "categorical":
+            return "{" + ", ".join(map(str, self.choices)) + "}"
+        scale = " log" if self.log else ""
+        return f"[{self.low:g}, {self.high:g}]{scale}"
+
+
+SearchSpace = dict  # name -> Param
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """A backbone a plugin can build.
+
+    ``load(options)`` returns an :class:`automl_pt.model.Backbone` (an ``nn.Module``); it is called
+    only when a trial needs the model.  ``source`` says where weights come from (a hub id, a path,
+    a PyPI package) and is shown by ``automl-pt backbones``.
+    """
+
+    name: str
+    modality: str
+    load: Callable[..., Any]
+    source: str = ""
+    description: str = ""
+    parameters: int | None = None
+    aliases: tuple[str, ...] = ()
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task: what the inputs are, which head and loss train it, which metrics score it.
+
+    ``create()`` returns an :class:`automl_pt.model.Task`.  ``input_key`` is the ``[data]`` key
+    that names the input column (``text_column``, ``image_column``...).
+    """
+
+    name: str
+    modality: str
+    create: Callable[[], Any]
+    metrics: tuple[str, ...]
+    default_metric: str
+    input_key: str
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class DataReader:
+    """Reads a dataset location into a pandas DataFrame.
+
+    ``accepts(path)`` says whether this reader handles ``path``; ``read(path, options)`` returns a
+    DataFrame whose rows keep the file order (so errors can cite row numbers).
+    """
+
+    name: str
+    accepts: Callable[[Path], bool]
+    read: Callable[[Path, dict], "pd.DataFrame"]
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """``fn(labels, predictions, probabilities) -> float``; ``greater_is_better`` sets direction."""
+
+    name: str
+    fn: Callable[[Any, Any, Any], float]
+    greater_is_better: bool = True
+    plugin: str = ""
+
+
+@dataclass
+class Registry:
+    """What plugins registered. Passed to the ``automl_pt_register_*`` hooks as ``register``.
+
+    Names are unique per kind; registering a name twice raises :class:`PluginError` naming both
+    plugins.
+    """
+
+    backbones: dict[str, BackboneInfo] = field(default_factory=dict)
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    readers: dict[str, DataReader] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    current_plugin: str = ""
+
+    def _add(self, table: dict, kind: str, name: str, obj: Any) -> None:
+        if name in table:
+            raise PluginError(
+                f"{kind} {name!r} is registered twice: by plugin {table[name].plugin!r} and by "
+                f"plugin {self.current_plugin!r}; block one with AUTOML_PT_DISABLE_PLUGINS")
+        table[name] = obj
+
+    def backbone(self, info: BackboneInfo) -> None:
+        info = _with_plugin(info, self.current_plugin)
+        self._add(self.backbones, "backbone", info.name, info)
+
+    def task(self, info: TaskInfo) -> None:
+        self._add(self.tasks, "task", info.name, _with_plugin(info, self.current_plugin))
+
+    def reader(self, reader: DataReader) -> None:
+        self._add(self.readers, "data reader", reader.name, _with_plugin(reader, self.current_plugin))
+
+    def metric(self, metric: Metric) -> None:
+        self._add(self.metrics, "metric", metric.name, _with_plugin(metric, self.current_plugin))
+
+    # -- lookups ---------------------------------------------------------------------------
+    def find_backbone(self, name: str) -> BackboneInfo | None:
+        if name in self.backbones:
+            return self.backbones[name]
+        for info in self.backbones.values():
+            if name in info.aliases:
+                return info
+        return None
+
+    def list_backbones(self, pattern: str | None = None, modality: str | None = None
+                       ) -> list[BackboneInfo]:
+        out = []
+        for info in sorted(self.backbones.values(), key=lambda i: i.name):
+            if modality and info.modality != modality:
+                continue
+            if pattern and not (fnmatch.fnmatch(info.name, pattern) or pattern in info.name):
+                continue
+            out.append(info)
+        return out
+
+    def get_task(self, name: str) -> TaskInfo:
+        if name not in self.tasks:
+            raise KeyError(name)
+        return self.tasks[name]
+
+
+def _with_plugin(obj: Any, plugin: str) -> Any:
+    if getattr(obj, "plugin", "") or not plugin:
+        return obj
+    from dataclasses import replace
+
+    return replace(obj, plugin=plugin)
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,254 @@
+"""The results store: one DuckDB file per run directory, written by one process only.
+
+Tables (all keyed by ``study``):
+
+* ``studies``: one row per study: task, metric, direction, config, best trial, test metrics;
+* ``trials``: one row per Optuna trial: number, state, value, every param (``params`` JSON plus
+  ``backbone`` / ``strategy`` columns), seed, start / end, duration, device, peak memory,
+  error and traceback, ``state_reason`` (``error``, ``pruned``...);
+* ``epoch_metrics``: long format ``(study, trial, epoch, name, value)``: ``train_loss``,
+  ``samples_per_s``, ``val_<metric>``...
+
+Rows come from the Optuna storage (the source of truth for trial states) and the per-trial Parquet
+files, ingested in bulk (pandas / ``read_parquet``), never row by row.
+When the DuckDB file is locked by a running driver, readers fall back to the same sources.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+TRIAL_COLUMNS = {
+    "study": "VARCHAR", "number": "INTEGER", "state": "VARCHAR", "value": "DOUBLE",
+    "backbone": "VARCHAR", "strategy": "VARCHAR", "params": "JSON", "metrics": "JSON",
+    "seed": "BIGINT", "device": "VARCHAR", "host": "VARCHAR", "peak_memory_mb": "DOUBLE",
+    "best_epoch": "INTEGER", "samples_per_s": "DOUBLE", "datetime_start": "TIMESTAMP",
+    "datetime_complete": "TIMESTAMP", "duration_s": "DOUBLE", "state_reason": "VARCHAR",
+    "error": "VARCHAR", "traceback": "VARCHAR",
+}
+STUDY_COLUMNS = {
+    "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
+    "run_dir": "VARCHAR", "config": "JSON", "environment": "JSON", "n_trials": "INTEGER",
+    "best_trial": "INTEGER", "best_value": "DOUBLE", "test_metrics": "JSON",
+    "data": "JSON", "updated_at": "TIMESTAMP",
+}
+EPOCH_COLUMNS = {"study": "VARCHAR", "trial": "INTEGER", "epoch": "INTEGER", "name": "VARCHAR",
+                 "value": "DOUBLE"}
+
+RESULTS_FILE = "results.duckdb"
+OPTUNA_FILE = "optuna.db"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def trials_frame(optuna_study: Any, study_name: str):
+    """One row per Optuna trial, in the ``trials`` table's columns."""
+    import pandas as pd
+
+    rows = []
+    for t in optuna_study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        start, end = t.datetime_start, t.datetime_complete
+        state = t.state.name
+        reason = attrs.get("state_reason")
+        if state == "PRUNED":
+            reason = "pruned"
+        elif state == "FAIL" and not reason:
+            reason = "stale" if "fail_reason" not in t.system_attrs else "error"
+        rows.append({
+            "study": study_name, "number": t.number, "state": state, "value": t.value,
+            "backbone": t.params.get("backbone"), "strategy": t.params.get("strategy"),
+            "params": _json(t.params), "metrics": _json(attrs.get("metrics")),
+            "seed": attrs.get("seed"), "device": attrs.get("device"), "host": attrs.get("host"),
+            "peak_memory_mb": attrs.get("peak_memory_mb"), "best_epoch": attrs.get("best_epoch"),
+            "samples_per_s": attrs.get("samples_per_s"),
+            "datetime_start": start, "datetime_complete": end,
+            "duration_s": attrs.get("duration_s", (end - start).total_seconds() if start and end else None),
+            "state_reason": reason, "error": attrs.get("error"), "traceback": attrs.get("traceback"),
+        })
+    frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    for col in ("datetime_start", "datetime_complete"):
+        frame[col] = pd.to_datetime(frame[col])
+    return frame
+
+
+def epoch_files(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "trials").glob("*/epochs.parquet"))
+
+
+def epochs_frame(run_dir: Path, study_name: str):
+    import pandas as pd
+
+    files = epoch_files(run_dir)
+    if not files:
+        return pd.DataFrame(columns=list(EPOCH_COLUMNS))
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame.insert(0, "study", study_name)
+    return frame[list(EPOCH_COLUMNS)]
+
+
+class ResultStore:
+    """The DuckDB results file of a run directory. Only the study driver (or ``automl-pt
+    results`` when no driver runs) writes it; every write is one transaction."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def _connect(self, read_only: bool = False):
+        import duckdb
+
+        return duckdb.connect(str(self.path), read_only=read_only)
+
+    @staticmethod
+    def _create(con) -> None:
+        for table, cols in (("studies", STUDY_COLUMNS), ("trials", TRIAL_COLUMNS),
+                            ("epoch_metrics", EPOCH_COLUMNS)):
+            body = ", ".join(f"{c} {t}" for c, t in cols.items())
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+
+    def record_study(self, meta: dict[str, Any], optuna_study: Any, run_dir: Path) -> None:
+        """Replace this study's rows with the current state of the Optuna storage and the
+        per-trial Parquet files (bulk inserts, one transaction)."""
+        import pandas as pd
+
+        study_name = meta["study"]
+        trials = trials_frame(optuna_study, study_name)
+        files = [str(f) for f in epoch_files(run_dir)]
+        study_row = pd.DataFrame([{c: meta.get(c) for c in STUDY_COLUMNS}], columns=list(STUDY_COLUMNS))
+        for c in ("config", "environment", "test_metrics", "data"):
+            study_row[c] = study_row[c].map(lambda v: v if v is None or isinstance(v, str) else _json(v))
+        study_row["updated_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
+        con = self._connect()
+        try:
+            self._create(con)
+            con.execute("BEGIN TRANSACTION")
+            con.register("study_row", study_row)
+            con.register("trial_rows", trials)
+            con.execute("DELETE FROM studies WHERE study = ?", [study_name])
+            con.execute(f"INSERT INTO studies SELECT {', '.join(STUDY_COLUMNS)} FROM study_row")
+            con.execute("DELETE FROM trials WHERE study = ?", [study_name])
+            con.execute(f"INSERT INTO trials SELECT {', '.join(TRIAL_COLUMNS)} FROM trial_rows")
+            con.execute("DELETE FROM epoch_metrics WHERE study = ?", [study_name])
+            if files:
+                con.execute("INSERT INTO epoch_metrics SELECT ?, trial, epoch, name, value "
+                            "FROM read_parquet(?)", [study_name, files])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: list | None = None):
+        con = self._connect(read_only=True)
+        try:
+            return con.execute(sql, params or []).df()
+        finally:
+            con.close()
+
+
+@dataclass
+class Results:
+    """What a study produced: DataFrames of trials and epochs, the best trial and the exported
+    model directory. Obtain with :meth:`automl_pt.Study.results` or :func:`automl_pt.results`."""
+
+    study: str
+    run_dir: Path
+    metric: str
+    direction: str
+    trials_df: Any
+    epochs_df: Any
+    study_row: dict[str, Any]
+    source: str = "duckdb"
+
+    @property
+    def best_model_dir(self) -> Path:
+        return self.run_dir / "best"
+
+    @property
+    def test_metrics(self) -> dict[str, float] | None:
+        raw = self.study_row.get("test_metrics")
+        return json.loads(raw) if isinstance(raw, str) else raw
+
+    def trials(self):
+        """All trials with every param as its own column (``params.<name>`` flattened)."""
+        import pandas as pd
+
+        frame = self.trials_df.copy()
+        if frame.empty:
+            return frame
+        params = pd.json_normalize([json.loads(p) if isinstance(p, str) else (p or {})
+                                    for p in frame["params"]])
+        params.columns = [c for c in params.columns]
+        for c in params.columns:
+            if c not in frame.columns:
+                frame[c] = params[c].values
+        return frame
+
+    def leaderboard(self):
+        """Completed trials, best first, with the params that matter most."""
+        frame = self.trials()
+        if frame.empty:
+            return frame
+        done = frame[frame["state"] == "COMPLETE"].sort_values(
+            "value", ascending=self.direction == "minimize", kind="stable")
+        cols = ["number", "value", "backbone", "strategy", "learning_rate", "epochs",
+                "batch_size", "best_epoch", "duration_s"]
+        out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
+        out.insert(0, "rank", range(1, len(out) + 1))
+        return out.rename(columns={"number": "trial", "value": self.metric})
+
+    def curves(self):
+        """Per-epoch metrics, one row per (trial, epoch), one column per metric."""
+        frame = self.epochs_df
+        if frame.empty:
+            return frame
+        return frame.pivot_table(index=["trial", "epoch"], columns="name", values="value").reset_index()
+
+
+def load_results(run_dir: Path, study_name: str | None = None) -> Results:
+    """Read a run directory's results from DuckDB; when the file is locked (a driver is writing)
+    or missing, rebuild the same frames from the Optuna storage and Parquet files."""
+    import duckdb
+
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "study.json"
+    if not meta_path.exists():
+        from .errors import AutomlError
+
+        raise AutomlError(f"{run_dir}: not a run directory (no study.json); run a study first")
+    meta = json.loads(meta_path.read_text())
+    study_name = study_name or meta["study"]
+    store = ResultStore(run_dir / RESULTS_FILE)
+    try:
+        con = duckdb.connect(str(store.path), read_only=True)
+        try:
+            trials = con.execute("SELECT * FROM trials WHERE study = ? ORDER BY number", [study_name]).df()
+            epochs = con.execute("SELECT * FROM epoch_metrics WHERE study = ? ORDER BY trial, epoch",
+                                 [study_name]).df()
+            rows = con.execute("SELECT * FROM studies WHERE study = ?", [study_name]).df()
+        finally:
+            con.close()
+        row = rows.iloc[0].to_dict() if len(rows) else dict(meta)
+        return Results(study_name, run_dir, meta["metric"], meta["direction"], trials, epochs, row)
+    except (duckdb.IOException, duckdb.CatalogException, duckdb.ConnectionException):
+        import optuna
+
+        storage = open_storage_url(meta["optuna_url"])
+        optuna_study = optuna.load_study(study_name=study_name, storage=storage)
+        return Results(study_name, run_dir, meta["metric"], meta["direction"],
+                       trials_frame(optuna_study, study_name), epochs_frame(run_dir, study_name),
+                       dict(meta), source="optuna")
+
+
+def open_storage_url(url: str):
+    """A read/write RDB storage without heartbeat (for readers)."""
+    import optuna
+
+    return optuna.storages.RDBStorage(url)

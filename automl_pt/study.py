@@ -1,0 +1,274 @@
+"""The study driver: validate everything, run Optuna trials, keep DuckDB in sync, export the best.
+
+Usage::
+
+    study = automl_pt.Study.from_config("studies/quickstart-text.toml")
+    results = study.run()
+    results.leaderboard()
+    model = automl_pt.load(results.best_model_dir)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import StudyConfig, config_from_dict, load_config
+from .errors import AutomlError, ConfigError
+from .plugins import PluginHost, create_plugin_host
+from .registry import TaskInfo, did_you_mean
+from .store import OPTUNA_FILE, RESULTS_FILE, ResultStore, Results, load_results
+
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 40
+
+
+def resolve_device(spec: str):
+    """``auto`` → the first CUDA device if there is one, else the CPU."""
+    import torch
+
+    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"resources.devices = {spec!r} but no CUDA device is available; use \"cpu\" or \"auto\"")
+    if spec in ("auto", "cuda"):
+        return torch.device("cuda:0")
+    return torch.device(f"cuda:{spec.split(':', 1)[1].split(',')[0]}")
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for dist in ("automl-pt", "torch", "transformers", "optuna", "duckdb", "timm", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "host": platform.node(), "packages": versions}
+
+
+@dataclass
+class _Prepared:
+    host: PluginHost
+    task: TaskInfo
+    metric: str
+    direction: str
+    space: dict
+    data: Any
+
+
+class Study:
+    """A study defined by a :class:`StudyConfig`. Nothing is written until :meth:`run`."""
+
+    def __init__(self, config: StudyConfig, host: PluginHost | None = None):
+        self.config = config
+        self._host = host
+        self._prepared: _Prepared | None = None
+
+    @classmethod
+    def from_config(cls, config: str | Path | dict | StudyConfig, host: PluginHost | None = None,
+                    base_dir: str | Path = ".", **overrides: Any) -> "Study":
+        """From a study file path, a dict with the study-file keys, or a :class:`StudyConfig`.
+        ``overrides`` are merged section-wise: ``Study.from_config(path, study={"trials": 3})``."""
+        if isinstance(config, StudyConfig):
+            return cls(config, host)
+        if isinstance(config, dict):
+            merged = dict(config)
+            for k, v in overrides.items():
+                merged[k] = {**merged.get(k, {}), **v}
+            return cls(config_from_dict(merged, base_dir=base_dir), host)
+        return cls(load_config(config, overrides=overrides or None), host)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    @property
+    def name(self) -> str:
+        return self.config.study.name
+
+    # -- validation (nothing on disk) -----------------------------------------------------
+    def prepare(self) -> _Prepared:
+        """Load plugins, check task / metric / backbones / search space, read and check the data.
+        Raises :class:`ConfigError`, :class:`DataError`, :class:`BackboneError`."""
+        if self._prepared is not None:
+            return self._prepared
+        from .config import _Where
+        from .data import load_study_data
+        from .search import build_search_space
+
+        cfg = self.config
+        where = _Where(cfg.source, cfg.source.read_text() if cfg.source else None)
+        host = self._host or create_plugin_host(extra=cfg.study.plugins)
+        registry = host.registry
+        if cfg.task.type not in registry.tasks:
+            raise where.error("task", "type", f"unknown task {cfg.task.type!r}"
+                              f"{did_you_mean(cfg.task.type, list(registry.tasks))}; installed tasks: "
+                              f"{', '.join(sorted(registry.tasks)) or 'none'}{host.failure_hint()}")
+        task = registry.tasks[cfg.task.type]
+        metric = cfg.study.metric or task.default_metric
+        if metric not in task.metrics:
+            raise where.error("study", "metric", f"task {task.name!r} has no metric {metric!r}"
+                              f"{did_you_mean(metric, task.metrics)}; choose from {', '.join(task.metrics)}")
+        direction = cfg.study.direction or (
+            "maximize" if registry.metrics[metric].greater_is_better else "minimize")
+        for key in cfg.data.columns:
+            if key != task.input_key:
+                raise where.error("data", key, f"unknown key for task {task.name!r}"
+                                  f"{did_you_mean(key, [task.input_key])}; it reads {task.input_key}")
+        from .trial import resolve_backbone
+
+        for name in cfg.search.backbones:
+            if resolve_backbone(name, task.modality, host) is None:
+                names = [b.name for b in registry.list_backbones(modality=task.modality)]
+                raise where.error("search", "backbones", f"unknown {task.modality} backbone {name!r}"
+                                  f"{did_you_mean(name, names)}; use a catalog name "
+                                  f"({', '.join(names) or 'none installed'}), a hub name such as "
+                                  f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
+        space = build_search_space(cfg, task, host)
+        data = load_study_data(cfg, task, registry)
+        self._prepared = _Prepared(host, task, metric, direction, space, data)
+        return self._prepared
+
+    # -- running --------------------------------------------------------------------------
+    def optuna_url(self) -> str:
+        if self.config.storage.optuna == "sqlite":
+            return f"sqlite:///{(self.run_dir / OPTUNA_FILE).resolve()}"
+        return self.config.storage.optuna
+
+    def optuna_study(self, prepared: _Prepared, heartbeat: bool = True):
+        import optuna
+
+        from .search import make_pruner, make_sampler
+
+        kwargs = {}
+        if heartbeat:
+            kwargs = dict(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+        storage = optuna.storages.RDBStorage(self.optuna_url(), **kwargs)
+        return optuna.create_study(
+            study_name=self.name, storage=storage, load_if_exists=True,
+            direction=prepared.direction, sampler=make_sampler(self.config, prepared.space),
+            pruner=make_pruner(self.config, prepared.space))
+
+    def _meta(self, prepared: _Prepared) -> dict[str, Any]:
+        return {"study": self.name, "task": prepared.task.name, "metric": prepared.metric,
+                "direction": prepared.direction, "run_dir": str(self.run_dir),
+                "optuna_url": self.optuna_url(), "plugins": self.config.study.plugins,
+                "config": self.config.to_dict(), "data": prepared.data.describe()}
+
+    def run(self, progress: bool = True, console: Any = None) -> Results:
+        """Run (or resume) the study until ``study.trials`` trials have finished (complete or
+        pruned) or ``study.timeout`` passes; then score the best trial on the test set and
+        export it to ``<run dir>/best``. Returns the :class:`Results`."""
+        import optuna
+
+        from .progress import StudyProgress
+        from .trial import TrialRunner
+
+        prepared = self.prepare()
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = self._meta(prepared)
+        _atomic_json(self.run_dir / "study.json", meta)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        ostudy = self.optuna_study(prepared)
+        store = ResultStore(self.run_dir / RESULTS_FILE)
+        device = resolve_device(cfg.resources.devices)
+        meta["environment"] = {**environment(), "device": str(device)}
+        started = time.monotonic()
+        consecutive_failures = 0
+        target = cfg.study.trials
+
+        def finished() -> int:
+            states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            return len(ostudy.get_trials(deepcopy=False, states=states))
+
+        with StudyProgress(target, prepared.metric, enabled=progress, console=console) as bar:
+            runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
+                                 device, self.run_dir, callbacks=[bar])
+            bar.trials_done(finished(), _best_value(ostudy))
+            while target is None or finished() < target:
+                if cfg.study.timeout and time.monotonic() - started > cfg.study.timeout:
+                    bar.log("[yellow]study timeout reached[/]")
+                    break
+                before = {t.number for t in ostudy.get_trials(deepcopy=False)}
+                ostudy.optimize(runner.objective, n_trials=1, catch=(Exception,))
+                new = [t for t in ostudy.get_trials(deepcopy=False) if t.number not in before]
+                failed = [t for t in new if t.state == optuna.trial.TrialState.FAIL]
+                for t in failed:
+                    bar.log(f"[red]trial {t.number} failed:[/] {t.user_attrs.get('error', '?')}")
+                consecutive_failures = consecutive_failures + len(failed) if failed else 0
+                self._keep_best_weights_only(ostudy)
+                meta.update(_best_meta(ostudy))
+                store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
+                bar.trials_done(finished(), _best_value(ostudy))
+                if consecutive_failures >= cfg.study.max_failures:
+                    raise AutomlError(f"study {self.name!r} stopped after {consecutive_failures} "
+                                      f"consecutive failed trials; last error: "
+                                      f"{failed[-1].user_attrs.get('error', '?')}. Details: "
+                                      f"automl-pt results {self.run_dir} (trials.traceback)")
+            if _best_value(ostudy) is None:
+                raise AutomlError(f"study {self.name!r}: no trial completed; see the errors above")
+            from .export import export_best
+
+            bar.log("exporting the best model…")
+            test_metrics = export_best(self, prepared, ostudy, runner)
+        meta.update(_best_meta(ostudy))
+        meta["test_metrics"] = test_metrics
+        store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
+        return self.results()
+
+    def _keep_best_weights_only(self, ostudy: Any) -> None:
+        """Trials save their best-epoch weights; only the study's best trial keeps them."""
+        best = _best_trial(ostudy)
+        for path in (self.run_dir / "trials").glob("*/model.safetensors"):
+            if best is None or path.parent.name != f"{best.number:05d}":
+                path.unlink(missing_ok=True)
+
+    def results(self) -> Results:
+        return load_results(self.run_dir, self.name)
+
+
+def _best_trial(ostudy: Any):
+    try:
+        return ostudy.best_trial
+    except ValueError:
+        return None
+
+
+def _best_value(ostudy: Any) -> float | None:
+    best = _best_trial(ostudy)
+    return None if best is None else best.value
+
+
+def _best_meta(ostudy: Any) -> dict[str, Any]:
+    best = _best_trial(ostudy)
+    return {"best_trial": best.number if best else None, "best_value": best.value if best else None}
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run(config: str | Path | dict | StudyConfig, progress: bool = True, **overrides: Any) -> Results:
+    """Run a study from a file, dict or config; see :meth:`Study.run`."""
+    return Study.from_config(config, **overrides).run(progress=progress)
+
+
+def results(run_dir_or_study: str | Path) -> Results:
+    """Results of a run directory or of the study file that names it."""
+    path = Path(run_dir_or_study)
+    if path.is_file():
+        return load_results(load_config(path).run_dir)
+    return load_results(path)
+

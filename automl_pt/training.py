@@ -1,0 +1,238 @@
+"""The fine-tuning loop: plain PyTorch, readable top to bottom.
+
+``fine_tune`` trains ``TrialModel`` = backbone + task head with AdamW over parameter groups
+(head learning-rate multiplier, layer-wise learning-rate decay, no weight decay on biases and
+norms), linear warmup then cosine or linear decay, gradient accumulation over micro-batches, bf16
+autocast on CUDA, and one of three strategies:
+
+* ``linear_probe``: the backbone is frozen; the head trains on features computed once
+  (``batch["features"]``, see :class:`automl_pt.trial.FeatureCache`);
+* ``full``: everything trains from the first step;
+* ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
+
+The best epoch's weights (by the study's validation metric) are kept and returned.
+Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import Task, TrialModel
+from .registry import Metric
+
+
+class TrainerCallback:
+    """Hooks into the loop. ``state`` is the :class:`TrainState` (read it, don't replace it).
+    Raising from ``on_epoch_end`` (e.g. ``optuna.TrialPruned``) stops training."""
+
+    def on_train_begin(self, state: "TrainState") -> None: ...
+    def on_step_end(self, state: "TrainState") -> None: ...
+    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_train_end(self, state: "TrainState") -> None: ...
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    total_steps: int = 0
+    train_loss: float = float("nan")
+    metrics: dict[str, float] = field(default_factory=dict)      # latest validation metrics
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    samples_seen: int = 0
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    samples_per_s: float
+
+
+def device_autocast(device: torch.device):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def param_groups(model: TrialModel, params: dict, train_backbone: bool) -> list[dict]:
+    """AdamW groups: head at ``lr * head_lr_multiplier``; backbone layer ``i`` of ``top`` at
+    ``lr * layer_decay ** (top - i)``; biases and 1-d (norm) weights without weight decay."""
+    lr = float(params["learning_rate"])
+    wd = float(params.get("weight_decay", 0.0))
+    decay = float(params.get("layer_decay", 1.0))
+    groups: dict[tuple[str, int, bool], dict] = {}
+
+    def add(name: str, p: nn.Parameter, group_lr: float, key: tuple[str, int]) -> None:
+        no_wd = p.ndim <= 1 or name.endswith(".bias")
+        g = groups.setdefault((key[0], key[1], no_wd), {"params": [], "lr": group_lr,
+                                                         "weight_decay": 0.0 if no_wd else wd})
+        g["params"].append(p)
+
+    for name, p in model.head.named_parameters():
+        add(name, p, lr * float(params.get("head_lr_multiplier", 1.0)), ("head", 0))
+    if train_backbone:
+        top, ids = model.backbone.num_layers_and_ids()
+        for name, p in model.backbone.named_parameters():
+            layer = ids.get(name, top)
+            add(name, p, lr * decay ** (top - layer), ("backbone", layer))
+    out = list(groups.values())
+    for g in out:
+        g["initial_lr"] = g["lr"]
+    return out
+
+
+def lr_lambda(total_steps: int, warmup_ratio: float, schedule: str) -> Callable[[int], float]:
+    warmup = int(total_steps * warmup_ratio)
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _slice(data: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in data.items()}
+
+
+@torch.no_grad()
+def predict_logits(model: TrialModel, data: dict[str, torch.Tensor], device: torch.device,
+                   batch_size: int, collate: Callable = lambda b: b) -> torch.Tensor:
+    model.eval()
+    n = len(next(iter(data.values())))
+    out = []
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size))
+        batch = _to_device(collate(_slice(data, idx)), device)
+        with device_autocast(device):
+            out.append(model(batch).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(model: TrialModel, task: Task, data: dict[str, torch.Tensor], labels: np.ndarray,
+             metrics: dict[str, Metric], device: torch.device, batch_size: int,
+             collate: Callable = lambda b: b) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    logits = predict_logits(model, data, device, batch_size, collate)
+    preds, probs = task.predict(logits)
+    values = {name: float(m.fn(labels, preds, probs)) for name, m in metrics.items()}
+    return values, preds, probs
+
+
+def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], train_labels: np.ndarray,
+              validation: dict[str, torch.Tensor], validation_labels: np.ndarray, params: dict,
+              metrics: dict[str, Metric], objective_metric: str, maximize: bool,
+              device: torch.device, seed: int, micro_batch_size: int | None = None,
+              collate: Callable = lambda b: b, augment: Callable | None = None,
+              callbacks: list[TrainerCallback] = ()) -> TrainResult:
+    """Train and return the best epoch's weights (on the CPU) and the per-epoch history."""
+    strategy = params.get("strategy", "full")
+    epochs = int(params["epochs"])
+    batch_size = int(params["batch_size"])
+    micro = min(batch_size, int(micro_batch_size or batch_size))
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+
+    probe = strategy == "linear_probe"
+    for p in model.backbone.parameters():
+        p.requires_grad_(not probe)
+    model.to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, params, train_backbone=not probe),
+                                  fused=device.type == "cuda")
+    n = len(train_labels)
+    steps_per_epoch = math.ceil(n / batch_size)
+    state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(state.total_steps, float(params.get("warmup_ratio", 0.0)),
+                             str(params.get("schedule", "cosine"))))
+    unfreeze_at = state.total_steps // 3 if strategy == "freeze_then_unfreeze" else 0
+    if unfreeze_at:
+        model.backbone.requires_grad_(False)
+    targets_all = torch.as_tensor(train_labels, dtype=torch.long)
+    best_state = None
+    best_metrics: dict[str, float] = {}
+    train_seconds = 0.0
+    for cb in callbacks:
+        cb.on_train_begin(state)
+
+    for epoch in range(1, epochs + 1):
+        state.epoch = epoch
+        model.train()
+        if probe:
+            model.backbone.eval()  # frozen features: no dropout noise
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=generator)
+        loss_sum, loss_count = 0.0, 0
+        for start in range(0, n, batch_size):
+            if unfreeze_at and state.step == unfreeze_at:
+                model.backbone.requires_grad_(True)
+            idx = order[start:start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            for m_start in range(0, len(idx), micro):
+                m_idx = idx[m_start:m_start + micro]
+                batch = _to_device(collate(_slice(train, m_idx)), device)
+                if augment is not None:
+                    batch = augment(batch, generator)
+                targets = targets_all[m_idx].to(device, non_blocking=True)
+                with device_autocast(device):
+                    logits = model(batch)
+                loss = task.loss(logits, targets, params)
+                (loss * (len(m_idx) / len(idx))).backward()
+                loss_sum += float(loss.detach()) * len(m_idx)
+                loss_count += len(m_idx)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            state.samples_seen += len(idx)
+            for cb in callbacks:
+                cb.on_step_end(state)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds = time.perf_counter() - t0
+        train_seconds += epoch_seconds
+        state.train_loss = loss_sum / max(1, loss_count)
+        values, _, _ = evaluate(model, task, validation, validation_labels, metrics, device,
+                                max(micro, 64), collate)
+        state.metrics = values
+        row = {"epoch": epoch, "train_loss": state.train_loss, "samples_per_s": n / epoch_seconds,
+               "epoch_seconds": epoch_seconds, "learning_rate": optimizer.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in values.items()}}
+        state.history.append(row)
+        value = values[objective_metric]
+        if state.best_value is None or (value > state.best_value if maximize else value < state.best_value):
+            state.best_value, state.best_epoch = value, epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_metrics = dict(values)
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+
+    for cb in callbacks:
+        cb.on_train_end(state)
+    assert best_state is not None
+    return TrainResult(best_state, state.best_epoch, best_metrics, state.history,
+                       state.samples_seen / max(train_seconds, 1e-9))
+
+
+def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -1,0 +1,247 @@
+"""One trial: build backbone + head from the trial's params, fine-tune, record everything.
+
+:class:`TrialRunner` is what a worker runs for each Optuna trial. It keeps the per-study caches
+that make trials cheap: preprocessed (tokenized / decoded) data per preprocessor and frozen
+backbone features for linear-probe trials, in memory and on disk under ``<run dir>/cache``.
+Per-epoch metrics go to ``<run dir>/trials/<n>/epochs.parquet`` (temp file + rename); workers
+never open the DuckDB results file.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import platform
+import random
+import resource
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import StudyConfig
+from .data import Split, StudyData
+from .model import Backbone, Preprocessor, TrialModel
+from .registry import BackboneInfo, TaskInfo
+from .training import TrainerCallback, fine_tune, predict_logits
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def atomic_write_parquet(frame, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    os.replace(tmp, path)
+
+
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def resolve_backbone(name: str, modality: str, host: Any) -> BackboneInfo | None:
+    info = host.registry.find_backbone(name)
+    if info is not None and info.modality == modality:
+        return info
+    return host.hook.automl_pt_resolve_backbone(name=name, modality=modality)
+
+
+class _EpochRecorder(TrainerCallback):
+    """Writes the per-epoch history to Parquet after every epoch and reports to Optuna."""
+
+    def __init__(self, runner: "TrialRunner", trial: Any, objective_metric: str):
+        self.runner, self.trial, self.metric = runner, trial, objective_metric
+
+    def on_epoch_end(self, state) -> None:
+        import optuna
+
+        self.runner.write_epochs(self.trial.number, state.history)
+        self.trial.report(state.metrics[self.metric], state.epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
+
+
+class TrialRunner:
+    """Runs trials of one study in this process (driver or worker)."""
+
+    def __init__(self, config: StudyConfig, host: Any, task_info: TaskInfo, data: StudyData,
+                 space: dict, device: torch.device, run_dir: Path,
+                 callbacks: list[TrainerCallback] = ()):
+        self.config, self.host, self.task_info, self.data = config, host, task_info, data
+        self.space, self.device, self.run_dir = space, device, run_dir
+        self.callbacks = list(callbacks)
+        self.metrics = {m: host.registry.metrics[m] for m in task_info.metrics}
+        self.metric = config.study.metric or task_info.default_metric
+        self.maximize = (config.study.direction or "maximize") == "maximize"
+        self.cache_dir = run_dir / "cache"
+        self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+        self._features: dict[tuple[str, str, str], torch.Tensor] = {}
+        self.data_options = {"max_length": config.data.max_length,
+                             "base_dir": str(config.source.parent) if config.source else "."}
+
+    # -- caches ---------------------------------------------------------------------------
+    def load_backbone(self, name: str, params: dict) -> tuple[BackboneInfo, Backbone]:
+        info = resolve_backbone(name, self.task_info.modality, self.host)
+        if info is None:
+            raise ValueError(f"backbone {name!r} cannot be resolved")
+        backbone = info.load({"dropout": params.get("dropout"), **self.data_options})
+        return info, backbone
+
+    def preprocessor(self, backbone: Backbone) -> Preprocessor:
+        prep = self.host.hook.automl_pt_preprocessor(backbone=backbone, task=self.task_info,
+                                                     options=self.data_options)
+        return prep or backbone.preprocessor(self.data_options)
+
+    def encoded(self, prep: Preprocessor, split: Split) -> dict[str, torch.Tensor]:
+        """Preprocess a split once per (preprocessor, data); cached in memory and on disk."""
+        key = (prep.fingerprint, split.fingerprint())
+        if key in self._encoded:
+            return self._encoded[key]
+        path = self.cache_dir / f"encoded-{key[0]}-{key[1]}.safetensors"
+        tensors = None
+        if path.exists():
+            from safetensors.torch import load_file
+            try:
+                tensors = load_file(str(path))
+            except Exception:
+                tensors = None  # a torn cache file: rebuild it
+        if tensors is None:
+            tensors = prep.encode(split.inputs)
+            save_state(tensors, path)
+        if self.device.type == "cuda":
+            tensors = {k: v.pin_memory() for k, v in tensors.items()}
+        self._encoded[key] = tensors
+        return tensors
+
+    def features(self, info: BackboneInfo, backbone: Backbone, prep: Preprocessor,
+                 split: Split) -> torch.Tensor:
+        """Frozen backbone features, computed once per (backbone, preprocessor, data)."""
+        bb_key = hashlib.sha256(f"{info.name}|{info.source}".encode()).hexdigest()[:12]
+        key = (bb_key, prep.fingerprint, split.fingerprint())
+        if key in self._features:
+            return self._features[key]
+        path = self.cache_dir / f"features-{'-'.join(key)}.safetensors"
+        feats = None
+        if path.exists():
+            from safetensors.torch import load_file
+            try:
+                feats = load_file(str(path))["features"]
+            except Exception:
+                feats = None
+        if feats is None:
+            backbone.to(self.device).eval()
+            enc = self.encoded(prep, split)
+            model = TrialModel(backbone, torch.nn.Identity())
+            feats = predict_logits(model, enc, self.device, 128, prep.collate)
+            save_state({"features": feats}, path)
+        self._features[key] = feats
+        return feats
+
+    # -- one trial ------------------------------------------------------------------------
+    def objective(self, trial: Any) -> float:
+        from .search import suggest_params
+
+        params = suggest_params(trial, self.space)
+        return self.run_trial(trial, params)
+
+    def run_trial(self, trial: Any, params: dict) -> float:
+        seed = self.config.study.seed + trial.number
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("device", self.device_name())
+        trial.set_user_attr("host", platform.node())
+        started = time.time()
+        for cb in self.callbacks:
+            if hasattr(cb, "trial_started"):
+                cb.trial_started(trial.number, params)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if self.config.resources.num_threads:
+            torch.set_num_threads(self.config.resources.num_threads)
+        model = None
+        try:
+            seed_everything(seed)
+            info, backbone = self.load_backbone(params["backbone"], params)
+            prep = self.preprocessor(backbone)
+            task = self.task_info.create()
+            head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
+            model = TrialModel(backbone, head)
+            if params.get("dropout") is not None:
+                backbone.set_dropout(float(params["dropout"]))
+            if params.get("strategy") == "linear_probe":
+                train = {"features": self.features(info, backbone, prep, self.data.train)}
+                val = {"features": self.features(info, backbone, prep, self.data.validation)}
+                collate = lambda b: b  # noqa: E731
+            else:
+                train = self.encoded(prep, self.data.train)
+                val = self.encoded(prep, self.data.validation)
+                collate = prep.collate
+            augment = None
+            if params.get("strategy") != "linear_probe":
+                augment = self.host.hook.automl_pt_augmentation(task=self.task_info, backbone=backbone,
+                                                                params=params)
+            extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
+                task=self.task_info, params=params) or [] for cb in (cbs or [])]
+            result = fine_tune(
+                model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
+                self.metrics, self.metric, self.maximize, self.device, seed,
+                micro_batch_size=self.config.resources.micro_batch_size, collate=collate,
+                augment=augment,
+                callbacks=[_EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+            save_state(result.best_state, self.trial_dir(trial.number) / "model.safetensors")
+            trial.set_user_attr("best_epoch", result.best_epoch)
+            trial.set_user_attr("metrics", result.best_metrics)
+            trial.set_user_attr("samples_per_s", result.samples_per_s)
+            return result.best_metrics[self.metric]
+        except Exception as exc:
+            import optuna
+
+            if not isinstance(exc, optuna.TrialPruned):
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                trial.set_user_attr("traceback", traceback.format_exc())
+                trial.set_user_attr("state_reason", "error")
+            raise
+        finally:
+            trial.set_user_attr("duration_s", time.time() - started)
+            trial.set_user_attr("peak_memory_mb", peak_memory_mb(self.device))
+            del model
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def trial_dir(self, number: int) -> Path:
+        return self.run_dir / "trials" / f"{number:05d}"
+
+    def write_epochs(self, number: int, history: list[dict]) -> None:
+        import pandas as pd
+
+        rows = [{"trial": number, "epoch": int(h["epoch"]), "name": k, "value": float(v)}
+                for h in history for k, v in h.items() if k != "epoch"]
+        atomic_write_parquet(pd.DataFrame(rows, columns=["trial", "epoch", "name", "value"]),
+                             self.trial_dir(number) / "epochs.parquet")
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return "cpu"

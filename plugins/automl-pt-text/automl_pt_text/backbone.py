@@ -1,0 +1,86 @@
+"""Transformers encoders as automl_pt backbones, and their tokenizer as the preprocessor."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from automl_pt.errors import BackboneError
+from automl_pt.model import Backbone, Preprocessor
+
+DEFAULT_MAX_LENGTH = 256
+
+
+class TokenizerPreprocessor(Preprocessor):
+    """Tokenizes every text once, padded to the longest text of the dataset (capped at
+    ``max_length``); :meth:`collate` trims each batch to its own longest sequence."""
+
+    def __init__(self, tokenizer: Any, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        try:
+            content = tokenizer.backend_tokenizer.to_str()
+        except AttributeError:
+            content = repr(sorted(tokenizer.get_vocab().items()))
+        self.fingerprint = hashlib.sha256(f"{content}|{max_length}".encode()).hexdigest()[:16]
+
+    def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer([str(x) for x in inputs], padding="longest", truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        longest = int(batch["attention_mask"].sum(dim=1).max()) if len(batch["attention_mask"]) else 1
+        return {k: v[:, :max(1, longest)] for k, v in batch.items()}
+
+    def save(self, directory: Any) -> None:
+        self.tokenizer.save_pretrained(str(directory))
+
+
+class TransformersTextBackbone(Backbone):
+    """A transformers encoder; features are the attention-masked mean of the last hidden state
+    (what sentence encoders such as MiniLM are trained for)."""
+
+    modality = "text"
+
+    def __init__(self, model: Any, tokenizer: Any, name: str):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.feature_dim = int(model.config.hidden_size)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        mask_f = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask_f).sum(dim=1) / mask_f.sum(dim=1).clamp(min=1.0)
+
+    def preprocessor(self, options: dict) -> Preprocessor:
+        limit = int(getattr(self.tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH)
+        positions = int(getattr(self.model.config, "max_position_embeddings", limit) or limit)
+        max_length = min(options.get("max_length") or DEFAULT_MAX_LENGTH, limit, positions)
+        return TokenizerPreprocessor(self.tokenizer, max_length)
+
+    def export(self, directory: Any) -> None:
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+def load_transformers_backbone(source: str, name: str, options: dict) -> TransformersTextBackbone:
+    """Load model + tokenizer from a hub id or a local folder. ``trust_remote_code`` stays off
+    unless ``options['trust_remote_code']`` is true."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    trust = bool(options.get("trust_remote_code", False))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
+        model = AutoModel.from_pretrained(source, trust_remote_code=trust)
+    except OSError as exc:
+        where = "local folder" if Path(source).exists() else "Hugging Face hub id"
+        raise BackboneError(f"backbone {name!r}: cannot load {where} {source!r}: {exc}") from exc
+    return TransformersTextBackbone(model, tokenizer, name)

