@@ -22,21 +22,32 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
+_SHORT = {"learning_rate": "lr", "batch_size": "batch", "best_epoch": "best ep",
+          "duration_s": "time", "strategy": "strategy"}
+
+
 def _table(frame, title: str | None = None):
     from rich.table import Table
 
     table = Table(title=title)
     for col in frame.columns:
-        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fiu" else "left")
+        table.add_column(_SHORT.get(str(col), str(col)),
+                         justify="right" if frame[col].dtype.kind in "fiu" else "left")
     for _, row in frame.iterrows():
-        table.add_row(*[_fmt(v) for v in row.tolist()])
+        table.add_row(*[_fmt(v, str(c)) for c, v in zip(frame.columns, row.tolist())])
     return table
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, column: str = "") -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
     if isinstance(v, float):
-        return "" if v != v else (f"{v:.4g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}".rstrip("0").rstrip("."))
-    return "" if v is None else str(v)
+        if column == "duration_s":
+            return f"{v:.0f}s"
+        if column == "learning_rate" or (v != 0 and abs(v) < 1e-3):
+            return f"{v:.1e}"
+        return f"{v:.4f}"
+    return str(v)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

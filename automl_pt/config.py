@@ -337,7 +337,7 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str |
 
     st = values["storage"]
     run_dir = Path(st.get("dir", f"runs/{s['name']}")).expanduser()
-    st["dir"] = run_dir if run_dir.is_absolute() else base_dir / run_dir
+    st["dir"] = (run_dir if run_dir.is_absolute() else base_dir / run_dir).resolve()
     optuna_url = st.get("optuna", "sqlite")
     if optuna_url != "sqlite" and not re.match(r"^(sqlite|postgresql|mysql)(\+\w+)?://", optuna_url):
         raise where.error("storage", "optuna", "use \"sqlite\" (a file in the run directory) or an "

@@ -45,10 +45,13 @@ class StudyData:
     validation: Split
     test: Split | None
     label_names: list[str]
+    skipped: dict[str, list[dict[str, Any]]] = None  # split -> [{"row", "input", "reason"}]
 
     def describe(self) -> dict[str, Any]:
+        skipped = {k: len(v) for k, v in (self.skipped or {}).items()}
         return {"train": len(self.train), "validation": len(self.validation),
-                "test": len(self.test) if self.test else 0, "labels": self.label_names}
+                "test": len(self.test) if self.test else 0, "labels": self.label_names,
+                "skipped_bad_files": skipped, "skipped_total": sum(skipped.values())}
 
 
 def _rows(rows: np.ndarray) -> str:
@@ -134,13 +137,23 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
                "on_bad_file": config.data.on_bad_file}
 
     parsed = {}
+    skipped: dict[str, list[dict[str, Any]]] = {}
     for name in ("train", "validation", "test"):
         source = getattr(config.data, name)
         if source is None:
             continue
         frame = read_frame(source, registry, options, f"data.{name}")
-        parsed[name] = (_frame_to_split(frame, name, input_col, label_col, _describe(source)),
-                        _describe(source))
+        inputs, labels, rows = _frame_to_split(frame, name, input_col, label_col, _describe(source))
+        if task.input_is_path:
+            base = Path(source).parent if isinstance(source, (str, Path)) and Path(source).is_file() \
+                else Path(options["base_dir"])
+            inputs = [str(p) if Path(str(p)).is_absolute() else str(base / str(p)) for p in inputs]
+        if task.check_input is not None:
+            inputs, labels, rows, bad = _check_inputs(task, inputs, labels, rows, name,
+                                                      _describe(source), config.data.on_bad_file)
+            if bad:
+                skipped[name] = bad
+        parsed[name] = ((inputs, labels, rows), _describe(source))
 
     (train_inputs, train_labels, train_rows), train_src = parsed["train"]
     label_names = sorted(set(train_labels), key=_natural_key)
@@ -168,7 +181,36 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
     if "test" in parsed:
         (ti, tl, tr), tsrc = parsed["test"]
         test = make("test", ti, tl, tr, tsrc)
-    return StudyData(train, validation, test, label_names)
+    return StudyData(train, validation, test, label_names, skipped)
+
+
+def _check_inputs(task: TaskInfo, inputs: list, labels: list, rows: np.ndarray, name: str,
+                  source: str, on_bad_file: str):
+    """Run the task's ``check_input`` on every input; raise listing the bad ones, or drop them
+    (``on_bad_file = "skip"``) and return what was skipped."""
+    bad = []
+    for i, x in enumerate(inputs):
+        try:
+            reason = task.check_input(x)
+        except Exception as exc:  # a checker bug must not hide the file: report it as bad
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason:
+            bad.append({"row": int(rows[i]), "input": str(x), "reason": reason, "index": i})
+    if not bad:
+        return inputs, labels, rows, []
+    if on_bad_file != "skip":
+        listed = "\n".join(f"  row {b['row']}: {b['input']}: {b['reason']}" for b in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise DataError(f"{source}: {len(bad)} bad file(s) in {name}:\n{listed}{more}\n"
+                        "Fix or remove them, or set data.on_bad_file = \"skip\" to leave them out.")
+    drop = {b["index"] for b in bad}
+    keep = [i for i in range(len(inputs)) if i not in drop]
+    if not keep:
+        raise DataError(f"{source}: every file in {name} is bad (first: {bad[0]['input']}: "
+                        f"{bad[0]['reason']})")
+    for b in bad:
+        b.pop("index")
+    return ([inputs[i] for i in keep], [labels[i] for i in keep], rows[keep], bad)
 
 
 def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:

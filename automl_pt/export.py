@@ -44,7 +44,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
         raise ModelLoadError(f"weights of the best trial {best.number} are missing ({weights}); "
                              "re-run the study to retrain it")
     info, backbone = runner.load_backbone(params["backbone"], params)
-    prep = runner.preprocessor(backbone)
+    prep = runner.preprocessor(backbone, params["backbone"])
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(prepared.data.label_names), params)
     model = TrialModel(backbone, head)

@@ -20,14 +20,20 @@ class Preprocessor:
 
     Contract:
 
-    * ``fingerprint`` identifies the transformation (tokenizer + settings); together with the
-      data's fingerprint it keys the on-disk cache, so it must change when the output would.
+    * ``fit(train_inputs)`` is called once with the training inputs before any ``encode`` (e.g.
+      to derive a maximum audio duration from the data); the default does nothing.
+    * ``fingerprint`` identifies the transformation (tokenizer + settings, fitted values
+      included); together with the data's fingerprint it keys the on-disk cache, so it must
+      change when the output would.
     * ``encode(inputs)`` returns a dict of tensors whose first dimension is ``len(inputs)``.
     * ``collate(batch)`` may trim a batch (e.g. padding to the longest sequence) before the model.
     * ``save(directory)`` writes what is needed to rebuild it for prediction (tokenizer files...).
     """
 
     fingerprint: str = "identity"
+
+    def fit(self, train_inputs: Sequence[Any]) -> None:
+        return None
 
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError

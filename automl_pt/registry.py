@@ -77,7 +77,9 @@ class TaskInfo:
     """A task: what the inputs are, which head and loss train it, which metrics score it.
 
     ``create()`` returns an :class:`automl_pt.model.Task`.  ``input_key`` is the ``[data]`` key
-    that names the input column (``text_column``, ``image_column``...).
+    that names the input column (``text_column``, ``image_column``...); folder readers name their
+    columns ``path`` and ``label``, so ``input_key`` should default to those (see
+    :meth:`StudyConfig.input_column`).
     """
 
     name: str
@@ -88,6 +90,11 @@ class TaskInfo:
     input_key: str
     description: str = ""
     plugin: str = ""
+    # Inputs are file paths (images, audio): relative paths in a table are resolved against the
+    # table's folder, and ``check_input(path) -> reason | None`` is run on every input before
+    # training so bad files are reported (or skipped with ``data.on_bad_file = "skip"``).
+    input_is_path: bool = False
+    check_input: Callable[[Any], str | None] | None = None
 
 
 @dataclass(frozen=True)

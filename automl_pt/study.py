@@ -148,7 +148,10 @@ class Study:
 
         from .search import make_pruner, make_sampler
 
+        import warnings
+
         kwargs = {}
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if heartbeat:
             kwargs = dict(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))

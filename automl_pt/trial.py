@@ -98,6 +98,7 @@ class TrialRunner:
         self.cache_dir = run_dir / "cache"
         self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         self._features: dict[tuple[str, str, str], torch.Tensor] = {}
+        self._preprocessors: dict[str, Preprocessor] = {}
         self.data_options = {"max_length": config.data.max_length,
                              "base_dir": str(config.source.parent) if config.source else "."}
 
@@ -109,10 +110,15 @@ class TrialRunner:
         backbone = info.load({"dropout": params.get("dropout"), **self.data_options})
         return info, backbone
 
-    def preprocessor(self, backbone: Backbone) -> Preprocessor:
-        prep = self.host.hook.automl_pt_preprocessor(backbone=backbone, task=self.task_info,
-                                                     options=self.data_options)
-        return prep or backbone.preprocessor(self.data_options)
+    def preprocessor(self, backbone: Backbone, name: str) -> Preprocessor:
+        """The backbone's preprocessor, fitted on the training inputs once per backbone name."""
+        if name not in self._preprocessors:
+            prep = self.host.hook.automl_pt_preprocessor(backbone=backbone, task=self.task_info,
+                                                         options=self.data_options)
+            prep = prep or backbone.preprocessor(self.data_options)
+            prep.fit(self.data.train.inputs)
+            self._preprocessors[name] = prep
+        return self._preprocessors[name]
 
     def encoded(self, prep: Preprocessor, split: Split) -> dict[str, torch.Tensor]:
         """Preprocess a split once per (preprocessor, data); cached in memory and on disk."""
@@ -183,7 +189,7 @@ class TrialRunner:
         try:
             seed_everything(seed)
             info, backbone = self.load_backbone(params["backbone"], params)
-            prep = self.preprocessor(backbone)
+            prep = self.preprocessor(backbone, params["backbone"])
             task = self.task_info.create()
             head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
             model = TrialModel(backbone, head)

@@ -66,16 +66,23 @@ class TransformersTextBackbone(Backbone):
         return TokenizerPreprocessor(self.tokenizer, max_length)
 
     def export(self, directory: Any) -> None:
+        quiet_transformers()
         self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+def quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def load_transformers_backbone(source: str, name: str, options: dict) -> TransformersTextBackbone:
     """Load model + tokenizer from a hub id or a local folder. ``trust_remote_code`` stays off
     unless ``options['trust_remote_code']`` is true."""
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     trust = bool(options.get("trust_remote_code", False))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)

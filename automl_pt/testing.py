@@ -1,0 +1,126 @@
+"""Reusable conformance tests for plugins (like Optuna's ``StorageTestCase``).
+
+A plugin's test suite subclasses :class:`PluginContract`, sets ``plugin`` (the module with the
+hook implementations) and implements ``tiny_backbone`` and ``sample_inputs``; pytest then runs
+every contract test against that plugin::
+
+    class TestTextContract(PluginContract):
+        plugin = automl_pt_text
+
+        def tiny_backbone(self, tmp_path):
+            return str(make_tiny_bert(tmp_path / "bert"))   # a name the plugin resolves
+
+        def sample_inputs(self, tmp_path):
+            return ["a first text", "another one", "a third"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .plugins import create_plugin_host
+
+
+class PluginContract:
+    plugin: Any = None
+
+    # -- to implement ---------------------------------------------------------------------
+    def tiny_backbone(self, tmp_path: Path) -> str:
+        """A backbone name (catalog name, hub name or local path) the plugin resolves and loads
+        quickly, with random weights if need be."""
+        raise NotImplementedError
+
+    def sample_inputs(self, tmp_path: Path) -> list[Any]:
+        """A few raw inputs of the plugin's modality (texts, image paths, audio paths)."""
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------------------
+    def host(self):
+        return create_plugin_host(entry_points=False, extra=[self.plugin])
+
+    def modality(self, host) -> str:
+        mine = [t for t in host.registry.tasks.values() if t.plugin == host.pm.get_name(self.plugin)]
+        assert mine, "the plugin registers no task"
+        return mine[0].modality
+
+    # -- the contract -----------------------------------------------------------------------
+    def test_hooks_have_specs(self):
+        host = self.host()  # check_pending() inside raises for an unknown automl_pt_ hook
+        record = [p for p in host.plugins if p.name == host.pm.get_name(self.plugin)][0]
+        assert record.hooks, "the plugin implements no hook"
+        assert all(h.startswith("automl_pt_") for h in record.hooks)
+
+    def test_tasks_are_consistent(self):
+        import torch
+
+        host = self.host()
+        registry = host.registry
+        for task in registry.tasks.values():
+            assert task.default_metric in task.metrics
+            for metric in task.metrics:
+                assert metric in registry.metrics, f"task {task.name} uses unknown metric {metric}"
+            impl = task.create()
+            head = impl.build_head(8, 3, {"dropout": 0.0})
+            logits = head(torch.randn(4, 8))
+            assert logits.shape == (4, 3)
+            loss = impl.loss(logits, torch.tensor([0, 1, 2, 0]), {"label_smoothing": 0.1})
+            assert loss.ndim == 0 and torch.isfinite(loss)
+            preds, probs = impl.predict(logits)
+            assert preds.shape == (4,) and probs.shape == (4, 3)
+
+    def test_foreign_requests_return_none(self):
+        host = self.host()
+        assert host.hook.automl_pt_resolve_backbone(name="no-such-scheme:xyz",
+                                                    modality="no-such-modality") is None
+
+    def test_search_space_fragment_is_valid(self):
+        from .config import config_from_dict
+
+        host = self.host()
+        for task in host.registry.tasks.values():
+            if task.plugin != host.pm.get_name(self.plugin):
+                continue
+            cfg = config_from_dict({"study": {"name": "contract"}, "task": {"type": task.name},
+                                    "data": {"train": [{"x": 1}]}, "search": {"backbones": ["b"]}})
+            for fragment in host.hook.automl_pt_search_space(task=task, config=cfg):
+                for name, p in (fragment or {}).items():
+                    assert p.name == name
+                    if p.kind == "categorical":
+                        assert len(p.choices) >= 1
+                    else:
+                        assert p.low is not None and p.high is not None and p.low <= p.high
+                        assert not p.log or p.low > 0
+
+    def test_backbone_encode_export_reload(self, tmp_path):
+        """Features have the declared width, and an exported backbone reloads through the
+        plugin as a local folder and gives the same features."""
+        import torch
+
+        host = self.host()
+        modality = self.modality(host)
+        name = self.tiny_backbone(tmp_path)
+        info = host.registry.find_backbone(name) or host.hook.automl_pt_resolve_backbone(
+            name=name, modality=modality)
+        assert info is not None, f"plugin cannot resolve its own tiny backbone {name!r}"
+        backbone = info.load({}).eval()
+        prep = backbone.preprocessor({})
+        inputs = self.sample_inputs(tmp_path)
+        prep.fit(inputs)
+        enc = prep.encode(inputs)
+        assert all(len(v) == len(inputs) for v in enc.values())
+        with torch.no_grad():
+            feats = backbone.encode(prep.collate(enc))
+        assert feats.shape == (len(inputs), backbone.feature_dim)
+        out = tmp_path / "exported"
+        out.mkdir()
+        backbone.export(out)
+        prep.save(out)
+        again = host.hook.automl_pt_resolve_backbone(name=str(out), modality=modality)
+        assert again is not None, "the exported folder does not resolve as a local backbone"
+        reloaded = again.load({}).eval()
+        prep2 = reloaded.preprocessor({})
+        enc2 = prep2.encode(inputs)
+        with torch.no_grad():
+            feats2 = reloaded.encode(prep2.collate(enc2))
+        torch.testing.assert_close(feats2, feats, rtol=1e-4, atol=1e-4)
