@@ -60,8 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.setdefault("resources", {})["devices"] = args.devices
     study = Study.from_config(args.study, **overrides)
     console = _console()
-    console.print(f"[bold]automl-pt[/] study [cyan]{study.name}[/] → {study.run_dir}")
     prepared = study.prepare()
+    console.print(f"[bold]automl-pt[/] study [cyan]{study.name}[/] → {study.run_dir}")
     d = prepared.data.describe()
     console.print(f"task {prepared.task.name}: {d['train']} train / {d['validation']} validation / "
                   f"{d['test']} test examples, {len(d['labels'])} labels; optimising "
@@ -262,7 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AutomlError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         _console(stderr=True).print("[yellow]interrupted[/]: run the same command again to resume")

@@ -196,8 +196,7 @@ class _Where:
         where = str(self.source) if self.source else "config"
         line = self.line_of(section, key)
         loc = f"{where}:{line}" if line else where
-        return ConfigError(f"{loc}: [{section}] {key or ''}: {message}".replace(" : ", ": ")
-                           if key else f"{loc}: [{dotted}]: {message}")
+        return ConfigError(f"{loc}: [{section}] {key}: {message}" if key else f"{loc}: [{dotted}]: {message}")
 
 
 def parse_duration(value: Any) -> float:

@@ -149,7 +149,8 @@ def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
     for item in extra:
         try:
             plugin = importlib.import_module(item) if isinstance(item, str) else item
-            name = item if isinstance(item, str) else getattr(item, "__name__", repr(item))
+            name = item if isinstance(item, str) else (getattr(item, "__name__", None)
+                                                        or type(item).__name__)
             if pm.has_plugin(name) or pm.is_registered(plugin):
                 continue
             pm.register(plugin, name=name)

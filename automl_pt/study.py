@@ -207,7 +207,9 @@ class Study:
                 new = [t for t in ostudy.get_trials(deepcopy=False) if t.number not in before]
                 failed = [t for t in new if t.state == optuna.trial.TrialState.FAIL]
                 for t in failed:
-                    bar.log(f"[red]trial {t.number} failed:[/] {t.user_attrs.get('error', '?')}")
+                    from rich.markup import escape
+
+                    bar.log(f"[red]trial {t.number} failed:[/] {escape(str(t.user_attrs.get('error', '?')))}")
                 consecutive_failures = consecutive_failures + len(failed) if failed else 0
                 self._keep_best_weights_only(ostudy)
                 meta.update(_best_meta(ostudy))

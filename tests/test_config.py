@@ -1,0 +1,154 @@
+"""Study-file validation: every error kind names the file, the key and the line; exit code 2;
+nothing is created on disk."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from automl_pt import ConfigError, Study
+from automl_pt.cli import main
+from automl_pt.config import config_from_dict, load_config, parse_duration
+from tests.conftest import study_toml
+
+
+def _error(path, host=None) -> str:
+    with pytest.raises(ConfigError) as info:
+        Study.from_config(path, host=host).prepare()
+    return str(info.value)
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line_of(path, needle):
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(needle)
+
+
+@pytest.fixture
+def study(tmp_path, tiny_bert, topic_data):
+    return study_toml(tmp_path, tiny_bert)
+
+
+def test_valid_study_loads(study, text_host):
+    cfg = load_config(study)
+    assert cfg.study.trials == 3 and cfg.search.sampler == "tpe"
+    assert cfg.run_dir == (study.parent / "run").resolve()
+    Study.from_config(study, host=text_host).prepare()
+    assert not (study.parent / "run").exists()
+
+
+def test_unknown_key_suggests_the_right_one(study, text_host):
+    _edit(study, "trials = 3", "trails = 3")
+    msg = _error(study, text_host)
+    assert f"{study}:{_line_of(study, 'trails')}" in msg
+    assert "trails" in msg and "did you mean 'trials'" in msg
+
+
+def test_unknown_section(study, text_host):
+    study.write_text(study.read_text() + "\n[serach]\nx = 1\n")
+    assert "did you mean 'search'" in _error(study, text_host)
+
+
+@pytest.mark.parametrize("old,new,key,expected", [
+    ("trials = 3", 'trials = "three"', "trials", "expected int"),
+    ("seed = 0", "seed = 1.5", "seed", "expected int"),
+    ('devices = "cpu"', 'devices = "gpu"', "devices", "not auto, cpu, cuda"),
+    ('sampler = "tpe"', 'sampler = "tpee"', "sampler", "did you mean 'tpe'"),
+    ('pruner = "none"', 'pruner = "hyperbnd"', "pruner", "did you mean 'hyperband'"),
+    ("trials = 3", "trials = 0", "trials", "at least 1"),
+    ("max_length = 32", "max_length = -4", "max_length", "at least 1"),
+    ('name = "tiny"', 'name = "tiny study!"', "name", "letters, digits"),
+])
+def test_wrong_types_and_values(study, text_host, old, new, key, expected):
+    _edit(study, old, new)
+    msg = _error(study, text_host)
+    assert key in msg and expected in msg
+    assert f"{study}:{_line_of(study, new)}" in msg
+
+
+def test_impossible_ranges(study, text_host):
+    _edit(study, "low = 1e-4, high = 3e-3", "low = 1e-2, high = 3e-3")
+    msg = _error(study, text_host)
+    assert "learning_rate" in msg and "impossible range" in msg
+    _edit(study, "low = 1e-2, high = 3e-3", "low = 0, high = 3e-3")
+    assert "log range needs low > 0" in _error(study, text_host)
+
+
+def test_missing_data_file(study, text_host):
+    _edit(study, 'test = "data/test.csv"', 'test = "data/nope.csv"')
+    msg = _error(study, text_host)
+    assert "[data] test" in msg and "nope.csv" in msg and "not found" in msg
+
+
+def test_unknown_task_backbone_and_hyperparameter(study, text_host):
+    _edit(study, 'type = "text-classification"', 'type = "text-clasification"')
+    assert "did you mean 'text-classification'" in _error(study, text_host)
+    _edit(study, 'type = "text-clasification"', 'type = "text-classification"')
+
+    text = study.read_text()
+    study.write_text(re.sub(r'backbones = \[.*\]', 'backbones = ["minilm-l7"]', text))
+    msg = _error(study, text_host)
+    assert "unknown text backbone 'minilm-l7'" in msg and "did you mean 'minilm-l6'" in msg
+
+    study.write_text(text.replace("batch_size = [8]", "batch_sise = [8]"))
+    msg = _error(study, text_host)
+    assert "[search.space] batch_sise" in msg and "did you mean 'batch_size'" in msg
+
+
+def test_grid_sampler_needs_lists(study, text_host):
+    _edit(study, 'sampler = "tpe"', 'sampler = "grid"')
+    assert "grid sampler needs a finite list" in _error(study, text_host)
+
+
+def test_invalid_toml_and_missing_required(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nname = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    bad.write_text('[study]\nname = "x"\n[task]\ntype = "text-classification"\n')
+    with pytest.raises(ConfigError, match=r"\[data\] train: missing required key"):
+        load_config(bad)
+
+
+def test_dict_config_accepts_data_objects():
+    cfg = config_from_dict({"study": {"name": "api"}, "task": {"type": "text-classification"},
+                            "data": {"train": [{"text": "a", "label": "x"}]},
+                            "search": {"backbones": "minilm-l6"}})
+    assert cfg.search.backbones == ["minilm-l6"] and cfg.source is None
+    with pytest.raises(ConfigError, match="config: \\[study\\] trials"):
+        config_from_dict({"study": {"name": "api", "trials": -1}, "task": {"type": "t"},
+                          "data": {"train": []}, "search": {"backbones": ["b"]}})
+
+
+def test_durations():
+    assert parse_duration("30m") == 1800 and parse_duration(90) == 90 and parse_duration("2h") == 7200
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_cli_exits_2_and_creates_nothing(study, capsys):
+    _edit(study, "trials = 3", "trails = 3")
+    assert main(["run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'trials'" in err and "Traceback" not in err
+    assert not (study.parent / "run").exists()
+
+
+def test_cli_bad_data_exits_2_without_run_dir(study, topic_data):
+    topic_data["validation"].write_text("text,label\nhello,space\nbye,astrology\n")
+    proc = subprocess.run([sys.executable, "-m", "automl_pt.cli", "run", str(study)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "never seen in train" in proc.stderr and "'astrology'" in proc.stderr
+    assert not (study.parent / "run").exists()
