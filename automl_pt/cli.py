@@ -142,7 +142,10 @@ def cmd_backbones(args: argparse.Namespace) -> int:
         if args.task not in registry.tasks:
             from .registry import did_you_mean
 
-            raise AutomlError(f"unknown task {args.task!r}{did_you_mean(args.task, list(registry.tasks))}")
+            from .errors import ConfigError
+
+            raise ConfigError(f"unknown task {args.task!r}{did_you_mean(args.task, list(registry.tasks))}; "
+                              f"installed: {', '.join(sorted(registry.tasks))}")
         modality = registry.tasks[args.task].modality
     items = registry.list_backbones(args.pattern, modality)
     if args.json:

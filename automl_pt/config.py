@@ -56,6 +56,7 @@ class DataSection:
     label_column: str = "label"
     validation_fraction: float = 0.2
     max_length: int | None = None
+    image_size: int | None = None
     on_bad_file: str = "error"
 
 
@@ -139,6 +140,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "label_column": ((str,), "label column"),
         "validation_fraction": ((float, int), "fraction of train held out when no validation"),
         "max_length": ((int,), "maximum input length (tokens for text)"),
+        "image_size": ((int,), "image side in pixels (default: the backbone's pretrained input size)"),
         "on_bad_file": ((str,), "error | skip"),
     },
     "search": {
@@ -305,6 +307,8 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str |
         raise where.error("data", "validation_fraction", "must be between 0 and 1 (exclusive)")
     if "max_length" in d and d["max_length"] < 1:
         raise where.error("data", "max_length", "must be at least 1")
+    if "image_size" in d and d["image_size"] < 8:
+        raise where.error("data", "image_size", "must be at least 8 (pixels)")
     if "on_bad_file" in d and d["on_bad_file"] not in ON_BAD_FILE:
         raise where.error("data", "on_bad_file", f"must be one of {', '.join(ON_BAD_FILE)}")
 

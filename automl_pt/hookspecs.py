@@ -86,10 +86,14 @@ def automl_pt_preprocessor(backbone: Any, task: "TaskInfo", options: dict) -> An
 
 
 @hookspec(firstresult=True)
-def automl_pt_augmentation(task: "TaskInfo", backbone: Any, params: dict) -> Any:
+def automl_pt_augmentation(task: "TaskInfo", backbone: Any, params: dict, num_labels: int) -> Any:
     """Return a callable ``augment(batch: dict[str, Tensor], generator) -> batch`` applied to
-    training batches, or ``None``. ``params`` are the trial's hyperparameters (e.g.
+    training batches on the device, or ``None``. ``params`` are the trial's hyperparameters (e.g.
     ``augmentation_strength``).
+
+    The batch holds the training targets under ``"targets"`` (class indices, ``(batch,)`` long);
+    an augmentation that mixes examples (mixup, cutmix) may replace them with soft targets
+    ``(batch, num_labels)`` float, which :class:`~automl_pt.model.ClassificationTask` accepts.
     """
 
 

@@ -133,7 +133,7 @@ class ClassificationTask(Task):
                                            label_smoothing=float(params.get("label_smoothing", 0.0)))
 
     def predict(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        probs = torch.softmax(logits.detach().float(), dim=-1).cpu().numpy()
         return probs.argmax(axis=1), probs
 
 

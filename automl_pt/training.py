@@ -192,9 +192,10 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
             for m_start in range(0, len(idx), micro):
                 m_idx = idx[m_start:m_start + micro]
                 batch = _to_device(collate(_slice(train, m_idx)), device)
-                if augment is not None:
-                    batch = augment(batch, generator)
                 targets = targets_all[m_idx].to(device, non_blocking=True)
+                if augment is not None:  # may mix examples and return soft targets
+                    batch = augment({**batch, "targets": targets}, generator)
+                    targets = batch.pop("targets")
                 with device_autocast(device):
                     logits = model(batch)
                 loss = task.loss(logits, targets, params)

@@ -100,6 +100,7 @@ class TrialRunner:
         self._features: dict[tuple[str, str, str], torch.Tensor] = {}
         self._preprocessors: dict[str, Preprocessor] = {}
         self.data_options = {"max_length": config.data.max_length,
+                             "image_size": config.data.image_size,
                              "base_dir": str(config.source.parent) if config.source else "."}
 
     # -- caches ---------------------------------------------------------------------------
@@ -205,8 +206,9 @@ class TrialRunner:
                 collate = prep.collate
             augment = None
             if params.get("strategy") != "linear_probe":
-                augment = self.host.hook.automl_pt_augmentation(task=self.task_info, backbone=backbone,
-                                                                params=params)
+                augment = self.host.hook.automl_pt_augmentation(
+                    task=self.task_info, backbone=backbone, params=params,
+                    num_labels=len(self.data.label_names))
             extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
                 task=self.task_info, params=params) or [] for cb in (cbs or [])]
             result = fine_tune(
