@@ -114,9 +114,11 @@ class Study:
                               f"{', '.join(sorted(registry.tasks)) or 'none'}{host.failure_hint()}")
         task = registry.tasks[cfg.task.type]
         metric = cfg.study.metric or task.default_metric
-        if metric not in task.metrics:
-            raise where.error("study", "metric", f"task {task.name!r} has no metric {metric!r}"
-                              f"{did_you_mean(metric, task.metrics)}; choose from {', '.join(task.metrics)}")
+        if metric not in task.metrics and metric not in registry.metrics:
+            known = sorted(set(task.metrics) | set(registry.metrics))
+            raise where.error("study", "metric", f"unknown metric {metric!r}{did_you_mean(metric, known)}; "
+                              f"task {task.name!r} computes {', '.join(task.metrics)}; registered "
+                              f"metrics: {', '.join(known)}")
         direction = cfg.study.direction or (
             "maximize" if registry.metrics[metric].greater_is_better else "minimize")
         for key in cfg.data.columns:

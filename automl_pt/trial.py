@@ -92,8 +92,9 @@ class TrialRunner:
         self.config, self.host, self.task_info, self.data = config, host, task_info, data
         self.space, self.device, self.run_dir = space, device, run_dir
         self.callbacks = list(callbacks)
-        self.metrics = {m: host.registry.metrics[m] for m in task_info.metrics}
         self.metric = config.study.metric or task_info.default_metric
+        names = dict.fromkeys([*task_info.metrics, self.metric])  # a plugin metric may be chosen
+        self.metrics = {m: host.registry.metrics[m] for m in names}
         self.maximize = (config.study.direction or "maximize") == "maximize"
         self.cache_dir = run_dir / "cache"
         self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}

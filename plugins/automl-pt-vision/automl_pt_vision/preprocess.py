@@ -76,6 +76,10 @@ def check_image(item: Any) -> str | None:
 
     path = Path(str(item))
     if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            if any(not f.startswith(".") for f in files):
+                return "a folder, not an image file"
         return "empty class folder (no image files in it)"
     if not path.is_file():
         return "file not found"
@@ -151,7 +155,7 @@ class ImagePreprocessor(Preprocessor):
         w, h = image.size
         left, top = int(round((w - target_w) / 2.0)), int(round((h - target_h) / 2.0))
         image = image.crop((left, top, left + target_w, top + target_h))
-        return np.asarray(image, dtype=np.uint8)
+        return np.array(image, dtype=np.uint8)  # a writable copy
 
     def _decode_or_reason(self, item: Any) -> tuple[np.ndarray | None, str | None]:
         try:

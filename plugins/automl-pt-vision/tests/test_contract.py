@@ -1,0 +1,96 @@
+"""The plugin contract every automl_pt plugin passes, run against the vision plugin."""
+
+from __future__ import annotations
+
+import automl_pt_vision
+from automl_pt.testing import PluginContract
+from automl_pt_vision.testing import make_image_tree, make_tiny_timm
+
+
+class TestVisionContract(PluginContract):
+    plugin = automl_pt_vision
+
+    def tiny_backbone(self, tmp_path):
+        return str(make_tiny_timm(tmp_path / "tiny", image_size=32))
+
+    def sample_inputs(self, tmp_path):
+        tree = make_image_tree(tmp_path / "images", n_per_class=1, size=40)
+        return sorted(str(p) for p in tree.rglob("*.png"))
+
+
+def test_entry_point_is_declared():
+    from importlib import metadata
+
+    eps = {ep.name: ep.value for ep in metadata.entry_points(group="automl_pt")}
+    assert eps.get("vision") == "automl_pt_vision"
+
+
+def test_registrations(vision_host):
+    registry = vision_host.registry
+    task = registry.tasks["image-classification"]
+    assert task.modality == "image" and task.input_is_path and task.check_input is not None
+    assert set(task.metrics) == {"accuracy", "macro_f1", "top5_accuracy"}
+    names = [b.name for b in registry.list_backbones(modality="image")]
+    assert names == ["efficientnet-lite0", "mobilenetv2-100"]
+    assert "image-folder" in registry.readers
+
+
+def test_catalog_parameter_counts_match_the_models(vision_host):
+    """``automl-pt backbones`` shows these numbers: they must be the real backbone sizes."""
+    import timm
+
+    from automl_pt_vision.weights import CATALOG
+
+    for entry in CATALOG.values():
+        model = timm.create_model(entry.architecture, pretrained=False, num_classes=0)
+        assert vision_host.registry.backbones[entry.name].parameters == \
+            sum(p.numel() for p in model.parameters())
+
+
+def test_resolve_names_without_loading(vision_host, tmp_path, tiny_timm):
+    resolve = vision_host.hook.automl_pt_resolve_backbone
+    hub = resolve(name="timm:convnext_tiny.fb_in22k", modality="image")
+    assert hub is not None and "hub" in hub.source      # resolution itself downloads nothing
+    assert resolve(name="timm:hf-hub:timm/resnet18.a1_in1k", modality="image") is not None
+    assert resolve(name="timm:convnext_tiny.fb_in22k", modality="text") is None
+    assert resolve(name="timm:bad name/x", modality="image") is None
+    assert resolve(name=str(tiny_timm), modality="image").source.startswith("local ")
+    assert resolve(name=str(tmp_path / "missing"), modality="image") is None
+    # a folder with a config.json that is not timm's (a transformers folder) is not ours
+    other = tmp_path / "hf"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "bert"}')
+    assert resolve(name=str(other), modality="image") is None
+
+
+def test_checkpoint_file_with_architecture(vision_host, tmp_path, tiny_timm):
+    """``timm:ARCH=PATH`` loads a plain checkpoint (torch pickle, weights_only) strictly; a file
+    for another architecture is refused with the mismatching keys named."""
+    import pytest
+    import torch
+    from safetensors.torch import load_file
+
+    from automl_pt.errors import BackboneError
+
+    state = load_file(str(tiny_timm / "model.safetensors"))
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"state_dict": state}, ckpt)
+    info = vision_host.hook.automl_pt_resolve_backbone(name=f"timm:test_efficientnet={ckpt}",
+                                                       modality="image")
+    backbone = info.load({})
+    for k, v in backbone.model.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+    wrong = vision_host.hook.automl_pt_resolve_backbone(name=f"timm:test_resnet={ckpt}",
+                                                        modality="image")
+    with pytest.raises(BackboneError, match="does not fit timm model 'test_resnet'"):
+        wrong.load({})
+
+
+def test_image_size_option_sets_the_preprocessing(vision_host, tiny_timm):
+    info = vision_host.hook.automl_pt_resolve_backbone(name=str(tiny_timm), modality="image")
+    default = info.load({})
+    assert default.preprocessor({}).data_config["input_size"] == (3, 32, 32)
+    bigger = info.load({"image_size": 48})
+    prep = bigger.preprocessor({"image_size": 48})
+    assert prep.data_config["input_size"] == (3, 48, 48)
+    assert prep.fingerprint != default.preprocessor({}).fingerprint
