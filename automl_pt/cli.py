@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from .study import results as load
 
+    if args.sync:
+        _sync(args.target)
     res = load(args.target)
     frame = res.trials() if args.all else res.leaderboard()
     if args.format == "table":
@@ -105,6 +107,63 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(out)
     return 0
+
+
+def _sync(target: str) -> None:
+    """Mirror every trial of the (possibly shared) Optuna storage into this machine's DuckDB."""
+    from .store import RESULTS_FILE, ResultStore
+    from .study import Study, driver_running
+
+    path = Path(target)
+    study = Study.from_config(path if path.is_file() else _study_file_of(path))
+    if driver_running(study.run_dir):
+        _console(stderr=True).print("a driver is running this study here; it keeps DuckDB in sync")
+        return
+    prepared = study.prepare()
+    study.run_dir.mkdir(parents=True, exist_ok=True)
+    meta = study._meta(prepared)
+    if not (study.run_dir / "study.json").exists():
+        from .study import _atomic_json
+
+        _atomic_json(study.run_dir / "study.json", meta)
+    ostudy = study.optuna_study(prepared, heartbeat=False)
+    from .study import _best_meta
+
+    meta.update(_best_meta(ostudy))
+    ResultStore(study.run_dir / RESULTS_FILE).record_study(
+        {**meta, "n_trials": len(ostudy.trials)}, ostudy, study.run_dir)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Standalone workers on this machine's devices against a shared (PostgreSQL) storage."""
+    from .config import load_config
+    from .scheduler import device_slots, threads_per_slot
+
+    overrides = {"resources": {"devices": args.devices}} if args.devices else None
+    config = load_config(args.study, overrides=overrides)
+    slots = device_slots(config.resources.devices, config.resources.trials_per_device)
+    threads = threads_per_slot(slots, config.resources.num_threads)
+    console = _console()
+    console.print(f"automl-pt worker: study {config.study.name} on {', '.join(slots)} "
+                  f"(storage {config.storage.optuna})")
+    if len(slots) == 1:
+        from .worker import run_standalone
+
+        ran = run_standalone(str(args.study), overrides, slots[0], threads, console=console)
+        console.print(f"done: this worker ran {ran} trial(s)")
+        return 0
+    import multiprocessing
+
+    from .worker import run_standalone
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=run_standalone, args=(str(args.study), overrides, d, threads))
+             for d in slots]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -234,7 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write to this file")
     p.add_argument("--all", action="store_true", help="every trial with every column")
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--sync", action="store_true",
+                   help="first mirror every trial of the Optuna storage (all machines) into DuckDB")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("worker", help="run trials of a shared study on this machine's devices "
+                       "(several machines, one PostgreSQL storage)")
+    p.add_argument("study", help="study file (its [storage] optuna is a postgresql:// URL)")
+    p.add_argument("--devices", help="override resources.devices on this machine")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("plugins", help="list plugins, versions and the hooks they implement")
     p.add_argument("--json", action="store_true")

@@ -75,12 +75,17 @@ class ResourcesSection:
     micro_batch_size: int | None = None
     num_threads: int | None = None
     trial_timeout: float | None = None
+    workers: str = "process"
+
+
 
 
 @dataclass
 class StorageSection:
     dir: Path
     optuna: str = "sqlite"
+    heartbeat_interval: int = 10
+    grace_period: int = 40
 
 
 @dataclass
@@ -155,10 +160,13 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "micro_batch_size": ((int,), "largest batch per forward pass (gradient accumulation)"),
         "num_threads": ((int,), "CPU threads per trial"),
         "trial_timeout": ((str, int, float), "kill a trial after this long"),
+        "workers": ((str,), "process (one worker process per device slot) | inline (debugging)"),
     },
     "storage": {
         "dir": ((str,), "run directory"),
         "optuna": ((str,), "sqlite | an RDB URL"),
+        "heartbeat_interval": ((int,), "seconds between trial heartbeats"),
+        "grace_period": ((int,), "seconds without heartbeat before a trial counts as dead"),
     },
 }
 _REQUIRED = {"study": ("name",), "task": ("type",), "data": ("train",), "search": ("backbones",)}
@@ -338,7 +346,15 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str |
         except ValueError as exc:
             raise where.error("resources", "trial_timeout", str(exc)) from None
 
+    if "workers" in r and r["workers"] not in ("process", "inline"):
+        raise where.error("resources", "workers", "must be \"process\" or \"inline\"")
+
     st = values["storage"]
+    for key in ("heartbeat_interval", "grace_period"):
+        if key in st and st[key] < 1:
+            raise where.error("storage", key, "must be at least 1 second")
+    if st.get("grace_period", 40) <= st.get("heartbeat_interval", 10):
+        raise where.error("storage", "grace_period", "must be longer than heartbeat_interval")
     run_dir = Path(st.get("dir", f"runs/{s['name']}")).expanduser()
     st["dir"] = (run_dir if run_dir.is_absolute() else base_dir / run_dir).resolve()
     optuna_url = st.get("optuna", "sqlite")

@@ -66,3 +66,51 @@ class StudyProgress(TrainerCallback):
             shown = f"{self.metric} {state.metrics.get(self.metric, float('nan')):.4f}"
             nxt = f"epoch {min(state.epoch + 1, state.epochs)}/{state.epochs}"
             self._progress.update(self._steps_task, info=f"{nxt}  loss {state.train_loss:.3f}  {shown}")
+
+
+class DriverProgress(StudyProgress):
+    """Progress of a driver with worker processes: the trials bar plus one row per worker slot."""
+
+    def __init__(self, total_trials: int | None, metric: str, slots: list[str], enabled: bool = True,
+                 console: Any = None):
+        super().__init__(total_trials, metric, enabled, console)
+        self.slots = slots
+        self._rows: dict[int, Any] = {}
+        self._epochs: dict[int, int] = {}
+
+    def __enter__(self) -> "DriverProgress":
+        super().__enter__()
+        if self._progress is not None:
+            self._progress.update(self._steps_task, visible=False)
+            for slot, device in enumerate(self.slots):
+                self._rows[slot] = self._progress.add_task(f"worker {slot} ({device})", total=None,
+                                                           info="starting")
+        return self
+
+    def _row(self, slot: int, **kw: Any) -> None:
+        if self._progress is not None and slot in self._rows:
+            self._progress.update(self._rows[slot], **kw)
+
+    def worker_state(self, slot: int, device: str, state: str) -> None:
+        if state == "idle":
+            self._row(slot, description=f"worker {slot} ({device})", info="idle")
+        else:
+            self._row(slot, info=state)
+
+    def worker_trial(self, slot: int, number: int, params: dict) -> None:
+        self._row(slot, completed=0, total=None,
+                  info=f"trial {number}: {params.get('backbone')} / {params.get('strategy')}")
+
+    def worker_steps(self, slot: int, total: int, epochs: int) -> None:
+        self._epochs[slot] = epochs
+        self._row(slot, total=total, completed=0)
+
+    def worker_step(self, slot: int, step: int) -> None:
+        self._row(slot, completed=step)
+
+    def worker_epoch(self, slot: int, epoch: int, epochs: int, loss: float, metrics: dict) -> None:
+        if self._progress is not None and slot in self._rows:
+            task = self._progress.tasks[self._rows[slot]]
+            head = str(task.fields.get("info", "")).split("  epoch")[0]
+            value = metrics.get(self.metric, float("nan"))
+            self._row(slot, info=f"{head}  epoch {epoch}/{epochs} loss {loss:.3f} {self.metric} {value:.4f}")

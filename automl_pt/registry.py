@@ -58,8 +58,10 @@ class BackboneInfo:
     """A backbone a plugin can build.
 
     ``load(options)`` returns an :class:`automl_pt.model.Backbone` (an ``nn.Module``); it is called
-    only when a trial needs the model.  ``source`` says where weights come from (a hub id, a path,
-    a PyPI package) and is shown by ``automl-pt backbones``.
+    only when a trial needs the model. ``options`` holds the study's data options and, in a trial,
+    ``options["params"]``: the trial's hyperparameters (e.g. a plugin's ``pooling``).
+    ``source`` says where weights come from (a hub id, a path, a PyPI package) and is shown by
+    ``automl-pt backbones``.
     """
 
     name: str

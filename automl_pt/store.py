@@ -28,7 +28,8 @@ TRIAL_COLUMNS = {
     "seed": "BIGINT", "device": "VARCHAR", "host": "VARCHAR", "peak_memory_mb": "DOUBLE",
     "best_epoch": "INTEGER", "samples_per_s": "DOUBLE", "datetime_start": "TIMESTAMP",
     "datetime_complete": "TIMESTAMP", "duration_s": "DOUBLE", "state_reason": "VARCHAR",
-    "error": "VARCHAR", "traceback": "VARCHAR",
+    "error": "VARCHAR", "traceback": "VARCHAR", "retry_of": "INTEGER", "micro_batch_size": "INTEGER",
+    "oom_retries": "INTEGER", "memory_before_mb": "DOUBLE", "memory_after_mb": "DOUBLE",
 }
 STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
@@ -56,11 +57,13 @@ def trials_frame(optuna_study: Any, study_name: str):
         attrs = t.user_attrs
         start, end = t.datetime_start, t.datetime_complete
         state = t.state.name
-        reason = attrs.get("state_reason")
+        reason = attrs.get("state_reason") if state == "FAIL" else None
         if state == "PRUNED":
             reason = "pruned"
         elif state == "FAIL" and not reason:
-            reason = "stale" if "fail_reason" not in t.system_attrs else "error"
+            reason = "stale"  # failed by the heartbeat check: its worker stopped answering
+        elif state in ("RUNNING", "WAITING", "COMPLETE"):
+            reason = None
         rows.append({
             "study": study_name, "number": t.number, "state": state, "value": t.value,
             "backbone": t.params.get("backbone"), "strategy": t.params.get("strategy"),
@@ -70,7 +73,13 @@ def trials_frame(optuna_study: Any, study_name: str):
             "samples_per_s": attrs.get("samples_per_s"),
             "datetime_start": start, "datetime_complete": end,
             "duration_s": attrs.get("duration_s", (end - start).total_seconds() if start and end else None),
-            "state_reason": reason, "error": attrs.get("error"), "traceback": attrs.get("traceback"),
+            "state_reason": reason,
+            "error": attrs.get("error") if state == "FAIL" else None,
+            "traceback": attrs.get("traceback") if state == "FAIL" else None,
+            "retry_of": t.system_attrs.get("failed_trial"),
+            "micro_batch_size": attrs.get("micro_batch_size"), "oom_retries": attrs.get("oom_retries"),
+            "memory_before_mb": attrs.get("memory_before_mb"),
+            "memory_after_mb": attrs.get("memory_after_mb"),
         })
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     for col in ("datetime_start", "datetime_complete"):
@@ -82,15 +91,36 @@ def epoch_files(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "trials").glob("*/epochs.parquet"))
 
 
-def epochs_frame(run_dir: Path, study_name: str):
+def remote_epochs_frame(optuna_study: Any, run_dir: Path, study_name: str):
+    """Epoch rows of trials whose Parquet file is not on this machine (they ran on another
+    machine against a shared storage), from the history each trial keeps in its user attrs."""
+    import pandas as pd
+
+    local = {int(f.parent.name) for f in epoch_files(run_dir)}
+    rows = []
+    for t in optuna_study.get_trials(deepcopy=False):
+        if t.number in local:
+            continue
+        for h in t.user_attrs.get("history") or []:
+            rows += [{"study": study_name, "trial": t.number, "epoch": int(h["epoch"]), "name": k,
+                      "value": float(v)} for k, v in h.items() if k != "epoch"]
+    return pd.DataFrame(rows, columns=list(EPOCH_COLUMNS))
+
+
+def epochs_frame(run_dir: Path, study_name: str, optuna_study: Any = None):
     import pandas as pd
 
     files = epoch_files(run_dir)
-    if not files:
-        return pd.DataFrame(columns=list(EPOCH_COLUMNS))
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frames = [pd.read_parquet(f) for f in files]
+    frame = (pd.concat(frames, ignore_index=True) if frames
+             else pd.DataFrame(columns=["trial", "epoch", "name", "value"]))
     frame.insert(0, "study", study_name)
-    return frame[list(EPOCH_COLUMNS)]
+    frame = frame[list(EPOCH_COLUMNS)]
+    if optuna_study is not None:
+        remote = remote_epochs_frame(optuna_study, run_dir, study_name)
+        if len(remote):
+            frame = pd.concat([frame, remote], ignore_index=True)
+    return frame.sort_values(["trial", "epoch", "name"], kind="stable").reset_index(drop=True)
 
 
 class ResultStore:
@@ -111,6 +141,11 @@ class ResultStore:
                             ("epoch_metrics", EPOCH_COLUMNS)):
             body = ", ".join(f"{c} {t}" for c, t in cols.items())
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+            for c, t in cols.items():  # files written by an older version gain new columns
+                if c not in have:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {c} {t}")
 
     def record_study(self, meta: dict[str, Any], optuna_study: Any, run_dir: Path) -> None:
         """Replace this study's rows with the current state of the Optuna storage and the
@@ -120,6 +155,7 @@ class ResultStore:
         study_name = meta["study"]
         trials = trials_frame(optuna_study, study_name)
         files = [str(f) for f in epoch_files(run_dir)]
+        remote = remote_epochs_frame(optuna_study, run_dir, study_name)
         study_row = pd.DataFrame([{c: meta.get(c) for c in STUDY_COLUMNS}], columns=list(STUDY_COLUMNS))
         for c in ("config", "environment", "test_metrics", "data"):
             study_row[c] = study_row[c].map(lambda v: v if v is None or isinstance(v, str) else _json(v))
@@ -138,6 +174,9 @@ class ResultStore:
             if files:
                 con.execute("INSERT INTO epoch_metrics SELECT ?, trial, epoch, name, value "
                             "FROM read_parquet(?)", [study_name, files])
+            if len(remote):
+                con.register("remote_rows", remote)
+                con.execute("INSERT INTO epoch_metrics SELECT * FROM remote_rows")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -212,10 +251,13 @@ class Results:
         return frame.pivot_table(index=["trial", "epoch"], columns="name", values="value").reset_index()
 
 
-def load_results(run_dir: Path, study_name: str | None = None) -> Results:
-    """Read a run directory's results from DuckDB; when the file is locked (a driver is writing)
-    or missing, rebuild the same frames from the Optuna storage and Parquet files."""
+def load_results(run_dir: Path, study_name: str | None = None, live: bool | None = None) -> Results:
+    """Read a run directory's results from DuckDB. While a driver runs the study (``live``;
+    detected from its lock by default) or when the file is locked or missing, rebuild the same
+    frames from the Optuna storage and the Parquet files instead: never a lock error."""
     import duckdb
+
+    from .study import driver_running
 
     run_dir = Path(run_dir)
     meta_path = run_dir / "study.json"
@@ -226,7 +268,11 @@ def load_results(run_dir: Path, study_name: str | None = None) -> Results:
     meta = json.loads(meta_path.read_text())
     study_name = study_name or meta["study"]
     store = ResultStore(run_dir / RESULTS_FILE)
+    if live is None:
+        live = driver_running(run_dir)
     try:
+        if live or not store.path.exists():
+            raise duckdb.IOException("read the live sources")
         con = duckdb.connect(str(store.path), read_only=True)
         try:
             trials = con.execute("SELECT * FROM trials WHERE study = ? ORDER BY number", [study_name]).df()
@@ -243,8 +289,8 @@ def load_results(run_dir: Path, study_name: str | None = None) -> Results:
         storage = open_storage_url(meta["optuna_url"])
         optuna_study = optuna.load_study(study_name=study_name, storage=storage)
         return Results(study_name, run_dir, meta["metric"], meta["direction"],
-                       trials_frame(optuna_study, study_name), epochs_frame(run_dir, study_name),
-                       dict(meta), source="optuna")
+                       trials_frame(optuna_study, study_name),
+                       epochs_frame(run_dir, study_name, optuna_study), dict(meta), source="optuna")
 
 
 def open_storage_url(url: str):

@@ -26,8 +26,6 @@ from .plugins import PluginHost, create_plugin_host
 from .registry import TaskInfo, did_you_mean
 from .store import OPTUNA_FILE, RESULTS_FILE, ResultStore, Results, load_results
 
-HEARTBEAT_INTERVAL = 10
-GRACE_PERIOD = 40
 
 
 def resolve_device(spec: str):
@@ -155,7 +153,8 @@ class Study:
         kwargs = {}
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if heartbeat:
-            kwargs = dict(heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+            kwargs = dict(heartbeat_interval=self.config.storage.heartbeat_interval,
+                          grace_period=self.config.storage.grace_period,
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
         storage = optuna.storages.RDBStorage(self.optuna_url(), **kwargs)
         return optuna.create_study(
@@ -172,40 +171,105 @@ class Study:
     def run(self, progress: bool = True, console: Any = None) -> Results:
         """Run (or resume) the study until ``study.trials`` trials have finished (complete or
         pruned) or ``study.timeout`` passes; then score the best trial on the test set and
-        export it to ``<run dir>/best``. Returns the :class:`Results`."""
+        export it to ``<run dir>/best``. Returns the :class:`Results`.
+
+        Trials run in one worker process per device slot (``resources.devices`` ×
+        ``resources.trials_per_device``); ``resources.workers = "inline"`` runs them in this
+        process instead (debugging; no crash containment)."""
+        import optuna
+
+        prepared = self.prepare()
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with DriverLock(self.run_dir):
+            meta = self._meta(prepared)
+            _atomic_json(self.run_dir / "study.json", meta)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            ostudy = self.optuna_study(prepared)
+            from .scheduler import recover_trials
+
+            recovered = recover_trials(ostudy, orphaned_running=cfg.storage.optuna == "sqlite")
+            store = ResultStore(self.run_dir / RESULTS_FILE)
+            meta["environment"] = environment()
+            state = {"last_error": None}
+
+            def record() -> None:
+                self._keep_best_weights_only(ostudy)
+                meta.update(_best_meta(ostudy))
+                try:
+                    store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
+                except Exception as exc:  # a reader holding the file: catch up at the next trial
+                    state["last_error"] = exc
+
+            if cfg.resources.workers == "inline":
+                self._run_inline(prepared, ostudy, record, progress, console, recovered)
+            else:
+                self._run_workers(prepared, ostudy, record, progress, console, recovered)
+            if _best_value(ostudy) is None:
+                raise AutomlError(f"study {self.name!r}: no trial completed; see "
+                                  f"automl-pt results {self.run_dir} --all")
+            from .export import export_best
+            from .trial import TrialRunner
+
+            device = resolve_device(cfg.resources.devices)
+            runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
+                                 device, self.run_dir)
+            test_metrics = export_best(self, prepared, ostudy, runner)
+            meta.update(_best_meta(ostudy))
+            meta["test_metrics"] = test_metrics
+            store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
+        return self.results()
+
+    def _run_workers(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
+                     console: Any, recovered: list[int]) -> None:
+        from .progress import DriverProgress
+        from .scheduler import Scheduler, device_slots, threads_per_slot
+
+        cfg = self.config
+        slots = device_slots(cfg.resources.devices, cfg.resources.trials_per_device)
+        threads = threads_per_slot(slots, cfg.resources.num_threads)
+        payload = self._worker_payload(prepared)
+        with DriverProgress(cfg.study.trials, prepared.metric, slots, enabled=progress,
+                            console=console) as bar:
+            if recovered:
+                bar.log(f"re-queued trial(s) {', '.join(map(str, recovered))} interrupted by the last run")
+
+            def on_trial_end() -> None:
+                record()
+                bar.trials_done(_finished(ostudy), _best_value(ostudy))
+
+            bar.trials_done(_finished(ostudy), _best_value(ostudy))
+            try:
+                Scheduler(self, prepared, ostudy, payload, slots, threads, bar, on_trial_end).run()
+            finally:
+                record()
+            bar.log("exporting the best model…")
+
+    def _run_inline(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
+                    console: Any, recovered: list[int]) -> None:
         import optuna
 
         from .progress import StudyProgress
         from .trial import TrialRunner
 
-        prepared = self.prepare()
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        meta = self._meta(prepared)
-        _atomic_json(self.run_dir / "study.json", meta)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        ostudy = self.optuna_study(prepared)
-        store = ResultStore(self.run_dir / RESULTS_FILE)
+        target = cfg.study.trials
         device = resolve_device(cfg.resources.devices)
-        meta["environment"] = {**environment(), "device": str(device)}
         started = time.monotonic()
         consecutive_failures = 0
-        target = cfg.study.trials
-
-        def finished() -> int:
-            states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-            return len(ostudy.get_trials(deepcopy=False, states=states))
-
         with StudyProgress(target, prepared.metric, enabled=progress, console=console) as bar:
             runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
                                  device, self.run_dir, callbacks=[bar])
-            bar.trials_done(finished(), _best_value(ostudy))
-            while target is None or finished() < target:
+            bar.trials_done(_finished(ostudy), _best_value(ostudy))
+            while target is None or _finished(ostudy) < target:
                 if cfg.study.timeout and time.monotonic() - started > cfg.study.timeout:
                     bar.log("[yellow]study timeout reached[/]")
                     break
                 before = {t.number for t in ostudy.get_trials(deepcopy=False)}
-                ostudy.optimize(runner.objective, n_trials=1, catch=(Exception,))
+                try:
+                    ostudy.optimize(runner.objective, n_trials=1, catch=(Exception,))
+                finally:
+                    record()
                 new = [t for t in ostudy.get_trials(deepcopy=False) if t.number not in before]
                 failed = [t for t in new if t.state == optuna.trial.TrialState.FAIL]
                 for t in failed:
@@ -213,25 +277,40 @@ class Study:
 
                     bar.log(f"[red]trial {t.number} failed:[/] {escape(str(t.user_attrs.get('error', '?')))}")
                 consecutive_failures = consecutive_failures + len(failed) if failed else 0
-                self._keep_best_weights_only(ostudy)
-                meta.update(_best_meta(ostudy))
-                store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
-                bar.trials_done(finished(), _best_value(ostudy))
+                bar.trials_done(_finished(ostudy), _best_value(ostudy))
                 if consecutive_failures >= cfg.study.max_failures:
                     raise AutomlError(f"study {self.name!r} stopped after {consecutive_failures} "
                                       f"consecutive failed trials; last error: "
                                       f"{failed[-1].user_attrs.get('error', '?')}. Details: "
-                                      f"automl-pt results {self.run_dir} (trials.traceback)")
-            if _best_value(ostudy) is None:
-                raise AutomlError(f"study {self.name!r}: no trial completed; see the errors above")
-            from .export import export_best
-
+                                      f"automl-pt results {self.run_dir} --all")
             bar.log("exporting the best model…")
-            test_metrics = export_best(self, prepared, ostudy, runner)
-        meta.update(_best_meta(ostudy))
-        meta["test_metrics"] = test_metrics
-        store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
-        return self.results()
+
+    def _worker_payload(self, prepared: _Prepared) -> dict[str, Any]:
+        """What a worker process needs to rebuild this study. Data given as Python objects is
+        written once to ``<run dir>/worker-data/*.parquet`` for the workers to read."""
+        import copy
+
+        from .data import read_frame
+
+        raw = copy.deepcopy({k: v for k, v in self.config.raw.items() if k != "data"})
+        data = dict(self.config.raw.get("data", {}))
+        folder = self.run_dir / "worker-data"
+        for split in ("train", "validation", "test"):
+            value = getattr(self.config.data, split)
+            if value is None:
+                continue
+            if isinstance(value, (str, Path)):
+                data[split] = str(value)
+            else:
+                folder.mkdir(exist_ok=True)
+                frame = read_frame(value, prepared.host.registry, {}, f"data.{split}")
+                path = folder / f"{split}.parquet"
+                frame.to_parquet(path, index=False)
+                data[split] = str(path)
+        raw["data"] = data
+        raw.setdefault("storage", {})["dir"] = str(self.run_dir)
+        base_dir = str(self.config.source.parent) if self.config.source else "."
+        return {"raw": raw, "base_dir": base_dir}
 
     def _keep_best_weights_only(self, ostudy: Any) -> None:
         """Trials save their best-epoch weights; only the study's best trial keeps them."""
@@ -242,6 +321,63 @@ class Study:
 
     def results(self) -> Results:
         return load_results(self.run_dir, self.name)
+
+
+def _finished(ostudy: Any) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(ostudy.get_trials(deepcopy=False, states=states))
+
+
+class DriverLock:
+    """An exclusive lock on ``<run dir>/driver.lock`` held while a driver runs the study: a second
+    driver on the same run directory is refused, and readers know a driver is writing."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "driver.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "DriverLock":
+        import fcntl
+
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise AutomlError(f"another automl-pt driver is running this study ({self.path}); "
+                              "wait for it, or run 'automl-pt worker' to add devices to it") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def driver_running(run_dir: Path) -> bool:
+    """Whether a driver holds the run directory's lock right now."""
+    import fcntl
+
+    path = Path(run_dir) / "driver.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _best_trial(ostudy: Any):

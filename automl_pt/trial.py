@@ -30,6 +30,9 @@ from .registry import BackboneInfo, TaskInfo
 from .training import TrainerCallback, fine_tune, predict_logits
 
 
+MIN_MICRO_BATCH = 1
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -78,6 +81,7 @@ class _EpochRecorder(TrainerCallback):
         import optuna
 
         self.runner.write_epochs(self.trial.number, state.history)
+        self.trial.set_user_attr("history", state.history)
         self.trial.report(state.metrics[self.metric], state.epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
@@ -100,6 +104,7 @@ class TrialRunner:
         self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         self._features: dict[tuple[str, str, str], torch.Tensor] = {}
         self._preprocessors: dict[str, Preprocessor] = {}
+        self.last_trial_number: int | None = None
         self.data_options = {"max_length": config.data.max_length,
                              "image_size": config.data.image_size,
                              "base_dir": str(config.source.parent) if config.source else "."}
@@ -109,7 +114,8 @@ class TrialRunner:
         info = resolve_backbone(name, self.task_info.modality, self.host)
         if info is None:
             raise ValueError(f"backbone {name!r} cannot be resolved")
-        backbone = info.load({"dropout": params.get("dropout"), **self.data_options})
+        backbone = info.load({"dropout": params.get("dropout"), **self.data_options,
+                              "params": dict(params)})
         return info, backbone
 
     def preprocessor(self, backbone: Backbone, name: str) -> Preprocessor:
@@ -175,10 +181,19 @@ class TrialRunner:
         return self.run_trial(trial, params)
 
     def run_trial(self, trial: Any, params: dict) -> float:
+        """Train one trial; on CUDA out-of-memory retry it in place with half the micro-batch
+        (twice the gradient accumulation, same effective batch) down to ``MIN_MICRO_BATCH``."""
+        import optuna
+
+        self.last_trial_number = trial.number
         seed = self.config.study.seed + trial.number
+        # A retried trial inherits the user attrs of the one that died: start clean.
+        for key in ("error", "traceback", "state_reason", "oom_retries"):
+            trial.set_user_attr(key, None)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("device", self.device_name())
         trial.set_user_attr("host", platform.node())
+        trial.set_user_attr("worker_pid", os.getpid())
         started = time.time()
         for cb in self.callbacks:
             if hasattr(cb, "trial_started"):
@@ -187,57 +202,89 @@ class TrialRunner:
             torch.cuda.reset_peak_memory_stats(self.device)
         if self.config.resources.num_threads:
             torch.set_num_threads(self.config.resources.num_threads)
-        model = None
+        from .worker import memory_mb, release_memory
+
+        release_memory()
+        trial.set_user_attr("memory_before_mb", memory_mb(self.device))
+        micro = int(self.config.resources.micro_batch_size or params["batch_size"])
+        micro = min(micro, int(params["batch_size"]))
+        oom_retries = 0
         try:
-            seed_everything(seed)
-            info, backbone = self.load_backbone(params["backbone"], params)
-            prep = self.preprocessor(backbone, params["backbone"])
-            task = self.task_info.create()
-            head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
-            model = TrialModel(backbone, head)
-            if params.get("dropout") is not None:
-                backbone.set_dropout(float(params["dropout"]))
-            if params.get("strategy") == "linear_probe":
-                train = {"features": self.features(info, backbone, prep, self.data.train)}
-                val = {"features": self.features(info, backbone, prep, self.data.validation)}
-                collate = lambda b: b  # noqa: E731
-            else:
-                train = self.encoded(prep, self.data.train)
-                val = self.encoded(prep, self.data.validation)
-                collate = prep.collate
-            augment = None
-            if params.get("strategy") != "linear_probe":
-                augment = self.host.hook.automl_pt_augmentation(
-                    task=self.task_info, backbone=backbone, params=params,
-                    num_labels=len(self.data.label_names))
-            extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
-                task=self.task_info, params=params) or [] for cb in (cbs or [])]
-            result = fine_tune(
-                model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
-                self.metrics, self.metric, self.maximize, self.device, seed,
-                micro_batch_size=self.config.resources.micro_batch_size, collate=collate,
-                augment=augment,
-                callbacks=[_EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+            while True:
+                try:
+                    result = self._train(trial, params, seed, micro)
+                    break
+                except torch.cuda.OutOfMemoryError as exc:
+                    self._free()
+                    if micro <= MIN_MICRO_BATCH:
+                        trial.set_user_attr("state_reason", "oom")
+                        raise RuntimeError(f"CUDA out of memory even at micro-batch {micro}: {exc}") from exc
+                    micro = max(MIN_MICRO_BATCH, micro // 2)
+                    oom_retries += 1
+                    trial.set_user_attr("oom_retries", oom_retries)
+                    trial.set_user_attr("micro_batch_size", micro)
+            trial.set_user_attr("micro_batch_size", micro)
             save_state(result.best_state, self.trial_dir(trial.number) / "model.safetensors")
             trial.set_user_attr("best_epoch", result.best_epoch)
             trial.set_user_attr("metrics", result.best_metrics)
             trial.set_user_attr("samples_per_s", result.samples_per_s)
-            return result.best_metrics[self.metric]
+            value = result.best_metrics[self.metric]
+            del result
+            return value
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("state_reason", "interrupted")
+            trial.set_user_attr("error", "interrupted (Ctrl-C / SIGTERM); retried on the next run")
+            raise
         except Exception as exc:
-            import optuna
-
-            if not isinstance(exc, optuna.TrialPruned):
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                trial.set_user_attr("traceback", traceback.format_exc())
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("traceback", traceback.format_exc())
+            if trial.user_attrs.get("state_reason") != "oom":
                 trial.set_user_attr("state_reason", "error")
             raise
         finally:
             trial.set_user_attr("duration_s", time.time() - started)
             trial.set_user_attr("peak_memory_mb", peak_memory_mb(self.device))
-            del model
-            gc.collect()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            release_memory()
+            trial.set_user_attr("memory_after_mb", memory_mb(self.device))
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _train(self, trial: Any, params: dict, seed: int, micro: int):
+        seed_everything(seed)
+        info, backbone = self.load_backbone(params["backbone"], params)
+        prep = self.preprocessor(backbone, params["backbone"])
+        task = self.task_info.create()
+        head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
+        model = TrialModel(backbone, head)
+        if params.get("dropout") is not None:
+            backbone.set_dropout(float(params["dropout"]))
+        if params.get("strategy") == "linear_probe":
+            train = {"features": self.features(info, backbone, prep, self.data.train)}
+            val = {"features": self.features(info, backbone, prep, self.data.validation)}
+            collate = lambda b: b  # noqa: E731
+            augment = None
+        else:
+            train = self.encoded(prep, self.data.train)
+            val = self.encoded(prep, self.data.validation)
+            collate = prep.collate
+            augment = self.host.hook.automl_pt_augmentation(
+                task=self.task_info, backbone=backbone, params=params,
+                num_labels=len(self.data.label_names))
+        extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
+            task=self.task_info, params=params) or [] for cb in (cbs or [])]
+        try:
+            return fine_tune(
+                model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
+                self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
+                collate=collate, augment=augment,
+                callbacks=[_EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+        finally:
+            del model, backbone, head
 
     def trial_dir(self, number: int) -> Path:
         return self.run_dir / "trials" / f"{number:05d}"

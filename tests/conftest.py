@@ -64,12 +64,14 @@ def text_host():
 
 
 def study_toml(tmp_path: Path, tiny_bert: Path, extra: str = "", trials: int = 3,
-               space: str = 'epochs = { low = 1, high = 2 }\nbatch_size = [8]') -> Path:
+               space: str = 'epochs = { low = 1, high = 2 }\nbatch_size = [8]',
+               resources: str = "", study: str = "") -> Path:
     text = f"""
 [study]
 name = "tiny"
 trials = {trials}
 seed = 0
+{study}
 
 [task]
 type = "text-classification"
@@ -91,6 +93,7 @@ learning_rate = {{ low = 1e-4, high = 3e-3, log = true }}
 
 [resources]
 devices = "cpu"
+{resources}
 
 [storage]
 dir = "run"

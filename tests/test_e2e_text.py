@@ -49,6 +49,9 @@ def test_duckdb_has_every_trial_with_params_and_epochs(finished_study, tmp_path)
         # the trial's value is its best epoch's validation accuracy
         val_acc = mine[mine["name"] == "val_accuracy"]["value"]
         assert t["value"] == pytest.approx(val_acc.max())
+    assert (trials["memory_after_mb"] > 0).all() and trials["micro_batch_size"].notna().all()
+    # one worker process ran all trials and shared its caches: one tokenized file per split
+    assert len(list((tmp_path / "run" / "cache").glob("encoded-*.safetensors"))) == 3
     assert study_row.loc[0, "study"] == "tiny"
     test_metrics = json.loads(study_row.loc[0, "test_metrics"])
     assert 0.0 <= test_metrics["accuracy"] <= 1.0
@@ -118,7 +121,8 @@ def test_caches_tokenize_once_and_reuse_frozen_features(tmp_path, tiny_bert, top
     monkeypatch.setattr(text_backbone.TokenizerPreprocessor, "encode", count_tokenize)
     monkeypatch.setattr(text_backbone.TransformersTextBackbone, "encode", count_encode)
     path = study_toml(tmp_path, tiny_bert, trials=3,
-                      space='strategy = ["linear_probe"]\nepochs = 2\nbatch_size = [8]')
+                      space='strategy = ["linear_probe"]\nepochs = 2\nbatch_size = [8]',
+                      resources='workers = "inline"')
     Study.from_config(path, host=text_host).run(progress=False)
     # train, validation and test tokenized once each for three trials plus the export.
     assert calls["tokenize"] == 3
