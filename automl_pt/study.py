@@ -10,6 +10,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -181,7 +182,7 @@ class Study:
         prepared = self.prepare()
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with DriverLock(self.run_dir):
+        with DriverLock(self.run_dir), _sigterm_as_interrupt():
             meta = self._meta(prepared)
             _atomic_json(self.run_dir / "study.json", meta)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -315,8 +316,11 @@ class Study:
     def _keep_best_weights_only(self, ostudy: Any) -> None:
         """Trials save their best-epoch weights; only the study's best trial keeps them."""
         best = _best_trial(ostudy)
+        finished = {t.number for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()}
         for path in (self.run_dir / "trials").glob("*/model.safetensors"):
-            if best is None or path.parent.name != f"{best.number:05d}":
+            number = int(path.parent.name)
+            # a trial still running may have saved its weights but not yet reported its value
+            if number in finished and (best is None or number != best.number):
                 path.unlink(missing_ok=True)
 
     def results(self) -> Results:
@@ -328,6 +332,26 @@ def _finished(ostudy: Any) -> int:
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return len(ostudy.get_trials(deepcopy=False, states=states))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops a driver like Ctrl-C: workers stop, running trials are re-queued."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class DriverLock:

@@ -47,9 +47,9 @@ def speed_and_shift(audio: torch.Tensor, length: torch.Tensor, speed: torch.Tens
     hi_c = (lo + 1).clamp(0, s - 1)
     out = torch.gather(audio, 1, lo_c) * (1 - frac) + torch.gather(audio, 1, hi_c) * frac
     out = out * valid
-    # new valid end: the last output index whose source is inside the clip
-    new_len = ((length.float() - 1) / speed + shift).floor().long().clamp(1, s)
-    return out, new_len
+    # new valid end: one past the last output sample whose source lies inside the clip
+    end = (valid * torch.arange(1, s + 1, device=audio.device)[None, :]).amax(dim=1)
+    return out, end.clamp(min=1)
 
 
 def add_noise(audio: torch.Tensor, length: torch.Tensor, snr_db: torch.Tensor,

@@ -112,6 +112,7 @@ class AudioBackbone(Backbone):
     def export(self, directory: Any) -> None:
         from safetensors.torch import save_file
 
+        quiet_transformers()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.save_model(directory)
@@ -300,11 +301,11 @@ def read_model_type(path: Path) -> str | None:
         return None
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # also "Writing model shards" in save_pretrained
 
 
 def _folder_settings(source: str) -> dict[str, Any]:
@@ -323,7 +324,7 @@ def load_audio_backbone(source: str, name: str, options: dict,
     """
     from transformers import AutoConfig
 
-    _quiet_transformers()
+    quiet_transformers()
     trust = bool(options.get("trust_remote_code", False))
     settings = _folder_settings(source) if Path(source).is_dir() else {}
     params = options.get("params") or {}

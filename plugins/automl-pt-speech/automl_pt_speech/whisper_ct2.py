@@ -57,9 +57,14 @@ def whisper_config(model: CT2Model, special: dict[str, int], extra: dict[str, An
 
     v = model.variables
     d_model, n_mels, _ = v["encoder/conv1/weight"].shape
-    eot = special.get("<|endoftext|>", 50256)
+    vocab = int(v["decoder/embeddings/weight"].shape[0])
+
+    def token(text: str, default: int) -> int:  # no tokenizer and a tiny vocabulary: the last id
+        return min(special.get(text, default), vocab - 1)
+
+    eot = token("<|endoftext|>", 50256)
     return WhisperConfig(
-        vocab_size=int(v["decoder/embeddings/weight"].shape[0]),
+        vocab_size=vocab,
         num_mel_bins=int(n_mels), d_model=int(d_model),
         encoder_layers=model.layer_count("encoder"), decoder_layers=model.layer_count("decoder"),
         encoder_attention_heads=int(model.scalar("encoder/num_heads")),
@@ -69,7 +74,7 @@ def whisper_config(model: CT2Model, special: dict[str, int], extra: dict[str, An
         max_source_positions=int(v["encoder/position_encodings/encodings"].shape[0]),
         max_target_positions=int(v["decoder/position_encodings/encodings"].shape[0]),
         pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
-        decoder_start_token_id=special.get("<|startoftranscript|>", eot + 1),
+        decoder_start_token_id=token("<|startoftranscript|>", 50257),
         suppress_tokens=list(extra.get("suppress_ids") or []),
         begin_suppress_tokens=list(extra.get("suppress_ids_begin") or []),
         tie_word_embeddings=True, architectures=["WhisperForConditionalGeneration"],

@@ -1,0 +1,105 @@
+"""The shared plugin contract, run once per audio-encoder family (tiny random weights), and
+backbone resolution (hub names, local folders, catalog, name options) without any network."""
+
+from __future__ import annotations
+
+import pytest
+
+import automl_pt_speech
+from automl_pt.errors import BackboneError
+from automl_pt.testing import PluginContract
+from automl_pt_speech.testing import make_tone_tree
+
+
+class _SpeechContract(PluginContract):
+    plugin = automl_pt_speech
+    family = ""
+
+    def tiny_backbone(self, tmp_path):
+        from automl_pt_speech import testing
+
+        maker = {"wav2vec2": testing.make_tiny_wav2vec2, "whisper": testing.make_tiny_whisper,
+                 "ast": testing.make_tiny_ast}[self.family]
+        return str(maker(tmp_path / f"tiny-{self.family}"))
+
+    def sample_inputs(self, tmp_path):
+        root = make_tone_tree(tmp_path / "clips", n_per_class=2, seed=0)
+        return sorted(str(p) for p in root.rglob("*.*"))
+
+
+class TestWav2Vec2Contract(_SpeechContract):
+    family = "wav2vec2"
+
+
+class TestWhisperContract(_SpeechContract):
+    family = "whisper"
+
+
+class TestASTContract(_SpeechContract):
+    family = "ast"
+
+
+@pytest.mark.parametrize("hub_id", ["facebook/wav2vec2-base", "openai/whisper-tiny",
+                                    "facebook/hubert-base-ls960", "microsoft/wavlm-base-plus",
+                                    "MIT/ast-finetuned-audioset-10-10-0.4593"])
+def test_hub_names_resolve_without_downloading(speech_host, hub_id, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("resolution must not download")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    info = speech_host.hook.automl_pt_resolve_backbone(name=f"hf:{hub_id}", modality="audio")
+    assert info.source == f"Hugging Face hub {hub_id}" and info.modality == "audio"
+    assert speech_host.hook.automl_pt_resolve_backbone(name=f"hf:{hub_id}", modality="text") is None
+
+
+def test_hub_loading_goes_through_transformers_offline(speech_host, monkeypatch):
+    """The hub path really calls transformers with the hub id (offline here: a clear error)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    info = speech_host.hook.automl_pt_resolve_backbone(name="hf:facebook/wav2vec2-base",
+                                                       modality="audio")
+    with pytest.raises(BackboneError, match="cannot load Hugging Face hub id 'facebook/wav2vec2-base'"):
+        info.load({})
+
+
+def test_local_folders_catalog_and_name_options(speech_host, tiny_models, tmp_path):
+    for family, folder in tiny_models.items():
+        info = speech_host.hook.automl_pt_resolve_backbone(name=str(folder), modality="audio")
+        assert info.source.startswith("local "), family
+    not_audio = tmp_path / "bert"
+    not_audio.mkdir()
+    (not_audio / "config.json").write_text('{"model_type": "bert"}')
+    assert speech_host.hook.automl_pt_resolve_backbone(name=str(not_audio), modality="audio") is None
+    assert speech_host.registry.find_backbone("whisper-tiny-en").parameters == 8_208_384
+    assert speech_host.registry.find_backbone("whisper-tiny.en").name == "whisper-tiny-en"
+    info = speech_host.hook.automl_pt_resolve_backbone(name="whisper-tiny-en?window=30",
+                                                       modality="audio")
+    assert info.source.endswith("?window=30")
+    windowed = speech_host.hook.automl_pt_resolve_backbone(
+        name=f"{tiny_models['whisper']}?window=2.5", modality="audio").load({})
+    assert windowed.window == 2.5
+    with pytest.raises(BackboneError, match="unknown option 'windw'"):
+        speech_host.hook.automl_pt_resolve_backbone(name="whisper-tiny-en?windw=3", modality="audio")
+    with pytest.raises(BackboneError, match="unknown option"):
+        speech_host.hook.automl_pt_resolve_backbone(
+            name=f"{tiny_models['wav2vec2']}?window=3", modality="audio").load({})
+    with pytest.raises(BackboneError, match="outside"):
+        speech_host.hook.automl_pt_resolve_backbone(
+            name=f"{tiny_models['whisper']}?window=31", modality="audio").load({})
+
+
+def test_catalog_whisper_loads_the_shipped_weights(speech_host, whisper_ct2):
+    import torch
+
+    backbone = speech_host.registry.find_backbone("whisper-tiny-en").load(
+        {"params": {"pooling": "attention"}})
+    assert backbone.feature_dim == 384 and backbone.window is None
+    assert backbone.pool.kind == "attention"
+    assert sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("pool.")) \
+        == 8_208_384
+    # pretrained, not random: the first conv is the converted one
+    from automl_pt_speech.ct2 import read_ct2_model
+
+    conv = read_ct2_model(whisper_ct2).variables["encoder/conv1/weight"]
+    torch.testing.assert_close(backbone.encoder.conv1.weight, torch.from_numpy(conv.astype("float32")))
