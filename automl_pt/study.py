@@ -157,7 +157,16 @@ class Study:
             kwargs = dict(heartbeat_interval=self.config.storage.heartbeat_interval,
                           grace_period=self.config.storage.grace_period,
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
-        storage = optuna.storages.RDBStorage(self.optuna_url(), **kwargs)
+        try:
+            storage = optuna.storages.RDBStorage(self.optuna_url(), **kwargs)
+        except ImportError as exc:
+            raise ConfigError(f"[storage] optuna = {self.config.storage.optuna!r} needs a database "
+                              "driver: pip install 'automl-pt[postgres]' (psycopg)") from exc
+        except Exception as exc:
+            if "sqlalchemy" not in type(exc).__module__:
+                raise
+            raise AutomlError(f"cannot open the Optuna storage {_redact(self.optuna_url())}: "
+                              f"{str(exc).splitlines()[0]}") from exc
         return optuna.create_study(
             study_name=self.name, storage=storage, load_if_exists=True,
             direction=prepared.direction, sampler=make_sampler(self.config, prepared.space),
@@ -325,6 +334,13 @@ class Study:
 
     def results(self) -> Results:
         return load_results(self.run_dir, self.name)
+
+
+def _redact(url: str) -> str:
+    """Hide the password of an RDB URL in messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _finished(ostudy: Any) -> int:

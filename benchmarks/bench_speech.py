@@ -9,12 +9,14 @@
    against Whisper's 30-second window, same clips; with ``--accuracy``, also a linear probe
    (frozen mean-pooled features, softmax regression) at each window, as evidence that the short
    window is at least as accurate.
-3. ``study STUDY.toml``: run a study and print per-trial clips/s and peak memory (the GPU check).
+3. ``finetune``: full fine-tuning at both windows, same recipe, a few seeds: test accuracy and
+   training clips/s (the short window must be at least as accurate).
+4. ``study STUDY.toml``: run a study and print per-trial clips/s and peak memory (the GPU check).
 
 Usage::
 
     python studies/make_keywords.py
-    python benchmarks/bench_speech.py loop window [--accuracy] [--device cpu|cuda] [--json OUT]
+    python benchmarks/bench_speech.py loop window finetune [--accuracy] [--device cpu|cuda] [--json OUT]
     python benchmarks/bench_speech.py study studies/quickstart-speech.toml --trials 4
 """
 
@@ -203,6 +205,41 @@ def bench_window(args, device: torch.device) -> dict:
     return out
 
 
+def bench_finetune_windows(args, device: torch.device) -> dict:
+    """Full fine-tuning at both windows (same recipe, ``--seeds`` seeds each): test accuracy
+    and training clips/s. One-trial studies on the keyword trees."""
+    import automl_pt_speech
+    from automl_pt import Study
+    from automl_pt.plugins import create_plugin_host
+
+    base = args.backbone.partition("?")[0]
+    space = {**PARAMS, "epochs": args.epochs, "batch_size": args.batch_size,
+             "augmentation_strength": 0.3}
+    out: dict = {"recipe": space, "seeds": args.seeds}
+    for window in ("auto", "30"):
+        accs, speeds = [], []
+        for seed in range(args.seeds):
+            host = create_plugin_host(entry_points=False, extra=[automl_pt_speech])
+            results = Study.from_config({
+                "study": {"name": f"ft-{window}-{seed}", "trials": 1, "seed": seed},
+                "task": {"type": "audio-classification"},
+                "data": {"train": str(args.data / "train"),
+                         "validation": str(args.data / "validation"),
+                         "test": str(args.data / "test")},
+                "search": {"backbones": [f"{base}?window={window}"], "pruner": "none",
+                           "space": space},
+                "resources": {"devices": str(device), "workers": "inline"},
+                "storage": {"dir": str(args.work / f"ft-{window}-{seed}")},
+            }, host=host).run(progress=False)
+            accs.append(results.test_metrics["accuracy"])
+            curves = results.curves()
+            speeds.append(float(curves[curves["epoch"] >= 2]["samples_per_s"].max()))
+        out[window] = {"test_accuracy": accs, "mean_test_accuracy": float(np.mean(accs)),
+                       "train_clips_per_s": float(np.median(speeds))}
+    out["train_speedup"] = out["auto"]["train_clips_per_s"] / out["30"]["train_clips_per_s"]
+    return out
+
+
 # -- 3. a study, with per-trial throughput and memory ---------------------------------------------
 def bench_study(args) -> dict:
     from automl_pt import Study
@@ -225,7 +262,7 @@ def bench_study(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", nargs="+", help="loop, window, or: study STUDY.toml")
+    parser.add_argument("what", nargs="+", help="loop, window, finetune, or: study STUDY.toml")
     parser.add_argument("--data", type=Path, default=ROOT / "studies" / "data" / "keywords")
     parser.add_argument("--backbone", default="whisper-tiny-en")
     parser.add_argument("--device", default="auto")
@@ -236,6 +273,7 @@ def main(argv=None) -> int:
     parser.add_argument("--window-batch", type=int, default=8)
     parser.add_argument("--accuracy", action="store_true", help="linear probe at both windows")
     parser.add_argument("--accuracy-clips", type=int, default=150)
+    parser.add_argument("--seeds", type=int, default=3, help="'finetune': seeds per window")
     parser.add_argument("--trials", type=int, default=None, help="'study': override study.trials")
     parser.add_argument("--devices", default=None, help="'study': override resources.devices")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-speech")
@@ -265,6 +303,9 @@ def main(argv=None) -> int:
                               "batch_size": args.batch_size}
         if "window" in args.what:
             report["window"] = bench_window(args, device)
+        if "finetune" in args.what:
+            args.work.mkdir(parents=True, exist_ok=True)
+            report["finetune_windows"] = bench_finetune_windows(args, device)
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.json:

