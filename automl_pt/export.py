@@ -41,6 +41,12 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     params = dict(best.params)
     weights = runner.trial_dir(best.number) / "model.safetensors"
     if not weights.exists():
+        host = best.user_attrs.get("host")
+        import platform
+
+        if host and host != platform.node():
+            raise ModelLoadError(f"the best trial {best.number} ran on machine {host!r}; its weights are "
+                                 f"there: run 'automl-pt export' on {host} (or share the run directory)")
         raise ModelLoadError(f"weights of the best trial {best.number} are missing ({weights}); "
                              "re-run the study to retrain it")
     info, backbone = runner.load_backbone(params["backbone"], params)

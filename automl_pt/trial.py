@@ -87,6 +87,19 @@ class _EpochRecorder(TrainerCallback):
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
 
 
+class _FirstStep(TrainerCallback):
+    """Records ``setup_s``: seconds from the trial's start to its first optimizer step (model
+    load, preprocessing and feature caches, first batch): the per-trial scheduling overhead."""
+
+    def __init__(self, trial: Any, started: float):
+        self.trial, self.started, self.done = trial, started, False
+
+    def on_step_end(self, state) -> None:
+        if not self.done:
+            self.done = True
+            self.trial.set_user_attr("setup_s", time.time() - self.started)
+
+
 class TrialRunner:
     """Runs trials of one study in this process (driver or worker)."""
 
@@ -194,7 +207,7 @@ class TrialRunner:
         trial.set_user_attr("device", self.device_name())
         trial.set_user_attr("host", platform.node())
         trial.set_user_attr("worker_pid", os.getpid())
-        started = time.time()
+        started = self.trial_started_at = time.time()
         for cb in self.callbacks:
             if hasattr(cb, "trial_started"):
                 cb.trial_started(trial.number, params)
@@ -282,7 +295,8 @@ class TrialRunner:
                 model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
                 collate=collate, augment=augment,
-                callbacks=[_EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+                callbacks=[_FirstStep(trial, self.trial_started_at),
+                           _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
         finally:
             del model, backbone, head
 
