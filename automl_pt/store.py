@@ -30,7 +30,7 @@ TRIAL_COLUMNS = {
     "datetime_complete": "TIMESTAMP", "duration_s": "DOUBLE", "state_reason": "VARCHAR",
     "error": "VARCHAR", "traceback": "VARCHAR", "retry_of": "INTEGER", "micro_batch_size": "INTEGER",
     "oom_retries": "INTEGER", "memory_before_mb": "DOUBLE", "memory_after_mb": "DOUBLE",
-    "setup_s": "DOUBLE",
+    "setup_s": "DOUBLE", "threads": "INTEGER",
 }
 STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
@@ -81,6 +81,7 @@ def trials_frame(optuna_study: Any, study_name: str):
             "micro_batch_size": attrs.get("micro_batch_size"), "oom_retries": attrs.get("oom_retries"),
             "memory_before_mb": attrs.get("memory_before_mb"),
             "memory_after_mb": attrs.get("memory_after_mb"), "setup_s": attrs.get("setup_s"),
+            "threads": attrs.get("threads"),
         })
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     for col in ("datetime_start", "datetime_complete"):

@@ -53,6 +53,7 @@ class TrainState:
     best_epoch: int = 0
     samples_seen: int = 0
     micro_batch_size: int = 0
+    model: Any = None            # the TrialModel being trained (callbacks may inspect it)
 
 
 @dataclass
@@ -163,7 +164,8 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
                                   fused=device.type == "cuda")
     n = len(train_labels)
     steps_per_epoch = math.ceil(n / batch_size)
-    state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs, micro_batch_size=micro)
+    state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs, micro_batch_size=micro,
+                       model=model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(state.total_steps, float(params.get("warmup_ratio", 0.0)),
                              str(params.get("schedule", "cosine"))))

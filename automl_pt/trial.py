@@ -215,6 +215,7 @@ class TrialRunner:
             torch.cuda.reset_peak_memory_stats(self.device)
         if self.config.resources.num_threads:
             torch.set_num_threads(self.config.resources.num_threads)
+        trial.set_user_attr("threads", torch.get_num_threads())
         from .worker import memory_mb, release_memory
 
         release_memory()

@@ -137,6 +137,7 @@ def test_two_cpu_slots_run_trials_at_once_and_memory_returns(tmp_path, tiny_bert
         "no two trials overlapped in time"
     pids = {pid for pid in (tmp_path / "faults").glob("start-*")}
     assert len({p.read_text() for p in pids}) == 2        # two worker processes
+    assert (trials["threads"] == max(1, (os.cpu_count() or 1) // 2)).all()   # cores split fairly
     # After the first trial of each worker (which fills its caches) memory stays flat.
     grown = (trials["memory_after_mb"] - trials["memory_before_mb"]).iloc[2:]
     assert (grown < 150).all(), grown.tolist()

@@ -4,7 +4,8 @@
 ``AUTOML_PT_FAULT``: what to do, e.g. ``raise@2`` (the 2nd trial started raises), ``kill@2``
 (its worker SIGKILLs itself), ``hang@2`` (it sleeps forever), ``oom>4`` (a real
 ``torch.cuda.OutOfMemoryError`` whenever the micro-batch is larger than 4), ``oom-always``,
-``slow`` (every step sleeps 0.3 s, to give a test time to act mid-trial).
+``slow`` (every step sleeps 0.3 s, to give a test time to act mid-trial), ``sabotage@N`` (the Nth
+trial's head is zeroed after every step, so it predicts one class: a trial a pruner should stop).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Fault(TrainerCallback):
             time.sleep(3600)
         if self.spec.startswith("oom>") and state.micro_batch_size > int(self.spec[4:]):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by fault_plugin)")
+        if self._mine("sabotage"):
+            for p in state.model.head.parameters():
+                p.data.zero_()
         if self.spec == "oom-always":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by fault_plugin)")
 
