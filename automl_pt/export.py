@@ -93,7 +93,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     del model
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return test_metrics
 
 
@@ -177,7 +178,12 @@ class Predictor:
         if isinstance(inputs, Path):
             from .data import read_frame
 
+            table = inputs
             inputs = read_frame(inputs, self.host.registry, {"base_dir": str(inputs.parent)}, "input")
+            if self.task_info.input_is_path and self.input_column in inputs.columns:
+                # relative paths in a table are relative to the table's folder, as in training
+                inputs[self.input_column] = [str(p) if Path(str(p)).is_absolute() else
+                                             str(table.parent / str(p)) for p in inputs[self.input_column]]
         if isinstance(inputs, pd.DataFrame):
             if self.input_column not in inputs.columns:
                 raise ModelLoadError(f"input has no column {self.input_column!r} "

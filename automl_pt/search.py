@@ -6,7 +6,6 @@ from typing import Any
 
 from .builtin.search_space import STRATEGIES
 from .config import StudyConfig, _Where
-from .errors import ConfigError
 from .registry import Param, TaskInfo, did_you_mean
 
 

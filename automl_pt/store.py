@@ -226,7 +226,6 @@ class Results:
             return frame
         params = pd.json_normalize([json.loads(p) if isinstance(p, str) else (p or {})
                                     for p in frame["params"]])
-        params.columns = [c for c in params.columns]
         for c in params.columns:
             if c not in frame.columns:
                 frame[c] = params[c].values

@@ -58,6 +58,21 @@ def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def cached_tensors(path: Path, compute: Any) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors cache file, or ``compute()`` written there (atomically). A torn
+    or unreadable cache file is rebuilt."""
+    if path.exists():
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception:
+            pass
+    tensors = compute()
+    save_state(tensors, path)
+    return tensors
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -146,17 +161,8 @@ class TrialRunner:
         key = (prep.fingerprint, split.fingerprint())
         if key in self._encoded:
             return self._encoded[key]
-        path = self.cache_dir / f"encoded-{key[0]}-{key[1]}.safetensors"
-        tensors = None
-        if path.exists():
-            from safetensors.torch import load_file
-            try:
-                tensors = load_file(str(path))
-            except Exception:
-                tensors = None  # a torn cache file: rebuild it
-        if tensors is None:
-            tensors = prep.encode(split.inputs)
-            save_state(tensors, path)
+        tensors = cached_tensors(self.cache_dir / f"encoded-{key[0]}-{key[1]}.safetensors",
+                                 lambda: prep.encode(split.inputs))
         if self.device.type == "cuda":
             tensors = {k: v.pin_memory() for k, v in tensors.items()}
         self._encoded[key] = tensors
@@ -169,20 +175,14 @@ class TrialRunner:
         key = (bb_key, prep.fingerprint, split.fingerprint())
         if key in self._features:
             return self._features[key]
-        path = self.cache_dir / f"features-{'-'.join(key)}.safetensors"
-        feats = None
-        if path.exists():
-            from safetensors.torch import load_file
-            try:
-                feats = load_file(str(path))["features"]
-            except Exception:
-                feats = None
-        if feats is None:
+
+        def compute() -> dict[str, torch.Tensor]:
             backbone.to(self.device).eval()
-            enc = self.encoded(prep, split)
             model = TrialModel(backbone, torch.nn.Identity())
-            feats = predict_logits(model, enc, self.device, 128, prep.collate)
-            save_state({"features": feats}, path)
+            return {"features": predict_logits(model, self.encoded(prep, split), self.device, 128,
+                                               prep.collate)}
+
+        feats = cached_tensors(self.cache_dir / f"features-{'-'.join(key)}.safetensors", compute)["features"]
         self._features[key] = feats
         return feats
 
