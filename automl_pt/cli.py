@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,9 +18,13 @@ from .errors import AutomlError
 
 
 def _console(stderr: bool = False):
+    """A rich console; when output is not a terminal (logs, pipes) tables get 140 columns
+    instead of rich's default 80."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 140
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 _SHORT = {"learning_rate": "lr", "batch_size": "batch", "best_epoch": "best ep",
@@ -42,6 +47,8 @@ def _fmt(v: Any, column: str = "") -> str:
     if v is None or (isinstance(v, float) and v != v):
         return ""
     if isinstance(v, float):
+        if column in ("best_epoch", "epochs", "batch_size", "trial", "number") and v.is_integer():
+            return str(int(v))
         if column == "duration_s":
             return f"{v:.0f}s"
         if column == "learning_rate" or (v != 0 and abs(v) < 1e-3):
