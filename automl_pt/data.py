@@ -192,7 +192,9 @@ def _check_inputs(task: TaskInfo, inputs: list, labels: list, rows: np.ndarray, 
     for i, x in enumerate(inputs):
         try:
             reason = task.check_input(x)
-        except Exception as exc:  # a checker bug must not hide the file: report it as bad
+        except ImportError:
+            raise  # a missing library is not a bad file
+        except Exception as exc:  # report the file as bad, with what went wrong
             reason = f"{type(exc).__name__}: {exc}"
         if reason:
             bad.append({"row": int(rows[i]), "input": str(x), "reason": reason, "index": i})

@@ -204,9 +204,10 @@ class Predictor:
         probs = []
         starts = range(0, len(items), batch_size)
         if progress and len(items) > batch_size:
+            from rich.console import Console
             from rich.progress import track
 
-            starts = track(starts, description="predicting")
+            starts = track(starts, description="predicting", console=Console(stderr=True))
         with torch.no_grad():
             for start in starts:
                 enc = self.preprocessor.encode(items[start:start + batch_size])

@@ -122,6 +122,9 @@ class Metric:
     fn: Callable[[Any, Any, Any], float]
     greater_is_better: bool = True
     plugin: str = ""
+    # computed only when the study has more classes than this (top-5 accuracy is trivially 1.0
+    # with five classes or fewer)
+    min_classes: int = 0
 
 
 @dataclass

@@ -135,6 +135,10 @@ class Study:
                                   f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
         space = build_search_space(cfg, task, host)
         data = load_study_data(cfg, task, registry)
+        floor = registry.metrics[metric].min_classes if metric in registry.metrics else 0
+        if len(data.label_names) <= floor:
+            raise where.error("study", "metric", f"{metric} needs more than {floor} classes; the data "
+                              f"has {len(data.label_names)}")
         self._prepared = _Prepared(host, task, metric, direction, space, data)
         return self._prepared
 

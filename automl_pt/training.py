@@ -157,7 +157,11 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     torch.manual_seed(seed)
 
     probe = strategy == "linear_probe"
+    # parameters the backbone froze on purpose (e.g. fixed positional embeddings) stay frozen
+    trainable = [p for p in model.backbone.parameters() if p.requires_grad]
     for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    for p in trainable:
         p.requires_grad_(not probe)
     model.to(device)
     optimizer = torch.optim.AdamW(param_groups(model, params, train_backbone=not probe),
@@ -171,7 +175,8 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
                              str(params.get("schedule", "cosine"))))
     unfreeze_at = state.total_steps // 3 if strategy == "freeze_then_unfreeze" else 0
     if unfreeze_at:
-        model.backbone.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(False)
     targets_all = torch.as_tensor(train_labels, dtype=torch.long)
     best_state = None
     best_metrics: dict[str, float] = {}
@@ -189,7 +194,8 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
         loss_sum, loss_count = 0.0, 0
         for start in range(0, n, batch_size):
             if unfreeze_at and state.step == unfreeze_at:
-                model.backbone.requires_grad_(True)
+                for p in trainable:
+                    p.requires_grad_(True)
             idx = order[start:start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             for m_start in range(0, len(idx), micro):

@@ -126,7 +126,9 @@ class TrialRunner:
         self.callbacks = list(callbacks)
         self.metric = config.study.metric or task_info.default_metric
         names = dict.fromkeys([*task_info.metrics, self.metric])  # a plugin metric may be chosen
-        self.metrics = {m: host.registry.metrics[m] for m in names}
+        n_labels = len(data.label_names)
+        self.metrics = {m: host.registry.metrics[m] for m in names
+                        if m == self.metric or n_labels > host.registry.metrics[m].min_classes}
         self.maximize = (config.study.direction or "maximize") == "maximize"
         self.cache_dir = run_dir / "cache"
         self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}

@@ -104,7 +104,9 @@ def bench_trial_loop(args, device: torch.device, work: Path) -> float:
     return float(curves[curves["epoch"] >= 2]["samples_per_s"].max())
 
 
-def bench_hand_loop(args, device: torch.device) -> float:
+def bench_hand_loop(args, device: torch.device, sync_loss: bool = False) -> float:
+    """``sync_loss``: read the loss back every step (``float(loss)``, as a loop that logs a
+    running loss does): shows how much of the trial loop's gap a per-step sync explains."""
     from automl_pt.training import device_autocast
 
     paths, labels = clips(args.data, "train", args.clips)
@@ -138,6 +140,8 @@ def bench_hand_loop(args, device: torch.device) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if sync_loss:
+                float(loss.detach())
         sync(device)
         rates.append(n / (time.perf_counter() - t0))
     return max(rates[1:])
@@ -298,8 +302,10 @@ def main(argv=None) -> int:
             shutil.rmtree(args.work, ignore_errors=True)
             trial = bench_trial_loop(args, device, args.work)
             hand = bench_hand_loop(args, device)
+            hand_sync = bench_hand_loop(args, device, sync_loss=True)
             report["loop"] = {"trial_loop_clips_per_s": trial, "hand_loop_clips_per_s": hand,
-                              "ratio": trial / hand, "clips": args.clips, "epochs": args.epochs,
+                              "ratio": trial / hand, "hand_loop_with_loss_sync_clips_per_s": hand_sync,
+                              "clips": args.clips, "epochs": args.epochs,
                               "batch_size": args.batch_size}
         if "window" in args.what:
             report["window"] = bench_window(args, device)

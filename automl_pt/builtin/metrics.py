@@ -39,4 +39,4 @@ def top5_accuracy(labels, predictions, probabilities) -> float:
 def automl_pt_register_metrics(register):
     register.metric(Metric("accuracy", accuracy))
     register.metric(Metric("macro_f1", macro_f1))
-    register.metric(Metric("top5_accuracy", top5_accuracy))
+    register.metric(Metric("top5_accuracy", top5_accuracy, min_classes=5))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests never touch the network: any hub access fails at once (set before transformers loads).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 @pytest.fixture(autouse=True)
 def _private_weight_cache(tmp_path_factory, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from automl_pt_speech.augment import add_noise, make_augment, spec_augment, speed_and_shift

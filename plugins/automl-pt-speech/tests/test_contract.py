@@ -54,13 +54,23 @@ def test_hub_names_resolve_without_downloading(speech_host, hub_id, monkeypatch)
     assert speech_host.hook.automl_pt_resolve_backbone(name=f"hf:{hub_id}", modality="text") is None
 
 
-def test_hub_loading_goes_through_transformers_offline(speech_host, monkeypatch):
-    """The hub path really calls transformers with the hub id (offline here: a clear error)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_hub_loading_goes_through_transformers(speech_host, monkeypatch):
+    """Loading a hub name hands the hub id to transformers (stubbed: no network in tests) and
+    turns its failure into a clear BackboneError."""
+    import transformers
+
+    calls = []
+
+    def offline(source, **kwargs):
+        calls.append((source, kwargs.get("trust_remote_code")))
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
     info = speech_host.hook.automl_pt_resolve_backbone(name="hf:facebook/wav2vec2-base",
                                                        modality="audio")
     with pytest.raises(BackboneError, match="cannot load Hugging Face hub id 'facebook/wav2vec2-base'"):
         info.load({})
+    assert calls == [("facebook/wav2vec2-base", False)]     # trust_remote_code stays off
 
 
 def test_local_folders_catalog_and_name_options(speech_host, tiny_models, tmp_path):
@@ -103,3 +113,20 @@ def test_catalog_whisper_loads_the_shipped_weights(speech_host, whisper_ct2):
 
     conv = read_ct2_model(whisper_ct2).variables["encoder/conv1/weight"]
     torch.testing.assert_close(backbone.encoder.conv1.weight, torch.from_numpy(conv.astype("float32")))
+
+
+def test_whisper_encoder_keeps_its_dropout_free_setting(speech_host, tiny_models):
+    """The trial's dropout must not reach inside the Whisper encoder (it stops pretrained Whisper
+    from learning); a wav2vec2's own nn.Dropout modules do take it."""
+    import torch
+
+    whisper = speech_host.hook.automl_pt_resolve_backbone(
+        name=str(tiny_models["whisper"]), modality="audio").load({})
+    whisper.set_dropout(0.5)
+    whisper.train()
+    batch = {"audio": (torch.randn(2, 8000) * 3000).to(torch.int16), "length": torch.tensor([8000, 6000])}
+    torch.testing.assert_close(whisper.encode(batch), whisper.encode(batch))
+    w2v = speech_host.hook.automl_pt_resolve_backbone(
+        name=str(tiny_models["wav2vec2"]), modality="audio").load({})
+    w2v.set_dropout(0.5)
+    assert {m.p for m in w2v.modules() if isinstance(m, torch.nn.Dropout)} == {0.5}

@@ -109,9 +109,11 @@ def test_study_runs_every_strategy_and_pooling_and_exports(finished_study, tmp_p
     accuracy = float(np.mean(np.array(prediction.labels) == test["label"].to_numpy()))
     assert accuracy == pytest.approx(results.test_metrics["accuracy"], abs=1e-9)
     assert accuracy > 0.6
-    # a table with the audio column gives the same answers
+    # a table with the audio column gives the same answers, and so does the CSV file itself
+    # (paths relative to its folder, as `automl-pt predict best test.csv` passes it)
     frame = pd.DataFrame({"audio": paths[:6]})
     assert model.predict(frame).labels == prediction.labels[:6]
+    assert model.predict(tones["test"]).labels == prediction.labels
 
 
 @pytest.mark.slow

@@ -70,12 +70,13 @@ class TimmImageBackbone(Backbone):
         return ImagePreprocessor(self.data_config)
 
     def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
-        """Depth ids from timm's own parameter grouping (stem 0, then stages / blocks, head
-        last), for layer-wise learning-rate decay."""
+        """Depth ids from timm's own coarse parameter grouping (stem 0, then one id per stage,
+        head last), for layer-wise learning-rate decay: per stage, as usual for CNNs, so that
+        ``layer_decay ** depth`` stays moderate for the stem of a deep network."""
         try:
             from timm.models import group_parameters
 
-            groups = group_parameters(self.model, self.model.group_matcher(coarse=False))
+            groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
         except Exception:  # a model without a group matcher: fall back to name patterns
             return super().num_layers_and_ids()
         ids: dict[str, int] = {}
@@ -114,7 +115,7 @@ def _jsonable(v: Any) -> Any:
 
 
 # -- construction ---------------------------------------------------------------------------
-def _size_overlay(architecture: str, options: dict, base_cfg: dict) -> tuple[dict, dict]:
+def _size_overlay(options: dict, base_cfg: dict) -> tuple[dict, dict]:
     """(pretrained_cfg overlay, create_model kwargs) for ``options['image_size']``."""
     size = options.get("image_size")
     if not size:
@@ -141,19 +142,19 @@ def _create(name: str, architecture: str, display: str, options: dict, pretraine
     import timm
 
     base = {**_default_cfg(name), **(overlay or {})}
-    size_overlay, size_kwargs = _size_overlay(architecture, options, base)
+    size_overlay, size_kwargs = _size_overlay(options, base)
     merged = {**(overlay or {}), **size_overlay}
     model_args = {**kwargs, **size_kwargs}
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0,
                                   pretrained_cfg_overlay=merged or None, **model_args)
-    except BackboneError:
-        raise
     except Exception as exc:
         raise BackboneError(f"backbone {display!r}: cannot create timm model {name!r}: "
                             f"{type(exc).__name__}: {exc}") from exc
     if size_overlay:  # keep the requested size even where the factory re-resolved the config
         model.pretrained_cfg = {**dict(model.pretrained_cfg), **size_overlay}
+    # hub names (hf-hub:org/name) only reveal their architecture once loaded
+    architecture = model.pretrained_cfg.get("architecture") or architecture
     return TimmImageBackbone(model, display, architecture, model_args)
 
 
@@ -195,7 +196,7 @@ def load_local_dir(path: Path, display: str, options: dict) -> TimmImageBackbone
     except (OSError, ValueError, KeyError) as exc:
         raise BackboneError(f"{path}: not a timm model folder ({exc})") from exc
     base = dict(config.get("pretrained_cfg") or {})
-    size_overlay, size_kwargs = _size_overlay(architecture, options, base)
+    size_overlay, size_kwargs = _size_overlay(options, base)
     try:
         model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True, num_classes=0,
                                   **size_kwargs)

@@ -167,9 +167,9 @@ class ImagePreprocessor(Preprocessor):
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Decode every input (threads: PIL releases the GIL while decoding and resizing).
         Raises :class:`DataError` listing every input that cannot be decoded."""
-        out = torch.empty((len(inputs), 3, self.height, self.width), dtype=torch.uint8)
+        out = np.empty((len(inputs), 3, self.height, self.width), dtype=np.uint8)
         if not len(inputs):
-            return {"pixel_values": out}
+            return {"pixel_values": torch.from_numpy(out)}
         workers = min(decode_workers(), len(inputs))
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
@@ -181,10 +181,9 @@ class ImagePreprocessor(Preprocessor):
             listed = "\n".join(f"  {_describe(x)}: {r}" for x, r in bad[:MAX_LISTED])
             more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
             raise DataError(f"{len(bad)} image(s) cannot be decoded:\n{listed}{more}")
-        view = out.permute(0, 2, 3, 1)  # write HWC arrays straight into the CHW tensor
         for i, (array, _) in enumerate(results):
-            view[i] = torch.from_numpy(array)
-        return {"pixel_values": out}
+            out[i] = array.transpose(2, 0, 1)  # numpy copies HWC -> CHW fast (torch's strided
+        return {"pixel_values": torch.from_numpy(out)}  # uint8 copy was 100x slower here)
 
     def save(self, directory: Any) -> None:
         """Write ``preprocessor.json`` (the data config); the exported backbone's own

@@ -94,3 +94,39 @@ def test_image_size_option_sets_the_preprocessing(vision_host, tiny_timm):
     prep = bigger.preprocessor({"image_size": 48})
     assert prep.data_config["input_size"] == (3, 48, 48)
     assert prep.fingerprint != default.preprocessor({}).fingerprint
+
+
+def test_layer_ids_follow_timm_stages():
+    """Layer-wise learning-rate decay sees the stem at depth 0 and one depth per stage."""
+    from automl_pt_vision.backbone import load_catalog
+
+    backbone = load_catalog("mobilenetv2-100", {}, pretrained=False)
+    top, ids = backbone.num_layers_and_ids()
+    assert set(ids) == {n for n, _ in backbone.named_parameters()}
+    assert ids["model.conv_stem.weight"] == 0
+    stage = [ids[f"model.blocks.{i}.0.conv_pw.weight" if i else "model.blocks.0.0.conv_dw.weight"]
+             for i in range(7)]
+    assert stage == sorted(stage) and len(set(stage)) == 7
+    assert 0 < max(ids.values()) <= top <= 10
+
+
+def test_hub_names_ask_timm_for_pretrained_weights(vision_host, monkeypatch):
+    """``timm:NAME`` loads through ``timm.create_model(NAME, pretrained=True)``; timm itself is
+    stubbed here (no network in tests), standing in a tiny model for the real one."""
+    import timm
+
+    real = timm.create_model
+    calls = []
+
+    def fake_create(name, pretrained=False, **kwargs):
+        calls.append((name, pretrained, kwargs))
+        return real("test_efficientnet", pretrained=False, num_classes=kwargs["num_classes"])
+
+    monkeypatch.setattr(timm, "create_model", fake_create)
+    info = vision_host.hook.automl_pt_resolve_backbone(name="timm:convnext_tiny.fb_in22k",
+                                                       modality="image")
+    backbone = info.load({"image_size": 48})
+    [(name, pretrained, kwargs)] = calls
+    assert (name, pretrained, kwargs["num_classes"]) == ("convnext_tiny.fb_in22k", True, 0)
+    assert kwargs["pretrained_cfg_overlay"]["input_size"] == (3, 48, 48)
+    assert backbone.preprocessor({}).data_config["input_size"] == (3, 48, 48)
