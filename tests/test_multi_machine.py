@@ -56,7 +56,13 @@ def test_workers_on_two_machines_and_one_killed(tmp_path, tiny_bert, topic_data,
     study_name = f"mm-{uuid.uuid4().hex[:8]}"
     paths = {m: _machine(tmp_path, m, tiny_bert, study_name, postgres_url) for m in ("m1", "m2", "m3")}
     doomed = _worker(paths["m3"], tmp_path, "m3")
-    _wait_for(lambda: (tmp_path / "faults-m3" / "start-1").exists(), 240)
+
+    def doomed_started() -> bool:
+        if doomed.poll() is not None:   # it could not start: show why instead of waiting
+            raise AssertionError(f"worker exited with {doomed.returncode}: {doomed.stdout.read()}")
+        return (tmp_path / "faults-m3" / "start-1").exists()
+
+    _wait_for(doomed_started, 240)
     survivors = [_worker(paths[m], tmp_path, m) for m in ("m1", "m2")]
     time.sleep(1.5)                                       # mid-trial
     doomed.send_signal(signal.SIGKILL)
