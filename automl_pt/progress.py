@@ -93,7 +93,7 @@ class DriverProgress(StudyProgress):
 
     def worker_state(self, slot: int, device: str, state: str) -> None:
         if state == "idle":
-            self._row(slot, description=f"worker {slot} ({device})", info="idle")
+            self._row(slot, description=f"worker {slot} ({device})", info="idle", completed=0, total=None)
         else:
             self._row(slot, info=state)
 
