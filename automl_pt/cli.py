@@ -258,14 +258,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     target = Path(args.target)
     study = Study.from_config(target if target.is_file() else _study_file_of(target))
     prepared = study.prepare()
-    from .export import export_best
-    from .study import resolve_device
-    from .trial import TrialRunner
-
-    ostudy = study.optuna_study(prepared, heartbeat=False)
-    runner = TrialRunner(study.config, prepared.host, prepared.task, prepared.data, prepared.space,
-                         resolve_device(study.config.resources.devices), study.run_dir)
-    metrics = export_best(study, prepared, ostudy, runner)
+    metrics = study.export(prepared, study.optuna_study(prepared, heartbeat=False))
     _console().print(f"exported {study.run_dir / 'best'}" + (f"; test {metrics}" if metrics else ""))
     return 0
 

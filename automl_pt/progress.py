@@ -76,7 +76,7 @@ class DriverProgress(StudyProgress):
         super().__init__(total_trials, metric, enabled, console)
         self.slots = slots
         self._rows: dict[int, Any] = {}
-        self._epochs: dict[int, int] = {}
+        self._labels: dict[int, str] = {}   # slot -> "trial N: backbone / strategy"
 
     def __enter__(self) -> "DriverProgress":
         super().__enter__()
@@ -98,19 +98,16 @@ class DriverProgress(StudyProgress):
             self._row(slot, info=state)
 
     def worker_trial(self, slot: int, number: int, params: dict) -> None:
-        self._row(slot, completed=0, total=None,
-                  info=f"trial {number}: {params.get('backbone')} / {params.get('strategy')}")
+        self._labels[slot] = f"trial {number}: {params.get('backbone')} / {params.get('strategy')}"
+        self._row(slot, completed=0, total=None, info=self._labels[slot])
 
     def worker_steps(self, slot: int, total: int, epochs: int) -> None:
-        self._epochs[slot] = epochs
         self._row(slot, total=total, completed=0)
 
     def worker_step(self, slot: int, step: int) -> None:
         self._row(slot, completed=step)
 
     def worker_epoch(self, slot: int, epoch: int, epochs: int, loss: float, metrics: dict) -> None:
-        if self._progress is not None and slot in self._rows:
-            task = self._progress.tasks[self._rows[slot]]
-            head = str(task.fields.get("info", "")).split("  epoch")[0]
-            value = metrics.get(self.metric, float("nan"))
-            self._row(slot, info=f"{head}  epoch {epoch}/{epochs} loss {loss:.3f} {self.metric} {value:.4f}")
+        value = metrics.get(self.metric, float("nan"))
+        self._row(slot, info=f"{self._labels.get(slot, '')}  epoch {epoch}/{epochs} "
+                             f"loss {loss:.3f} {self.metric} {value:.4f}")

@@ -30,16 +30,13 @@ from .store import OPTUNA_FILE, RESULTS_FILE, ResultStore, Results, load_results
 
 
 def resolve_device(spec: str):
-    """``auto`` → the first CUDA device if there is one, else the CPU."""
+    """The first device of ``resources.devices`` (``auto`` → the first CUDA device if there is
+    one, else the CPU); parsed by :func:`automl_pt.scheduler.device_slots`."""
     import torch
 
-    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"resources.devices = {spec!r} but no CUDA device is available; use \"cpu\" or \"auto\"")
-    if spec in ("auto", "cuda"):
-        return torch.device("cuda:0")
-    return torch.device(f"cuda:{spec.split(':', 1)[1].split(',')[0]}")
+    from .scheduler import device_slots
+
+    return torch.device(device_slots(spec, 1)[0])
 
 
 def environment() -> dict[str, Any]:
@@ -222,17 +219,21 @@ class Study:
             if _best_value(ostudy) is None:
                 raise AutomlError(f"study {self.name!r}: no trial completed; see "
                                   f"automl-pt results {self.run_dir} --all")
-            from .export import export_best
-            from .trial import TrialRunner
-
-            device = resolve_device(cfg.resources.devices)
-            runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
-                                 device, self.run_dir)
-            test_metrics = export_best(self, prepared, ostudy, runner)
+            test_metrics = self.export(prepared, ostudy)
             meta.update(_best_meta(ostudy))
             meta["test_metrics"] = test_metrics
             store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
         return self.results()
+
+    def export(self, prepared: _Prepared, ostudy: Any) -> dict[str, float] | None:
+        """Rebuild the best trial on this driver's first device, score it on the test split and
+        write ``<run dir>/best``; returns the test metrics (``None`` without test data)."""
+        from .export import export_best
+        from .trial import TrialRunner
+
+        runner = TrialRunner(self.config, prepared.host, prepared.task, prepared.data, prepared.space,
+                             resolve_device(self.config.resources.devices), self.run_dir)
+        return export_best(self, prepared, ostudy, runner)
 
     def _run_workers(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
                      console: Any, recovered: list[int]) -> None:
