@@ -263,6 +263,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page (and PNGs of its plots) about a study."""
+    from .report import build_report
+
+    report = build_report(args.target, out=args.out, png=not args.no_png)
+    console = _console()
+    console.print(f"report: {report.html}")
+    if report.pngs:
+        console.print(f"plots:  {', '.join(p.name for p in report.pngs.values())} in {report.html.parent}")
+    return 0
+
+
 def _study_file_of(run_dir: Path) -> Path:
     meta = run_dir / "study.json"
     if not meta.exists():
@@ -324,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="re-export the best trial of a study to RUN_DIR/best")
     p.add_argument("target", help="study file or run directory")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write one self-contained HTML report (and PNG plots) of a study")
+    p.add_argument("target", help="study file or run directory")
+    p.add_argument("--out", "-o", help="HTML file to write (default: RUN_DIR/report/report.html; "
+                   "PNGs go next to it)")
+    p.add_argument("--no-png", action="store_true", help="only the HTML page")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

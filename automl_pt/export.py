@@ -57,16 +57,23 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     model.load_state_dict(load_file(str(weights)))
     model.to(runner.device)
 
-    test_metrics = None
+    test_metrics = test_predictions = None
     if prepared.data.test is not None:
         enc = runner.encoded(prep, prepared.data.test)
-        test_metrics, _, _ = evaluate(model, task, enc, prepared.data.test.labels, runner.metrics,
-                                      runner.device, 64, prep.collate)
+        test_metrics, test_pred, _ = evaluate(model, task, enc, prepared.data.test.labels,
+                                              runner.metrics, runner.device, 64, prep.collate)
+        test_predictions = (np.asarray(prepared.data.test.labels), np.asarray(test_pred))
 
     out = study.run_dir / "best"
     tmp = study.run_dir / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "backbone").mkdir(parents=True)
+    if test_predictions is not None:  # for the report's confusion matrix: label indices
+        import pandas as pd
+
+        true, pred = test_predictions
+        pd.DataFrame({"true": true.astype("int64"), "pred": pred.astype("int64")}).to_parquet(
+            tmp / "test_predictions.parquet", index=False)
     model.cpu()
     backbone.export(tmp / "backbone")
     prep.save(tmp / "backbone")

@@ -43,6 +43,7 @@ EPOCH_COLUMNS = {"study": "VARCHAR", "trial": "INTEGER", "epoch": "INTEGER", "na
 
 RESULTS_FILE = "results.duckdb"
 OPTUNA_FILE = "optuna.db"
+MIN_IMPORTANCE_TRIALS = 2  # Optuna's evaluators give equal, meaningless shares below this
 
 
 def _json(value: Any) -> str | None:
@@ -250,6 +251,71 @@ class Results:
         if frame.empty:
             return frame
         return frame.pivot_table(index=["trial", "epoch"], columns="name", values="value").reset_index()
+
+    # -- read helpers for reports (automl_pt/report.py, automl_pt/plots.py) -------------------
+    def optuna_study(self):
+        """The run's Optuna study, loaded read-only from the storage named in ``study.json``
+        (no heartbeat: safe while a driver runs)."""
+        import optuna
+
+        meta = json.loads((self.run_dir / "study.json").read_text())
+        return optuna.load_study(study_name=self.study, storage=open_storage_url(meta["optuna_url"]))
+
+    def importances(self):
+        """Hyperparameter importances by Optuna's default evaluator over the completed trials:
+        a DataFrame ``param, importance`` (most important first, summing to 1). Only params that
+        took more than one value are ranked (a fixed param explains nothing). With fewer than
+        :data:`MIN_IMPORTANCE_TRIALS` completed trials, or nothing that varied, the frame is
+        empty and ``frame.attrs["note"]`` says why."""
+        import warnings
+
+        import optuna
+        import pandas as pd
+
+        empty = pd.DataFrame({"param": pd.Series(dtype="object"), "importance": pd.Series(dtype="float64")})
+        ostudy = self.optuna_study()
+        done = ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if len(done) < MIN_IMPORTANCE_TRIALS:
+            empty.attrs["note"] = (f"importances need at least {MIN_IMPORTANCE_TRIALS} completed trials; "
+                                   f"this study has {len(done)}")
+            return empty
+        names = sorted({n for t in done for n in t.params})
+        varying = [n for n in names
+                   if len({json.dumps(t.params.get(n), default=str) for t in done}) > 1
+                   and all(n in t.params for t in done)]
+        if not varying:
+            empty.attrs["note"] = "no hyperparameter took more than one value among the completed trials"
+            return empty
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ranked = optuna.importance.get_param_importances(ostudy, params=varying)
+        frame = pd.DataFrame({"param": list(ranked), "importance": [float(v) for v in ranked.values()]})
+        frame.attrs["note"] = f"Optuna's default importance evaluator over {len(done)} completed trials"
+        return frame
+
+    def test_predictions(self):
+        """The exported best model's test predictions: ``true, pred`` label indices and
+        ``true_label, pred_label`` names; ``None`` when the study had no test split."""
+        import pandas as pd
+
+        path = self.best_model_dir / "test_predictions.parquet"
+        manifest = self.best_model_dir / "automl_pt.json"
+        if not path.is_file() or not manifest.is_file():
+            return None
+        frame = pd.read_parquet(path)
+        labels = self.labels()
+        frame["true_label"] = [labels[i] for i in frame["true"]]
+        frame["pred_label"] = [labels[i] for i in frame["pred"]]
+        return frame
+
+    def labels(self) -> list[str]:
+        """Label names in index order (from the exported model, else the study's data)."""
+        manifest = self.best_model_dir / "automl_pt.json"
+        if manifest.is_file():
+            return list(json.loads(manifest.read_text())["labels"])
+        data = self.study_row.get("data")
+        data = json.loads(data) if isinstance(data, str) else (data or {})
+        return list(data.get("labels") or [])
 
 
 def load_results(run_dir: Path, study_name: str | None = None, live: bool | None = None) -> Results:
