@@ -81,6 +81,25 @@ class ResourcesSection:
 
 
 @dataclass
+class PretrainSection:
+    """``[pretrain]``: continued pre-training on unlabeled data (see :mod:`automl_pt.pretrain`).
+    ``steps`` (when set) replaces ``epochs``."""
+
+    data: Path
+    objective: str = "contrastive"
+    epochs: int = 1
+    steps: int | None = None
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    temperature: float = 0.05
+    mask_probability: float = 0.15
+    checkpoint_every: int = 100
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StorageSection:
     dir: Path
     optuna: str = "sqlite"
@@ -100,6 +119,7 @@ class StudyConfig:
     storage: StorageSection
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    pretrain: PretrainSection | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -121,6 +141,8 @@ class StudyConfig:
             if isinstance(out["data"][key], Path):
                 out["data"][key] = str(out["data"][key])
         out.pop("raw", None)
+        if self.pretrain is not None:
+            out["pretrain"]["data"] = str(self.pretrain.data)
         return out
 
 
@@ -167,6 +189,20 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "optuna": ((str,), "sqlite | an RDB URL"),
         "heartbeat_interval": ((int,), "seconds between trial heartbeats"),
         "grace_period": ((int,), "seconds without heartbeat before a trial counts as dead"),
+    },
+    "pretrain": {
+        "data": ((str,), "unlabeled data path (same formats as [data] train; labels not needed)"),
+        "objective": ((str,), "pre-training objective: contrastive | mlm | a plugin's"),
+        "epochs": ((int,), "passes over the unlabeled data"),
+        "steps": ((int,), "optimizer steps (replaces epochs)"),
+        "learning_rate": ((float, int), "peak learning rate"),
+        "batch_size": ((int,), "examples per step"),
+        "warmup_ratio": ((float, int), "fraction of steps of linear warmup"),
+        "weight_decay": ((float, int), "AdamW weight decay"),
+        "temperature": ((float, int), "InfoNCE temperature (contrastive)"),
+        "mask_probability": ((float, int), "fraction of tokens masked (mlm)"),
+        "checkpoint_every": ((int,), "steps between resumable checkpoints"),
+        "options": ((dict,), "objective-specific settings"),
     },
 }
 _REQUIRED = {"study": ("name",), "task": ("type",), "data": ("train",), "search": ("backbones",)}
@@ -362,10 +398,38 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str |
         raise where.error("storage", "optuna", "use \"sqlite\" (a file in the run directory) or an "
                           "RDB URL such as postgresql://user@host/db")
 
+    pretrain = _pretrain_section(where, values["pretrain"], base_dir) if "pretrain" in raw else None
     return StudyConfig(
-        study=StudySection(**s), task=TaskSection(**values["task"]), data=DataSection(**d),
+        pretrain=pretrain, study=StudySection(**s), task=TaskSection(**values["task"]), data=DataSection(**d),
         search=SearchSection(**se), resources=ResourcesSection(**r), storage=StorageSection(**st),
         source=source, raw=raw)
+
+
+def _pretrain_section(where: _Where, p: dict[str, Any], base_dir: Path) -> PretrainSection:
+    """Validate ``[pretrain]`` (the objective name is checked against the plugins later)."""
+    if "data" not in p:
+        raise where.error("pretrain", "data", "missing required key (unlabeled data path)")
+    path = Path(p["data"]).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not path.exists():
+        raise where.error("pretrain", "data", f"file not found: {path}")
+    p["data"] = path
+    if "epochs" in p and "steps" in p:
+        raise where.error("pretrain", "steps", "give epochs or steps, not both")
+    for key, low in (("epochs", 1), ("steps", 1), ("batch_size", 2), ("checkpoint_every", 1)):
+        if key in p and p[key] < low:
+            raise where.error("pretrain", key, f"must be at least {low}")
+    for key in ("learning_rate", "temperature"):
+        if key in p and not (math.isfinite(p[key]) and p[key] > 0):
+            raise where.error("pretrain", key, "must be a positive number")
+    for key, high in (("warmup_ratio", 1.0), ("mask_probability", 1.0)):
+        if key in p and not 0 <= p[key] < high:
+            raise where.error("pretrain", key, f"must be in [0, {high:g})")
+    if "weight_decay" in p and p["weight_decay"] < 0:
+        raise where.error("pretrain", "weight_decay", "must not be negative")
+    if "objective" in p and not p["objective"].strip():
+        raise where.error("pretrain", "objective", "must name an objective")
+    return PretrainSection(**p)
 
 
 def _check_space_entry(where: _Where, name: str, spec: Any) -> None:

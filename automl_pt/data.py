@@ -248,3 +248,47 @@ def _natural_key(s: str):
 
 def label_names_json(names: list[str]) -> str:
     return json.dumps(names)
+
+
+def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: Registry,
+                   what: str = "pretrain.data") -> Split:
+    """Read unlabeled inputs (labels are ignored where present): a table with the task's input
+    column, a class-per-folder tree, or, for path inputs (images, audio), a flat folder of files.
+    Inputs are checked like training data (``data.on_bad_file``). Labels are ``-1``.
+    Raises :class:`DataError`."""
+    input_col = config.input_column(task.input_key, task.input_key.removesuffix("_column"))
+    options = {"base_dir": str(config.source.parent) if config.source else ".",
+               "input_column": input_col, "label_column": config.data.label_column,
+               "on_bad_file": config.data.on_bad_file}
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    if path is not None and path.is_dir() and task.input_is_path and not any(
+            r.accepts(path) for r in registry.readers.values()):
+        frame = _flat_folder(path, input_col)
+    else:
+        frame = read_frame(source, registry, options, what)
+    src = _describe(source)
+    inputs, labels, rows = _frame_to_split(frame, "unlabeled", input_col, config.data.label_column,
+                                           src, require_labels=False)
+    if task.input_is_path:
+        base = path.parent if path is not None and path.is_file() else Path(options["base_dir"])
+        inputs = [str(p) if Path(str(p)).is_absolute() else str(base / str(p)) for p in inputs]
+    if task.check_input is not None:
+        inputs, labels, rows, _ = _check_inputs(task, inputs, labels, rows, "unlabeled", src,
+                                                config.data.on_bad_file)
+    return Split("unlabeled", list(inputs), np.full(len(inputs), -1, dtype=np.int64),
+                 np.asarray(rows), src)
+
+
+def _flat_folder(path: Path, input_col: str):
+    """Every visible file under ``path`` (hidden files and folders skipped), sorted."""
+    import os
+
+    import pandas as pd
+
+    files = []
+    for root, dirs, names in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(str(Path(root) / n) for n in sorted(names) if not n.startswith("."))
+    if not files:
+        raise DataError(f"{path}: no files")
+    return pd.DataFrame({input_col: files})

@@ -101,3 +101,25 @@ def automl_pt_augmentation(task: "TaskInfo", backbone: Any, params: dict, num_la
 def automl_pt_trial_callbacks(task: "TaskInfo", params: dict) -> "list[Any] | None":
     """Extra :class:`automl_pt.training.TrainerCallback` objects for a trial (logging,
     fault injection in tests, custom early stopping). Results of all plugins are concatenated."""
+
+
+# -- continued pre-training (see automl_pt.pretrain) ----------------------------------------
+@hookspec
+def automl_pt_register_objectives(register: "Registry") -> None:
+    """Register pre-training objectives with ``register.objective(Objective(...))``.
+
+    An objective's ``create(backbone, context)`` returns an
+    :class:`automl_pt.pretrain.PretrainObjective` (an ``nn.Module`` holding the backbone and any
+    extra heads, whose ``loss(batch, generator)`` is minimised); only the backbone's weights are
+    kept. The core registers ``contrastive``; the text plugin registers ``mlm``.
+    """
+
+
+@hookspec(firstresult=True)
+def automl_pt_pretrain_views(backbone: Any, modality: str, options: dict) -> Any:
+    """Return ``views(batch, generator) -> (view_a, view_b)`` for contrastive pre-training of
+    ``backbone``: two randomly augmented copies of a preprocessed batch (already on the device),
+    both of which ``backbone.encode`` accepts. Random numbers come from ``generator`` (a CPU
+    ``torch.Generator``), so views are reproducible for a seed. Return ``None`` when
+    ``backbone`` / ``modality`` is not yours. ``options`` are the ``[pretrain]`` settings.
+    """

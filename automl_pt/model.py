@@ -69,6 +69,22 @@ class Backbone(nn.Module):
         directory again as a local backbone."""
         raise NotImplementedError
 
+    #: library formats :meth:`export_as` writes ("hf": transformers ``save_pretrained``, "timm")
+    library_formats: tuple[str, ...] = ()
+
+    def export_as(self, fmt: str, directory: Any, head: nn.Module, label_names: list[str]) -> bool:
+        """Write the backbone in a library's own format ``fmt`` (one of :attr:`library_formats`)
+        to ``directory``, for use without automl_pt. Returns ``True`` when the task ``head`` is
+        folded into the written model (its output is then the logits), ``False`` when the caller
+        must ship the head separately. Raises :class:`~automl_pt.errors.ModelLoadError` for a
+        format this backbone cannot write."""
+        from .errors import ModelLoadError
+
+        offered = ", ".join(self.library_formats) or "none"
+        raise ModelLoadError(f"export format {fmt!r} is not available for the {self.modality} backbone "
+                             f"{self.name!r} ({type(self).__name__}; its library formats: {offered}); "
+                             "'onnx', 'torchscript' and 'native' work for every backbone")
+
     def set_dropout(self, p: float) -> None:
         """Set dropout inside the backbone, where it has any (default: every nn.Dropout)."""
         for module in self.modules():

@@ -127,6 +127,23 @@ class Metric:
     min_classes: int = 0
 
 
+@dataclass(frozen=True)
+class Objective:
+    """A continued pre-training objective (see :mod:`automl_pt.pretrain`).
+
+    ``create(backbone, context)`` returns a :class:`automl_pt.pretrain.PretrainObjective`;
+    ``context`` is a :class:`automl_pt.pretrain.ObjectiveContext` (modality, ``[pretrain]``
+    settings, the preprocessor, the plugin host). ``modalities`` lists the modalities it works
+    for; empty means any backbone that produces an embedding.
+    """
+
+    name: str
+    create: Callable[..., Any]
+    modalities: tuple[str, ...] = ()
+    description: str = ""
+    plugin: str = ""
+
+
 @dataclass
 class Registry:
     """What plugins registered. Passed to the ``automl_pt_register_*`` hooks as ``register``.
@@ -139,6 +156,7 @@ class Registry:
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     readers: dict[str, DataReader] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
+    objectives: dict[str, Objective] = field(default_factory=dict)
     current_plugin: str = ""
 
     def _add(self, table: dict, kind: str, name: str, obj: Any) -> None:
@@ -161,6 +179,10 @@ class Registry:
     def metric(self, metric: Metric) -> None:
         self._add(self.metrics, "metric", metric.name, _with_plugin(metric, self.current_plugin))
 
+    def objective(self, objective: Objective) -> None:
+        self._add(self.objectives, "pre-training objective", objective.name,
+                  _with_plugin(objective, self.current_plugin))
+
     # -- lookups ---------------------------------------------------------------------------
     def find_backbone(self, name: str) -> BackboneInfo | None:
         if name in self.backbones:
@@ -180,6 +202,14 @@ class Registry:
                 continue
             out.append(info)
         return out
+
+    def get_objective(self, name: str) -> Objective:
+        """The objective named ``name``; :class:`PluginError` with a "did you mean" otherwise."""
+        if name not in self.objectives:
+            raise PluginError(f"unknown pre-training objective {name!r}"
+                              f"{did_you_mean(name, list(self.objectives))}; registered: "
+                              f"{', '.join(sorted(self.objectives)) or 'none'}")
+        return self.objectives[name]
 
     def get_task(self, name: str) -> TaskInfo:
         if name not in self.tasks:

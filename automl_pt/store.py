@@ -8,6 +8,8 @@ Tables (all keyed by ``study``):
   error and traceback, ``state_reason`` (``error``, ``pruned``...);
 * ``epoch_metrics``: long format ``(study, trial, epoch, name, value)``: ``train_loss``,
   ``samples_per_s``, ``val_<metric>``...
+* ``pretrain_metrics``: the ``[pretrain]`` stage's loss curves ``(study, backbone, objective,
+  step, epoch, loss, key)``, from ``<run dir>/pretrain/<key>/losses.parquet``.
 
 Rows come from the Optuna storage (the source of truth for trial states) and the per-trial Parquet
 files, ingested in bulk (pandas / ``read_parquet``), never row by row.
@@ -40,6 +42,8 @@ STUDY_COLUMNS = {
 }
 EPOCH_COLUMNS = {"study": "VARCHAR", "trial": "INTEGER", "epoch": "INTEGER", "name": "VARCHAR",
                  "value": "DOUBLE"}
+PRETRAIN_COLUMNS = {"study": "VARCHAR", "backbone": "VARCHAR", "objective": "VARCHAR",
+                    "step": "INTEGER", "epoch": "INTEGER", "loss": "DOUBLE", "key": "VARCHAR"}
 
 RESULTS_FILE = "results.duckdb"
 OPTUNA_FILE = "optuna.db"
@@ -110,6 +114,21 @@ def remote_epochs_frame(optuna_study: Any, run_dir: Path, study_name: str):
     return pd.DataFrame(rows, columns=list(EPOCH_COLUMNS))
 
 
+def pretrain_loss_files(run_dir: Path) -> list[Path]:
+    return sorted((Path(run_dir) / "pretrain").glob("*/losses.parquet"))
+
+
+def pretrain_frame(run_dir: Path, study_name: str):
+    """The ``pretrain_metrics`` rows straight from the Parquet files (no DuckDB)."""
+    import pandas as pd
+
+    files = pretrain_loss_files(run_dir)
+    frame = (pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files
+             else pd.DataFrame(columns=[c for c in PRETRAIN_COLUMNS if c != "study"]))
+    frame.insert(0, "study", study_name)
+    return frame[list(PRETRAIN_COLUMNS)].sort_values(["key", "step"], kind="stable").reset_index(drop=True)
+
+
 def epochs_frame(run_dir: Path, study_name: str, optuna_study: Any = None):
     import pandas as pd
 
@@ -141,7 +160,7 @@ class ResultStore:
     @staticmethod
     def _create(con) -> None:
         for table, cols in (("studies", STUDY_COLUMNS), ("trials", TRIAL_COLUMNS),
-                            ("epoch_metrics", EPOCH_COLUMNS)):
+                            ("epoch_metrics", EPOCH_COLUMNS), ("pretrain_metrics", PRETRAIN_COLUMNS)):
             body = ", ".join(f"{c} {t}" for c, t in cols.items())
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
             have = {r[0] for r in con.execute(
@@ -180,6 +199,11 @@ class ResultStore:
             if len(remote):
                 con.register("remote_rows", remote)
                 con.execute("INSERT INTO epoch_metrics SELECT * FROM remote_rows")
+            con.execute("DELETE FROM pretrain_metrics WHERE study = ?", [study_name])
+            pretrain_files = [str(f) for f in pretrain_loss_files(run_dir)]
+            if pretrain_files:
+                con.execute("INSERT INTO pretrain_metrics SELECT ?, backbone, objective, step, epoch, "
+                            "loss, key FROM read_parquet(?)", [study_name, pretrain_files])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -217,6 +241,27 @@ class Results:
     def test_metrics(self) -> dict[str, float] | None:
         raw = self.study_row.get("test_metrics")
         return json.loads(raw) if isinstance(raw, str) else raw
+
+    def pretrain_curves(self):
+        """The ``[pretrain]`` loss curves: one row per step ``(study, backbone, objective, step,
+        epoch, loss, key)``, from the DuckDB ``pretrain_metrics`` table (or, while a driver holds
+        that file or before it has any rows, from the stage's Parquet files)."""
+        import duckdb
+
+        path = self.run_dir / RESULTS_FILE
+        if self.source == "duckdb" and path.exists():
+            try:
+                con = duckdb.connect(str(path), read_only=True)
+                try:
+                    frame = con.execute("SELECT * FROM pretrain_metrics WHERE study = ? "
+                                        "ORDER BY key, step", [self.study]).df()
+                finally:
+                    con.close()
+                if len(frame) or not pretrain_loss_files(self.run_dir):
+                    return frame
+            except (duckdb.IOException, duckdb.CatalogException, duckdb.ConnectionException):
+                pass
+        return pretrain_frame(self.run_dir, self.study)
 
     def trials(self):
         """All trials with every param as its own column (``params.<name>`` flattened)."""

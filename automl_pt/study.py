@@ -58,6 +58,7 @@ class _Prepared:
     direction: str
     space: dict
     data: Any
+    pretrain: Any = None   # automl_pt.pretrain.PretrainPlan when the study has [pretrain]
 
 
 class Study:
@@ -137,6 +138,19 @@ class Study:
             raise where.error("study", "metric", f"{metric} needs more than {floor} classes; the data "
                               f"has {len(data.label_names)}")
         self._prepared = _Prepared(host, task, metric, direction, space, data)
+        if cfg.pretrain is not None:  # [pretrain]: objective and unlabeled data checked up front
+            from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
+            from .pretrain import PretrainPlan
+
+            plan = PretrainPlan(cfg, host, task)
+            plan.objective()
+            plan.split()
+            for choice in space["init"].choices if "init" in space else ():
+                if choice not in (*INIT_CHOICES, RANDOM_INIT):
+                    raise where.error("search.space", "init", f"unknown init {choice!r}"
+                                      f"{did_you_mean(str(choice), INIT_CHOICES)}; choose from "
+                                      f"{', '.join((*INIT_CHOICES, RANDOM_INIT))}")
+            self._prepared.pretrain = plan
         return self._prepared
 
     # -- running --------------------------------------------------------------------------
@@ -212,6 +226,9 @@ class Study:
                 except Exception as exc:  # a reader holding the file: catch up at the next trial
                     state["last_error"] = exc
 
+            if cfg.pretrain is not None:
+                self._run_pretraining(prepared, progress, console)
+                record()
             if cfg.resources.workers == "inline":
                 self._run_inline(prepared, ostudy, record, progress, console, recovered)
             else:
@@ -224,6 +241,14 @@ class Study:
             meta["test_metrics"] = test_metrics
             store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
         return self.results()
+
+    def _run_pretraining(self, prepared: _Prepared, progress: bool, console: Any) -> None:
+        """The ``[pretrain]`` stage, once per backbone of the search, before any trial (cached:
+        a finished backbone is skipped, an interrupted one resumes)."""
+        from .pretrain import run_pretraining
+
+        for name in self.config.search.backbones:
+            run_pretraining(self, prepared, name, progress=progress, console=console)
 
     def export(self, prepared: _Prepared, ostudy: Any) -> dict[str, float] | None:
         """Rebuild the best trial on this driver's first device, score it on the test split and

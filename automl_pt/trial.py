@@ -146,7 +146,33 @@ class TrialRunner:
             raise ValueError(f"backbone {name!r} cannot be resolved")
         backbone = info.load({"dropout": params.get("dropout"), **self.data_options,
                               "params": dict(params)})
+        if params.get("init") == "continued":  # the [pretrain] stage's weights
+            from .pretrain import load_backbone_weights
+
+            directory = self.pretrain_checkpoint(name)
+            load_backbone_weights(backbone, directory, name)
+            backbone.weights_tag = f"continued:{directory.name}"
+        elif params.get("init") == "random":
+            backbone.weights_tag = f"random:{torch.initial_seed()}"  # drawn from the trial's seed
         return info, backbone
+
+    def pretrain_checkpoint(self, name: str) -> Path:
+        """The finished continued-pretraining directory of backbone ``name``; a clear error when
+        the study has no ``[pretrain]`` or its stage has not finished for this backbone."""
+        from .errors import BackboneError
+        from .pretrain import PretrainPlan
+
+        if self.config.pretrain is None:
+            raise BackboneError(f"init = 'continued' needs a [pretrain] section in the study "
+                                f"({self.config.source or 'config'})")
+        if getattr(self, "_pretrain_plan", None) is None:
+            self._pretrain_plan = PretrainPlan(self.config, self.host, self.task_info)
+        directory = self._pretrain_plan.checkpoint(name)
+        if directory is None:
+            raise BackboneError(f"backbone {name!r}: no finished continued-pretraining checkpoint "
+                                f"under {self._pretrain_plan.root} for the current [pretrain] "
+                                "settings; run the study (it pre-trains before the trials)")
+        return directory
 
     def preprocessor(self, backbone: Backbone, name: str) -> Preprocessor:
         """The backbone's preprocessor, fitted on the training inputs once per backbone name."""
@@ -173,7 +199,9 @@ class TrialRunner:
     def features(self, info: BackboneInfo, backbone: Backbone, prep: Preprocessor,
                  split: Split) -> torch.Tensor:
         """Frozen backbone features, computed once per (backbone, preprocessor, data)."""
-        bb_key = hashlib.sha256(f"{info.name}|{info.source}".encode()).hexdigest()[:12]
+        # weights other than the original ones (init = continued / random) get their own features
+        tag = getattr(backbone, "weights_tag", "")
+        bb_key = hashlib.sha256(f"{info.name}|{info.source}{'|' + tag if tag else ''}".encode()).hexdigest()[:12]
         key = (bb_key, prep.fingerprint, split.fingerprint())
         if key in self._features:
             return self._features[key]

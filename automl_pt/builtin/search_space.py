@@ -7,6 +7,11 @@ from ..plugins import hookimpl
 from ..registry import Param
 
 STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze")
+# ``init``: where a trial's backbone weights come from (see automl_pt.pretrain). "continued" is
+# the [pretrain] stage's checkpoint; "random" (same architecture, random weights) is accepted
+# by every backbone loader, for baselines, but not searched by default.
+INIT_CHOICES = ("pretrained", "continued")
+RANDOM_INIT = "random"
 
 
 def default_space() -> dict[str, Param]:
@@ -28,4 +33,7 @@ def default_space() -> dict[str, Param]:
 
 @hookimpl(trylast=True)
 def automl_pt_search_space(task, config):
-    return default_space()
+    space = default_space()
+    if getattr(config, "pretrain", None) is not None:
+        space["init"] = Param("init", "categorical", choices=INIT_CHOICES)
+    return space

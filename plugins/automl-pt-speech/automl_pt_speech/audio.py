@@ -45,9 +45,18 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def read_audio(path: str | Path, sample_rate: int, max_samples: int | None = None) -> np.ndarray:
     """Decode ``path`` to a mono float32 waveform at ``sample_rate``; when ``max_samples`` is given,
-    only the first ``max_samples`` output samples are decoded (plus a small margin)."""
+    only the first ``max_samples`` output samples are decoded (plus a small margin).
+
+    In memory, ``path`` may also be a waveform: a float numpy array (``(samples,)`` or
+    ``(samples, channels)``, already at ``sample_rate``) or a ``(array, rate)`` pair."""
     import soundfile as sf
 
+    if isinstance(path, (np.ndarray, tuple)):
+        data, rate = path if isinstance(path, tuple) else (path, sample_rate)
+        data = np.asarray(data, dtype=np.float32)
+        mono = data.mean(axis=1) if data.ndim == 2 else data.reshape(-1)
+        out = resample(np.ascontiguousarray(mono), int(rate), sample_rate)
+        return out[:max_samples] if max_samples is not None else out
     with sf.SoundFile(str(path)) as f:
         rate = f.samplerate
         frames = -1

@@ -126,6 +126,16 @@ class AudioBackbone(Backbone):
     def save_model(self, directory: Path) -> None:
         raise NotImplementedError
 
+    library_formats = ("hf",)
+
+    def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
+        """``hf``: the encoder's ``save_pretrained`` folder (plus this plugin's settings and
+        pooling weights); pooling and head are shipped separately (returns ``False``)."""
+        if fmt != "hf":
+            return super().export_as(fmt, directory, head, label_names)
+        self.export(directory)
+        return False
+
     def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
         """Front-end convolutions and embeddings are layer 0; pooling sits on top."""
         top, ids = super().num_layers_and_ids()

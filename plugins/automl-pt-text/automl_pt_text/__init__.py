@@ -8,6 +8,9 @@ Backbones:
 * a local directory holding a transformers ``config.json`` + weights + tokenizer.
 
 Task ``text-classification``: single label; metrics accuracy and macro-F1; reads ``text_column``.
+
+Continued pre-training (``[pretrain]``): contrastive views (token dropping + dropout noise) and
+the ``mlm`` objective (masked language modelling); see :mod:`automl_pt_text.pretrain`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .plugin import (  # noqa: F401  (the hook implementations are the module's API)
+    automl_pt_pretrain_views,
     automl_pt_register_backbones,
+    automl_pt_register_objectives,
     automl_pt_register_tasks,
     automl_pt_resolve_backbone,
     automl_pt_search_space,

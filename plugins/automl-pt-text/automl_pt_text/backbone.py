@@ -46,11 +46,12 @@ class TransformersTextBackbone(Backbone):
 
     modality = "text"
 
-    def __init__(self, model: Any, tokenizer: Any, name: str):
+    def __init__(self, model: Any, tokenizer: Any, name: str, source: str = ""):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.source = source  # hub id or folder it came from (the MLM objective reads its head)
         self.feature_dim = int(model.config.hidden_size)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -69,6 +70,16 @@ class TransformersTextBackbone(Backbone):
         quiet_transformers()
         self.model.save_pretrained(str(directory), safe_serialization=True)
 
+    library_formats = ("hf",)
+
+    def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
+        """``hf``: the encoder's ``save_pretrained`` folder; the head (mean pooling + linear)
+        is not a transformers head, so it is shipped separately (returns ``False``)."""
+        if fmt != "hf":
+            return super().export_as(fmt, directory, head, label_names)
+        self.export(directory)
+        return False
+
 
 def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
@@ -79,15 +90,23 @@ def quiet_transformers() -> None:
 
 def load_transformers_backbone(source: str, name: str, options: dict) -> TransformersTextBackbone:
     """Load model + tokenizer from a hub id or a local folder. ``trust_remote_code`` stays off
-    unless ``options['trust_remote_code']`` is true."""
-    from transformers import AutoModel, AutoTokenizer
+    unless ``options['trust_remote_code']`` is true. With ``init = "random"`` in
+    ``options['params']`` the same architecture is built with random weights
+    (``AutoModel.from_config``)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from automl_pt.pretrain import wants_random_init
 
     quiet_transformers()
     trust = bool(options.get("trust_remote_code", False))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
-        model = AutoModel.from_pretrained(source, trust_remote_code=trust)
+        if wants_random_init(options):
+            config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
+            model = AutoModel.from_config(config, trust_remote_code=trust)
+        else:
+            model = AutoModel.from_pretrained(source, trust_remote_code=trust)
     except OSError as exc:
         where = "local folder" if Path(source).exists() else "Hugging Face hub id"
         raise BackboneError(f"backbone {name!r}: cannot load {where} {source!r}: {exc}") from exc
-    return TransformersTextBackbone(model, tokenizer, name)
+    return TransformersTextBackbone(model, tokenizer, name, source)

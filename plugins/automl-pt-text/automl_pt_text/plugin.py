@@ -89,3 +89,32 @@ def automl_pt_search_space(task, config):
         "batch_size": Param("batch_size", "categorical", choices=(16, 32)),
         "epochs": Param("epochs", "int", 1, 4),
     }
+
+
+# -- continued pre-training ----------------------------------------------------------------------
+def _create_mlm(backbone, context):
+    from .pretrain import create_mlm
+
+    return create_mlm(backbone, context)
+
+
+@hookimpl
+def automl_pt_register_objectives(register):
+    from automl_pt.registry import Objective
+
+    register.objective(Objective(
+        name="mlm", create=_create_mlm, modalities=(MODALITY,),
+        description="masked language modelling (80/10/10 masking); the checkpoint's MLM head "
+                    "where it has one, else a fresh head"))
+
+
+@hookimpl
+def automl_pt_pretrain_views(backbone, modality, options):
+    from .backbone import TransformersTextBackbone
+
+    if modality != MODALITY or not isinstance(backbone, TransformersTextBackbone):
+        return None
+    from .pretrain import DEFAULT_TOKEN_DROP, make_text_views
+
+    token_drop = float((options.get("options") or {}).get("token_drop", DEFAULT_TOKEN_DROP))
+    return make_text_views(backbone.tokenizer, token_drop)

@@ -92,22 +92,69 @@ class TimmImageBackbone(Backbone):
     def export(self, directory: Any) -> None:
         """Write timm's folder format: ``config.json`` (architecture, model args, pretrained
         config with the preprocessing actually used) and ``model.safetensors``."""
+        self._write_timm_folder(Path(directory), self.model.state_dict(), 0, None)
+
+    def _write_timm_folder(self, directory: Path, state: dict[str, torch.Tensor], num_classes: int,
+                           label_names: list[str] | None) -> None:
         from safetensors.torch import save_file
 
-        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         cfg = {k: _jsonable(v) for k, v in dict(self.model.pretrained_cfg).items()
                if k not in _SOURCE_KEYS}
         for key in ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std"):
             cfg[key] = _jsonable(self.data_config[key])
         cfg.pop("test_input_size", None)
-        cfg["num_classes"] = 0
-        config = {"architecture": self.architecture, "num_classes": 0,
+        cfg["num_classes"] = num_classes
+        config = {"architecture": self.architecture, "num_classes": num_classes,
                   "num_features": self.feature_dim, "model_args": self.model_args,
                   "pretrained_cfg": cfg, "automl_pt_backbone": self.name}
+        if label_names is not None:
+            config["label_names"] = list(label_names)
         (directory / "config.json").write_text(json.dumps(config, indent=2))
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
+                  str(directory / "model.safetensors"))
+
+    library_formats = ("timm",)
+
+    def export_as(self, fmt: str, directory: Any, head: torch.nn.Module,
+                  label_names: list[str]) -> bool:
+        """``timm``: a timm folder of the architecture with ``len(label_names)`` classes whose
+        classifier holds the head's linear layer, so ``timm.create_model("local-dir:DIR")`` is
+        the whole fine-tuned classifier (returns ``True``). The folded model is checked against
+        ``head(backbone)`` on a random batch before anything is written."""
+        import timm
+
+        from automl_pt.errors import ModelLoadError
+
+        if fmt != "timm":
+            return super().export_as(fmt, directory, head, label_names)
+        linear = getattr(head, "linear", None)
+        if not isinstance(linear, torch.nn.Linear):
+            raise ModelLoadError(f"timm export of {self.name!r}: the head {type(head).__name__} is not "
+                                 "a linear classifier, so it cannot become timm's classifier")
+        model = timm.create_model(self.architecture, pretrained=False, num_classes=len(label_names),
+                                  **self.model_args)
+        classifier = model.get_classifier()
+        prefix = next(n for n, m in model.named_modules() if m is classifier)
+        state = dict(self.model.state_dict())
+        state[f"{prefix}.weight"] = linear.weight.detach()
+        state[f"{prefix}.bias"] = linear.bias.detach()
+        model.load_state_dict(state, strict=True)
+        model.eval()
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            x = torch.rand(2, *self.data_config["input_size"])
+            folded = model(x)
+            ours = head.eval()(self.model(x.contiguous(memory_format=torch.channels_last)))
+        self.train(was_training)
+        if not torch.allclose(folded, ours, rtol=1e-4, atol=1e-4):
+            raise ModelLoadError(f"timm export of {self.name!r}: timm's classifier head of "
+                                 f"{self.architecture!r} does not reduce to pooled features + linear "
+                                 f"(max difference {(folded - ours).abs().max():.2e}); use 'onnx' or "
+                                 "'native'")
+        self._write_timm_folder(Path(directory), model.state_dict(), len(label_names), label_names)
+        return True
 
 
 def _jsonable(v: Any) -> Any:

@@ -1,0 +1,540 @@
+"""Export an exported model (``<run dir>/best``) to a folder that other tools load.
+
+Formats (:data:`FORMATS`):
+
+* ``native``: a copy of ``best/`` (``automl_pt.load`` reads it);
+* ``hf``: the backbone's transformers ``save_pretrained`` folder (config with ``id2label``,
+  safetensors weights, tokenizer / feature extractor) plus ``head.safetensors``: the head is a
+  linear layer over pooled features, not a transformers head, so the card shows how to apply it;
+* ``timm``: a timm folder whose classifier *is* the fine-tuned head:
+  ``timm.create_model("local-dir:DIR")`` gives the whole model;
+* ``safetensors``: the backbone library's safetensors folder: ``timm`` for timm backbones, ``hf``
+  for transformers ones;
+* ``onnx``: ``model.onnx`` from preprocessed tensors to logits, dynamic batch axis (and dynamic
+  sequence axis for text), exported with ``torch.onnx.export(dynamo=True)`` and checked against
+  PyTorch with onnxruntime when it is installed;
+* ``torchscript``: ``model.pt`` traced with ``torch.jit.trace``, checked on a second batch of
+  another shape; a model whose trace does not generalise is refused with a clear error.
+
+Every folder also holds ``automl_pt_export.json`` (format, label names, the model's inputs and
+outputs, preprocessing, study, metrics and best parameters), the preprocessing files the plugin
+saves (tokenizer files, image or audio settings) and a ``README.md`` model card with a "how to
+load" snippet for that format. The folder is written to a temporary sibling and renamed into
+place, so a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+FORMATS = ("native", "hf", "safetensors", "timm", "onnx", "torchscript")
+EXPORT_CONFIG = "automl_pt_export.json"
+ONNX_OPSET = 18
+#: onnxruntime / traced outputs must match PyTorch's logits within this absolute tolerance
+TOLERANCE = 1e-4
+
+
+class ExportFormatError(ModelLoadError):
+    """A model cannot be written in the requested format (unsupported, or the result does not
+    reproduce PyTorch's outputs)."""
+
+
+def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
+                 predictor: Any = None) -> Path:
+    """Write the exported model ``model_dir`` (a ``best/`` folder) in format ``fmt`` to ``out``
+    (default: ``<model_dir>/../export/<fmt>``, replaced if it exists). Returns the folder.
+
+    Raises :class:`ExportFormatError` for an unknown or unsupported format, or an export whose
+    outputs differ from PyTorch's; :class:`ModelLoadError` when ``model_dir`` is not a model."""
+    if fmt not in FORMATS:
+        raise ExportFormatError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    model_dir = Path(model_dir)
+    if predictor is None:
+        from .export import load
+
+        predictor = load(model_dir)
+    out = Path(out) if out is not None else model_dir.parent / "export" / fmt
+    if out.resolve() == model_dir.resolve():
+        raise ExportFormatError(f"{out}: the output folder must differ from the model folder")
+    backbone = predictor.model.backbone
+    if fmt == "safetensors":
+        if not backbone.library_formats:
+            raise ExportFormatError(f"export format 'safetensors' needs a backbone with a library "
+                                    f"format; {backbone.name!r} ({type(backbone).__name__}) has none")
+        fmt_written = backbone.library_formats[0]
+    else:
+        fmt_written = fmt
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if fmt_written == "native":
+            shutil.copytree(model_dir, tmp)
+            details: dict[str, Any] = {"files": {"model": "automl_pt.json + backbone/ + head.safetensors"}}
+        else:
+            tmp.mkdir(parents=True)
+            details = _WRITERS[fmt_written](predictor, tmp)
+            predictor.preprocessor.save(tmp)
+        config = _export_config(predictor, model_dir, fmt, fmt_written, details)
+        (tmp / EXPORT_CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        (tmp / "README.md").write_text(model_card(config, out.resolve()))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+# -- sample batches and the tensor-in, logits-out module ------------------------------------------
+def sample_inputs(modality: str, n: int, seed: int = 0) -> list[Any]:
+    """``n`` raw inputs of ``modality`` to trace and check an export with (texts of varied
+    lengths, random RGB arrays, waveforms of varied lengths at the model's rate)."""
+    rng = np.random.default_rng(seed)
+    if modality == "text":
+        words = "the model reads a short text and then a longer one with more words in it".split()
+        return [" ".join(words[: 2 + (3 * i + seed) % (len(words) - 1)]) for i in range(n)]
+    if modality == "image":
+        return [rng.integers(0, 256, size=(40 + 8 * i, 48, 3), dtype=np.uint8) for i in range(n)]
+    if modality == "audio":
+        return [(0.3 * rng.standard_normal(4000 + 1500 * i)).astype(np.float32) for i in range(n)]
+    raise ExportFormatError(f"no sample inputs for modality {modality!r}: onnx / torchscript "
+                            "export supports text, image and audio models")
+
+
+def _batch(predictor: Any, n: int, seed: int) -> dict[str, Any]:
+    enc = predictor.preprocessor.encode(sample_inputs(predictor.task_info.modality, n, seed))
+    return dict(predictor.preprocessor.collate(enc))
+
+
+def tensor_module(model: Any, names: list[str]) -> Any:
+    """An ``nn.Module`` (eval mode) whose ``forward`` takes the preprocessed tensors
+    positionally, in ``names`` order, and returns the logits: what ONNX and TorchScript need."""
+    import torch
+
+    class TensorModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(names, tensors)))
+
+    return TensorModel().eval()
+
+
+def _dynamic_axes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """Axes whose size differs between two sample batches are dynamic: the batch (first) axis
+    always, and e.g. the text's sequence axis."""
+    axes: dict[str, dict[int, str]] = {}
+    for name, t in a.items():
+        other = b[name]
+        axes[name] = {0: "batch"}
+        for d in range(1, t.dim()):
+            if t.shape[d] != other.shape[d]:
+                # the text inputs share one sequence axis
+                text = d == 1 and name in ("input_ids", "attention_mask", "token_type_ids")
+                axes[name][d] = "sequence" if text else f"{name}_{d}"
+    return axes
+
+
+def _input_spec(batch: dict[str, Any], axes: dict[str, dict[int, str]]) -> list[dict[str, Any]]:
+    return [{"name": n, "dtype": str(t.dtype).removeprefix("torch."),
+             "shape": [axes[n].get(d, int(s)) for d, s in enumerate(t.shape)]}
+            for n, t in batch.items()]
+
+
+def _compare(what: str, got: np.ndarray, want: np.ndarray) -> float:
+    diff = float(np.abs(got - want).max()) if want.size else 0.0
+    if got.shape != want.shape or not diff <= TOLERANCE:
+        raise ExportFormatError(f"{what}: outputs differ from PyTorch's (shape {got.shape} vs "
+                                f"{want.shape}, max difference {diff:.2e} > {TOLERANCE:g})")
+    return diff
+
+
+# -- writers ---------------------------------------------------------------------------------------
+def _write_library(fmt: str):
+    def write(predictor: Any, directory: Path) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        backbone = predictor.model.backbone
+        head = predictor.model.head
+        folded = backbone.export_as(fmt, directory, head, predictor.label_names)
+        details: dict[str, Any] = {"head_folded": folded, "files": {"backbone": "config.json + model.safetensors"}}
+        if not folded:
+            save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                      str(directory / "head.safetensors"))
+            details["files"]["head"] = "head.safetensors"
+            details["head"] = {"keys": sorted(head.state_dict()), "applied_to": _pooling(backbone)}
+        if fmt == "hf":
+            cfg_path = directory / "config.json"
+            cfg = json.loads(cfg_path.read_text())
+            cfg["id2label"] = {str(i): n for i, n in enumerate(predictor.label_names)}
+            cfg["label2id"] = {n: i for i, n in enumerate(predictor.label_names)}
+            cfg_path.write_text(json.dumps(cfg, indent=2))
+        return details
+    return write
+
+
+def _pooling(backbone: Any) -> str:
+    if backbone.modality == "text":
+        return "attention-masked mean of the last hidden state"
+    pool = getattr(backbone, "pool", None)
+    kind = getattr(pool, "kind", None)
+    if kind:
+        return f"{kind} pooling of the last hidden state over valid frames"
+    return "the backbone's pooled features"
+
+
+def _write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+
+    a, b = _batch(predictor, 2, 0), _batch(predictor, 3, 1)
+    names = list(a)
+    axes = _dynamic_axes(a, b)
+    module = tensor_module(predictor.model.cpu(), names)
+    args = tuple(a[n] for n in names)
+    dims: dict[str, Any] = {}
+    shapes = []
+    for n in names:
+        shapes.append({d: dims.setdefault(label, torch.export.Dim(label.replace("-", "_")))
+                       for d, label in axes[n].items()})
+    path = directory / "model.onnx"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(path), input_names=names, output_names=["logits"],
+                              dynamo=True, dynamic_shapes=(tuple(shapes),), opset_version=ONNX_OPSET,
+                              external_data=False, verbose=False)
+    except ImportError as exc:
+        raise ExportFormatError(f"onnx export needs the onnx and onnxscript packages: pip install "
+                                f"'automl-pt[export]' ({exc})") from exc
+    except Exception as exc:
+        raise ExportFormatError(f"onnx export of the {predictor.task_info.modality} backbone "
+                                f"{predictor.model.backbone.name!r} failed: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    details: dict[str, Any] = {"files": {"model": "model.onnx"}, "opset": ONNX_OPSET,
+                               "inputs": _input_spec(a, axes),
+                               "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}]}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        details["checked_with_onnxruntime"] = False
+        return details
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for batch in (a, b):
+            want = module(*(batch[n] for n in names)).float().numpy()
+            got = session.run(["logits"], {n: batch[n].numpy() for n in names})[0]
+            worst = max(worst, _compare("onnx export", got, want))
+    details["checked_with_onnxruntime"] = True
+    details["max_abs_difference"] = worst
+    return details
+
+
+def _write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
+    import warnings
+
+    import torch
+
+    a, b = _batch(predictor, 2, 0), _batch(predictor, 3, 1)
+    names = list(a)
+    module = tensor_module(predictor.model.cpu(), names)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, tuple(a[n] for n in names), check_trace=False)
+    except Exception as exc:
+        raise ExportFormatError(f"torchscript: tracing the {predictor.task_info.modality} backbone "
+                                f"{predictor.model.backbone.name!r} failed: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}; use 'onnx' or "
+                                "'native'") from exc
+    path = directory / "model.pt"
+    traced.save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in torch 2.x
+        reloaded = torch.jit.load(str(path))
+    worst = 0.0
+    with torch.no_grad():
+        for batch in (a, b):  # b has another batch size (and text length): the trace must generalise
+            tensors = tuple(batch[n] for n in names)
+            try:
+                got = reloaded(*tensors).float().numpy()
+            except Exception as exc:
+                raise ExportFormatError(f"torchscript: the traced model fails on a batch of another "
+                                        f"shape ({type(exc).__name__}); use 'onnx' or 'native'") from exc
+            worst = max(worst, _compare("torchscript export (traced)", got,
+                                        module(*tensors).float().numpy()))
+    return {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b)),
+            "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}],
+            "max_abs_difference": worst}
+
+
+_WRITERS = {"hf": _write_library("hf"), "timm": _write_library("timm"), "onnx": _write_onnx,
+            "torchscript": _write_torchscript}
+
+
+# -- export config and model card ------------------------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return None if any(i is _SKIP for i in items) else items
+    if isinstance(value, dict):
+        items = {str(k): _jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not _SKIP}
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def preprocessing_info(predictor: Any) -> dict[str, Any]:
+    """The preprocessor's settings (its plain-valued attributes: max_length for text; input size,
+    interpolation, crop, mean / std for images; sample rate and clip length for audio), plus what
+    each modality's preprocessing does."""
+    prep = predictor.preprocessor
+    info = {k: v for k, v in ((k, _jsonable(v)) for k, v in vars(prep).items()) if v is not _SKIP}
+    for name in ("max_samples", "fingerprint"):
+        value = getattr(prep, name, None)
+        if isinstance(value, (int, str)):
+            info[name] = value
+    info["preprocessor"] = type(prep).__name__
+    modality = predictor.task_info.modality
+    info["steps"] = {
+        "text": "tokenize with the saved tokenizer (truncation at max_length), pad to the longest text",
+        "image": "RGB; resize the shorter side to size / crop_pct with `interpolation`; centre-crop "
+                 "to input_size; uint8 CHW. mean/std normalisation happens inside the model",
+        "audio": "mono; resample to sample_rate; int16 PCM padded with zeros (or cut) to max_samples; "
+                 "length = valid samples. Front-end (spectrogram / normalisation) is inside the model",
+    }.get(modality, "see the plugin's documentation")
+    return info
+
+
+def _study_info(model_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Data summary and search space from the run directory next to ``best/`` (when it is
+    there): ``study.json`` and the best trial's distributions in the Optuna storage."""
+    info: dict[str, Any] = {}
+    meta_path = model_dir.parent / "study.json"
+    if not meta_path.is_file():
+        return info
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return info
+    config = meta.get("config") or {}
+    data = config.get("data") or {}
+    info["data"] = {"files": {k: data.get(k) for k in ("train", "validation", "test") if data.get(k)},
+                    "counts": {k: v for k, v in (meta.get("data") or {}).items()
+                               if k in ("train", "validation", "test", "skipped_total")}}
+    info["search"] = {k: v for k, v in (config.get("search") or {}).items() if k != "space"}
+    info["search"]["overrides"] = (config.get("search") or {}).get("space")
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        url = meta.get("optuna_url")
+        study = optuna.load_study(study_name=meta.get("study"), storage=url)
+        trial = study.trials[int(manifest["trial"])]
+        info["search"]["space"] = {name: _describe_distribution(d)
+                                   for name, d in trial.distributions.items()}
+        info["search"]["trials"] = len(study.trials)
+    except Exception:  # storage moved or unreachable: the study file's overrides stay
+        pass
+    return info
+
+
+def _describe_distribution(d: Any) -> str:
+    import optuna.distributions as od
+
+    if isinstance(d, od.CategoricalDistribution):
+        return "one of " + ", ".join(map(str, d.choices))
+    if isinstance(d, (od.FloatDistribution, od.IntDistribution)):
+        return f"{d.low:g} to {d.high:g}" + (" (log)" if d.log else "") + (
+            f" step {d.step:g}" if d.step not in (None, 1) else "")
+    return str(d)
+
+
+def _export_config(predictor: Any, model_dir: Path, fmt: str, fmt_written: str,
+                   details: dict[str, Any]) -> dict[str, Any]:
+    m = predictor.manifest
+    metrics_path = model_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return {
+        "format": fmt, "written_as": fmt_written, "study": m.get("study"), "task": m.get("task"),
+        "modality": m.get("modality"), "backbone": m.get("backbone"),
+        "backbone_source": m.get("backbone_source"), "labels": predictor.label_names,
+        "input_column": m.get("input_column"), "preprocessing": preprocessing_info(predictor),
+        **details, "metric": m.get("metric"), "metrics": metrics, "params": m.get("params"),
+        "trial": m.get("trial"), **_study_info(model_dir, m),
+    }
+
+
+def model_card(config: dict[str, Any], folder: Path) -> str:
+    """The folder's ``README.md``: what the model is, how well it did, how it was found, and a
+    snippet that loads it in its format."""
+    labels = config["labels"]
+    metrics = config.get("metrics") or {}
+    lines = [f"# {config.get('study')}: {config.get('task')} ({config.get('format')} export)", "",
+             f"A {config.get('modality')} classifier over {len(labels)} labels "
+             f"({', '.join(map(str, labels))}), fine-tuned from `{config.get('backbone')}` "
+             f"({config.get('backbone_source')}) by automl_pt.", ""]
+    lines += ["## Scores", "", "| split | " + " | ".join(["metric", "value"]) + " |", "| --- | --- | --- |"]
+    for split in ("validation", "test"):
+        for name, value in (metrics.get(split) or {}).items():
+            if isinstance(value, (int, float)):
+                lines.append(f"| {split} | {name} | {value:.4f} |")
+    lines += ["", f"Optimised metric: `{config.get('metric')}` (validation), best trial "
+              f"{config.get('trial')}.", ""]
+    data = config.get("data")
+    if data:
+        lines += ["## Data", ""]
+        for split, path in data.get("files", {}).items():
+            count = data.get("counts", {}).get(split)
+            lines.append(f"- {split}: `{path}`" + (f" ({count} examples)" if count is not None else ""))
+        if data.get("counts", {}).get("skipped_total"):
+            lines.append(f"- unreadable files left out: {data['counts']['skipped_total']}")
+        lines.append("")
+    search = config.get("search")
+    if search:
+        lines += ["## Search", ""]
+        for key in ("backbones", "sampler", "pruner", "trials"):
+            if search.get(key) is not None:
+                lines.append(f"- {key}: {search[key]}")
+        space = search.get("space") or search.get("overrides") or {}
+        if space:
+            lines += ["", "| parameter | searched over |", "| --- | --- |"]
+            lines += [f"| {k} | {v} |" for k, v in space.items()]
+        lines.append("")
+    lines += ["## Best parameters", "", "| parameter | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in (config.get("params") or {}).items()]
+    lines += ["", "## Preprocessing", "", config["preprocessing"]["steps"] + ".", "",
+              "Settings: `" + json.dumps({k: v for k, v in config["preprocessing"].items()
+                                         if k not in ("steps", "fingerprint")}) + "`", ""]
+    if config.get("inputs"):
+        lines += ["Model inputs: " + ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}"
+                                               for i in config["inputs"]) + "; output: `logits` "
+                  "(batch, labels), softmax gives probabilities.", ""]
+    if config.get("head"):
+        lines += [f"The head (`head.safetensors`: {', '.join(config['head']['keys'])}) is a linear "
+                  f"layer over the backbone's features, {config['head']['applied_to']}; it is not "
+                  "a transformers head, so the snippet applies it by hand.", ""]
+    lines += ["## How to load", "", "```python", load_snippet(config, folder).rstrip(), "```", "",
+              f"Everything about this export is in `{EXPORT_CONFIG}`.", ""]
+    return "\n".join(lines)
+
+
+def load_snippet(config: dict[str, Any], folder: Path) -> str:
+    """Python that loads the folder in its format and predicts (runs as written)."""
+    fmt, modality = config["written_as"], config["modality"]
+    where = repr(str(folder))
+    example = {"text": '["an example text", "another one"]',
+               "image": '["photo.jpg"]  # image paths', "audio": '["clip.wav"]  # audio paths'}[modality]
+    if fmt == "native":
+        return (f"import automl_pt\n\nmodel = automl_pt.load({where})\n"
+                f"prediction = model.predict({example})\nprint(prediction.labels)\n")
+    head_py = ("head = load_file(f\"{folder}/head.safetensors\")\n"
+               "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n")
+    if fmt == "hf" and modality == "text":
+        return (f"import json\nimport torch\nfrom safetensors.torch import load_file\n"
+                f"from transformers import AutoModel, AutoTokenizer\n\nfolder = {where}\n"
+                "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
+                "encoder = AutoModel.from_pretrained(folder).eval()\n"
+                f"texts = {example}\n"
+                "batch = tokenizer(texts, padding=True, truncation=True, "
+                f"max_length={config['preprocessing'].get('max_length', 512)}, return_tensors=\"pt\")\n"
+                "with torch.no_grad():\n"
+                "    hidden = encoder(**batch).last_hidden_state\n"
+                "mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+                "features = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # masked mean\n"
+                + head_py +
+                "probabilities = logits.softmax(-1)\n"
+                "labels = [encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()]\n"
+                "print(labels)\n")
+    if fmt == "hf":  # audio
+        return (f"from transformers import AutoConfig, AutoModel\n\nfolder = {where}\n"
+                "config = AutoConfig.from_pretrained(folder)  # id2label holds the label names\n"
+                "if config.model_type == \"whisper\":\n"
+                "    from transformers.models.whisper.modeling_whisper import WhisperEncoder as Model\n"
+                "else:\n    Model = AutoModel\n"
+                "encoder = Model.from_pretrained(folder).eval()\n"
+                "# features: the pooled last hidden state (see automl_pt_export.json, 'head');\n"
+                "# logits = features @ W.T + b with W, b from head.safetensors (linear.weight, linear.bias)\n"
+                "print(type(encoder).__name__, config.id2label)\n")
+    if fmt == "timm":
+        return (f"import timm\nimport torch\nfrom PIL import Image\n\nfolder = {where}\n"
+                "model = timm.create_model(f\"local-dir:{folder}\").eval()  # the head is its classifier\n"
+                "transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))\n"
+                f"images = {example}\n"
+                "batch = torch.stack([transform(Image.open(p).convert(\"RGB\")) for p in images])\n"
+                "with torch.no_grad():\n    probabilities = model(batch).softmax(-1)\n"
+                "labels = [model.pretrained_cfg[\"label_names\"][i] for i in probabilities.argmax(-1).tolist()]\n"
+                "print(labels)\n")
+    if fmt in ("onnx", "torchscript"):
+        run = ("import onnxruntime as ort\n", "session = ort.InferenceSession(f\"{folder}/model.onnx\")\n",
+               "logits = session.run([\"logits\"], inputs)[0]\n") if fmt == "onnx" else (
+               "import torch\n", "model = torch.jit.load(f\"{folder}/model.pt\")\n",
+               "logits = model(*(torch.from_numpy(inputs[i[\"name\"]]) for i in config[\"inputs\"])).numpy()\n")
+        prep = _preprocess_snippet(modality, example)
+        return ("import json\nimport numpy as np\n" + run[0] + f"\nfolder = {where}\n"
+                f"config = json.load(open(f\"{{folder}}/{EXPORT_CONFIG}\"))\n" + run[1] + prep + run[2] +
+                "probabilities = np.exp(logits - logits.max(1, keepdims=True))\n"
+                "probabilities /= probabilities.sum(1, keepdims=True)\n"
+                "print([config[\"labels\"][i] for i in probabilities.argmax(1)])\n")
+    raise ExportFormatError(f"no load snippet for format {fmt!r}")
+
+
+def _preprocess_snippet(modality: str, example: str) -> str:
+    if modality == "text":
+        return ("from transformers import AutoTokenizer\n"
+                "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
+                f"texts = {example}\n"
+                "enc = tokenizer(texts, padding=True, truncation=True, "
+                "max_length=config[\"preprocessing\"][\"max_length\"], return_tensors=\"np\")\n"
+                "inputs = {\"input_ids\": enc[\"input_ids\"].astype(np.int64),\n"
+                "          \"attention_mask\": enc[\"attention_mask\"].astype(np.int64)}\n")
+    if modality == "image":
+        return ("from PIL import Image\n"
+                "cfg = config[\"preprocessing\"][\"data_config\"]\n"
+                "_, height, width = cfg[\"input_size\"]\n"
+                "resample = {\"bilinear\": Image.BILINEAR, \"bicubic\": Image.BICUBIC}.get("
+                "cfg[\"interpolation\"], Image.BICUBIC)\n\n"
+                "def pixels(path):\n"
+                "    image = Image.open(path).convert(\"RGB\")\n"
+                "    side = int(height / cfg[\"crop_pct\"])\n"
+                "    w, h = image.size\n"
+                "    size = (side, max(1, int(side * h / w))) if w <= h else (max(1, int(side * w / h)), side)\n"
+                "    image = image.resize(size, resample, reducing_gap=3.0)\n"
+                "    left, top = round((image.width - width) / 2), round((image.height - height) / 2)\n"
+                "    image = image.crop((left, top, left + width, top + height))\n"
+                "    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)\n\n"
+                f"images = {example}\n"
+                "inputs = {\"pixel_values\": np.stack([pixels(p) for p in images])}\n")
+    return ("import soundfile as sf\nfrom scipy.signal import resample_poly\n"
+            "rate, n = config[\"preprocessing\"][\"sample_rate\"], config[\"preprocessing\"][\"max_samples\"]\n\n"
+            "def pcm(path):\n"
+            "    data, sr = sf.read(path, dtype=\"float32\", always_2d=True)\n"
+            "    wave = resample_poly(data.mean(1), rate, sr) if sr != rate else data.mean(1)\n"
+            "    wave = np.clip(np.round(wave[:n] * 32767), -32768, 32767).astype(np.int16)\n"
+            "    return np.pad(wave, (0, n - len(wave))), max(1, len(wave))\n\n"
+            f"clips = [pcm(p) for p in {example.split('  #')[0]}]\n"
+            "inputs = {\"audio\": np.stack([c[0] for c in clips]),\n"
+            "          \"length\": np.array([c[1] for c in clips], dtype=np.int64)}\n")

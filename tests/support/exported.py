@@ -1,0 +1,106 @@
+"""Exported ``best/`` folders of tiny one-trial studies, one per modality, for the export-format
+and prediction tests. Each runs a real study (Optuna, DuckDB, the trial loop, ``export_best``)
+in-process on tiny random models: a few seconds each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FIXED_SPACE = """strategy = ["full"]
+learning_rate = [0.002]
+head_lr_multiplier = [10.0]
+layer_decay = [1.0]
+weight_decay = [0.0]
+warmup_ratio = [0.0]
+epochs = [1]
+batch_size = [8]
+dropout = [0.0]
+label_smoothing = [0.0]
+schedule = ["cosine"]
+"""
+
+
+def _study(root: Path, task: str, backbone: Path, data: str, space: str = FIXED_SPACE) -> Path:
+    text = f"""
+[study]
+name = "tiny-{task}"
+trials = 1
+seed = 0
+
+[task]
+type = "{task}"
+
+[data]
+{data}
+
+[search]
+backbones = ["{backbone}"]
+sampler = "random"
+pruner = "none"
+
+[search.space]
+{space}
+
+[resources]
+devices = "cpu"
+workers = "inline"
+num_threads = 1
+
+[storage]
+dir = "run"
+"""
+    path = root / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def _run(path: Path, plugin) -> Path:
+    from automl_pt import Study
+    from automl_pt.plugins import create_plugin_host
+
+    host = create_plugin_host(entry_points=False, extra=[plugin])
+    results = Study.from_config(path, host=host).run(progress=False)
+    return Path(results.best_model_dir)
+
+
+def text_best(root: Path) -> Path:
+    import automl_pt_text
+    from automl_pt_text.testing import make_tiny_bert
+
+    from tests.conftest import FILLER, TOPICS, make_topic_rows, write_csv
+
+    bert = make_tiny_bert(root / "tiny-bert", [" ".join(TOPICS.values()), " ".join(FILLER)])
+    write_csv(root / "data" / "train.csv", make_topic_rows(12, 1))
+    write_csv(root / "data" / "validation.csv", make_topic_rows(4, 2))
+    write_csv(root / "data" / "test.csv", make_topic_rows(4, 3))
+    data = ('train = "data/train.csv"\nvalidation = "data/validation.csv"\n'
+            'test = "data/test.csv"\nmax_length = 32')
+    return _run(_study(root, "text-classification", bert, data), automl_pt_text)
+
+
+def image_best(root: Path) -> Path:
+    import automl_pt_vision
+    from automl_pt_vision.testing import make_image_tree, make_tiny_timm, write_table
+
+    model = make_tiny_timm(root / "tiny-timm", image_size=32)
+    make_image_tree(root / "data" / "train", n_per_class=8, size=32, seed=1)
+    make_image_tree(root / "data" / "test_images", n_per_class=3, size=40, seed=2)
+    write_table(root / "data" / "test.csv", root / "data" / "test_images")
+    data = 'train = "data/train"\ntest = "data/test.csv"\nimage_size = 32'
+    space = FIXED_SPACE + 'augmentation_strength = [0.0]\nmixup = ["none"]\n'
+    return _run(_study(root, "image-classification", model, data, space), automl_pt_vision)
+
+
+def audio_best(root: Path, kind: str = "wav2vec2") -> Path:
+    import automl_pt_speech
+    from automl_pt_speech.testing import make_tiny_wav2vec2, make_tiny_whisper, make_tone_tree, write_table
+
+    maker = {"wav2vec2": make_tiny_wav2vec2, "whisper": make_tiny_whisper}[kind]
+    model = maker(root / f"tiny-{kind}")
+    make_tone_tree(root / "data" / "train", n_per_class=6, seed=1)
+    make_tone_tree(root / "data" / "validation", n_per_class=2, seed=2)
+    make_tone_tree(root / "data" / "test_clips", n_per_class=2, seed=3)
+    write_table(root / "data" / "test.csv", root / "data" / "test_clips")
+    data = 'train = "data/train"\nvalidation = "data/validation"\ntest = "data/test.csv"'
+    space = FIXED_SPACE + 'pooling = ["mean"]\naugmentation_strength = [0.0]\n'
+    return _run(_study(root, "audio-classification", model, data, space), automl_pt_speech)
