@@ -11,7 +11,8 @@
                                       [--images 512] [--repeats 3]
 
 ``--gpu-study`` instead runs a 4-trial study of studies/quickstart-vision.toml on CUDA (bf16
-autocast, channels_last, image size 224) and reports training images/s, peak GPU memory and GPU
+autocast, channels_last, image size 224; ``--study-data``, ``--backbones`` and ``--study-epochs``
+change its data, candidates and length) and reports training images/s, peak GPU memory and GPU
 utilisation sampled with ``nvidia-smi`` while it runs.
 """
 
@@ -63,7 +64,7 @@ def make_jpegs(folder: Path, n: int, seed: int = 0) -> list[str]:
 def load_backbone(image_size: int):
     from automl_pt.plugins import create_plugin_host
 
-    host = create_plugin_host()
+    host = create_plugin_host(extra=["automl_pt_vision"])  # works from a source tree on PYTHONPATH too
     info = host.registry.find_backbone(BACKBONE)
     if info is None:
         sys.exit("the vision plugin is not installed: pip install -e plugins/automl-pt-vision")
@@ -197,11 +198,14 @@ def bench_decode_cache(args, device) -> dict:
 
         from automl_pt.plugins import create_plugin_host
 
-        host = create_plugin_host()
+        host = create_plugin_host(extra=["automl_pt_vision"])
         task = host.registry.tasks["image-classification"]
 
         def runner():
-            return TrialRunner(config, host, task, None, {}, device, tmp / "run")
+            from types import SimpleNamespace
+
+            data = SimpleNamespace(train=split, label_names=["x"])  # the runner reads the label count
+            return TrialRunner(config, host, task, data, {}, device, tmp / "run")
 
         def timed(fn):
             """Seconds to get the tensors and touch every memory page of them (a safetensors
@@ -265,23 +269,38 @@ def gpu_study(args) -> dict:
 
     study_file = ROOT / "studies" / "quickstart-vision.toml"
     run_dir = Path(tempfile.mkdtemp(prefix="bench-vision-gpu-"))
-    overrides = {"study": {"name": "bench-vision-gpu", "trials": 4, "timeout": 3600},
-                 "data": {"image_size": args.image_size},
-                 "search": {"space": {"strategy": ["full"], "epochs": 3, "batch_size": [128],
-                                      "learning_rate": {"low": 3e-4, "high": 3e-3, "log": True}},
-                            "pruner": "none"},
+    data = {"image_size": args.image_size}
+    if args.study_data:  # a bigger class-per-folder tree than the quickstart's (train/validation/test)
+        data.update({split: str(args.study_data / split) for split in ("train", "validation", "test")})
+    search = {"space": {"strategy": ["full"], "epochs": args.study_epochs, "batch_size": [args.batch_size],
+                        "learning_rate": {"low": 3e-4, "high": 3e-3, "log": True}},
+              "pruner": "none"}
+    if args.backbones:
+        search["backbones"] = args.backbones.split(",")
+    overrides = {"study": {"name": "bench-vision-gpu", "trials": 4, "timeout": 3600,
+                           "plugins": ["automl_pt_vision"]},
+                 "data": data, "search": search,
                  "resources": {"devices": "cuda"}, "storage": {"dir": str(run_dir)}}
     t0 = time.time()
     with GpuSampler() as sampler:
         results = automl_pt.run(str(study_file), progress=False, **overrides)
     wall = time.time() - t0
     trials = results.trials()
+    import pandas as pd
+
     busy = [u for _, u, _ in sampler.samples]
+    # utilisation while a trial was running (the study's wall time also holds start-up and the
+    # one-off decode of every image)
+    windows = [(a.timestamp(), b.timestamp()) for a, b in
+               zip(trials["datetime_start"], trials["datetime_complete"]) if pd.notna(a) and pd.notna(b)]
+    in_trials = [u for t, u, _ in sampler.samples if any(a <= t <= b for a, b in windows)]
     out = {"trials": len(trials), "wall_s": wall,
            "train_images_per_s": [float(v) for v in trials["samples_per_s"].dropna()],
            "peak_memory_mb": [float(v) for v in trials["peak_memory_mb"].dropna()],
            "gpu_util_mean": statistics.mean(busy) if busy else None,
            "gpu_util_median": statistics.median(busy) if busy else None,
+           "gpu_util_mean_during_trials": statistics.mean(in_trials) if in_trials else None,
+           "trial_seconds": [round(b - a, 1) for a, b in windows],
            "gpu_memory_used_max_mb": max((m for *_, m in sampler.samples), default=None),
            "test_accuracy": (results.test_metrics or {}).get("accuracy"),
            "device": torch.cuda.get_device_name(0)}
@@ -304,6 +323,12 @@ def main() -> None:
     parser.add_argument("--skip-loops", action="store_true", help="decode-cache benchmark only")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--gpu-study", action="store_true")
+    parser.add_argument("--study-data", type=Path, default=None,
+                        help="--gpu-study: class-per-folder data with train/validation/test "
+                             "(default: the quickstart's)")
+    parser.add_argument("--study-epochs", type=int, default=3, help="--gpu-study: epochs per trial")
+    parser.add_argument("--backbones", default=None,
+                        help="--gpu-study: comma-separated backbones (default: the quickstart's)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     device = torch.device(args.device)
