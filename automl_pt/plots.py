@@ -58,6 +58,7 @@ def _trials(source: Any, metric: str | None, direction: str | None):
 
 
 def _empty(fig, ax, message: str):
+    fig.set_size_inches(fig.get_figwidth(), 1.2)
     ax.set_axis_off()
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#555555",
             wrap=True)
@@ -269,8 +270,10 @@ def backbone_strategy_table(source: Any, metric: str | None = None, direction: s
     columns = ["backbone", "strategy", "trials", "pruned", "failed", f"best {metric}", f"mean {metric}"]
     if trials.empty:
         return pd.DataFrame(columns=columns)
+    trials = trials.assign(**{c: trials[c].astype(object).where(trials[c].notna(), "(none)")
+                              for c in ("backbone", "strategy")})
     rows = []
-    for (backbone, strategy), group in trials.groupby(["backbone", "strategy"], dropna=False):
+    for (backbone, strategy), group in trials.groupby(["backbone", "strategy"]):
         done = group[group["state"] == "COMPLETE"]["value"].astype(float)
         best = (done.min() if direction == "minimize" else done.max()) if len(done) else math.nan
         rows.append({"backbone": backbone, "strategy": strategy, "trials": len(done),

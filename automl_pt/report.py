@@ -196,14 +196,15 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
     usage = usage_summary(res)
     metric, direction = res.metric, res.direction
     board = res.leaderboard()
-    best_trial = res.study_row.get("best_trial")
-    best_value = res.study_row.get("best_value")
+    best_trial, best_value = res.study_row.get("best_trial"), res.study_row.get("best_value")
+    if _missing(best_trial) and len(board):  # read from the Optuna storage: no studies row yet
+        best_trial, best_value = board.loc[0, "trial"], board.loc[0, metric]
     test = res.test_metrics or {}
     summary = [
         ("task", res.study_row.get("task", "")), ("metric", f"{metric} ({direction}, validation)"),
         ("trials", f"{usage['trials']} ({usage['complete']} complete, {usage['pruned']} pruned, "
                    f"{usage['failed']} failed)"),
-        ("best trial", "" if best_trial is None or best_trial != best_trial else
+        ("best trial", "none completed" if _missing(best_trial) else
          f"#{int(best_trial)}: {metric} {float(best_value):.4f}"),
         ("test (best model)", ", ".join(f"{k} {v:.4f}" for k, v in test.items()) or "no test split"),
         ("run directory", str(res.run_dir)),
@@ -234,7 +235,8 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
     test_html = ("<p>" + _esc(", ".join(f"{k}: {v:.4f}" for k, v in test.items())) + "</p>") if test else ""
     if counts is not None:
         test_html += _figure_block("confusion", figures["confusion"], pngs)
-    parts.append(_section("test", f"Best model on the test split (trial {_esc(_cell(best_trial, 'trial'))})",
+    which = "" if _missing(best_trial) else f" (trial {int(best_trial)})"
+    parts.append(_section("test", f"Best model on the test split{which}",
                           test_html or "<p>The study has no test split.</p>",
                           f"Scored once, at export ({_esc(res.best_model_dir)})."))
 
