@@ -408,7 +408,7 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str |
 def _pretrain_section(where: _Where, p: dict[str, Any], base_dir: Path) -> PretrainSection:
     """Validate ``[pretrain]`` (the objective name is checked against the plugins later)."""
     if "data" not in p:
-        raise where.error("pretrain", "data", "missing required key (unlabeled data path)")
+        raise where.error("pretrain", None, "missing required key data (the unlabeled data path)")
     path = Path(p["data"]).expanduser()
     path = path if path.is_absolute() else base_dir / path
     if not path.exists():

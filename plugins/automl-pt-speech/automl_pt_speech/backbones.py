@@ -82,6 +82,9 @@ class AudioBackbone(Backbone):
     #: the longest clip the front-end accepts, in seconds
     max_seconds_limit = 30.0
     kind = ""
+    #: parameters a trial adds on top of the encoder (attention pooling): a continued-pretraining
+    #: checkpoint made with other pooling may lack them (see automl_pt.pretrain)
+    trial_modules = ("pool.",)
 
     def __init__(self, name: str, dim: int, pooling: str = "mean",
                  settings: dict[str, Any] | None = None):
@@ -321,11 +324,15 @@ def load_audio_backbone(source: str, name: str, options: dict,
     ``options`` are what the core passes to ``BackboneInfo.load`` (``params`` holds the trial's
     hyperparameters: ``pooling``); ``backbone_options`` come from the backbone name
     (``NAME?window=30``). An exported folder's saved settings (pooling, window, fitted maximum
-    duration) are the defaults. Raises :class:`BackboneError`.
+    duration) are the defaults. ``params["init"] == "random"`` builds the same architecture with
+    random weights. Raises :class:`BackboneError`.
     """
     from transformers import AutoConfig
 
+    from automl_pt.pretrain import wants_random_init
+
     quiet_transformers()
+    random_init = wants_random_init(options)
     trust = bool(options.get("trust_remote_code", False))
     settings = _folder_settings(source) if Path(source).is_dir() else {}
     params = options.get("params") or {}
@@ -344,18 +351,22 @@ def load_audio_backbone(source: str, name: str, options: dict,
         if model_type == "whisper":
             window = opts.pop("window", settings.get("window"))
             backbone: AudioBackbone = WhisperEncoderBackbone(
-                _load_whisper_encoder(source, config), name, window=window, pooling=pooling,
+                _load_whisper_encoder(source, config, random_init), name, window=window, pooling=pooling,
                 settings=keep)
         elif model_type in WAVEFORM_TYPES:
             from transformers import AutoModel
 
-            model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust)
+            if random_init:
+                model = AutoModel.from_config(config, dtype=torch.float32, trust_remote_code=trust)
+            else:
+                model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust)
             backbone = WaveformBackbone(model, name, normalize=_wants_normalize(source, settings),
                                         pooling=pooling, settings=keep)
         elif model_type == "audio-spectrogram-transformer":
             from transformers import ASTFeatureExtractor, ASTModel
 
-            model = ASTModel.from_pretrained(source, dtype=torch.float32)
+            model = (ASTModel(config) if random_init
+                     else ASTModel.from_pretrained(source, dtype=torch.float32))
             try:
                 extractor = ASTFeatureExtractor.from_pretrained(source)
             except OSError:
@@ -371,17 +382,20 @@ def load_audio_backbone(source: str, name: str, options: dict,
         raise BackboneError(f"backbone {name!r}: unknown option(s) {', '.join(sorted(opts))} for a "
                             f"{model_type} backbone")
     pool_file = Path(source) / POOLING_FILE
-    if backbone.pool.score is not None and pool_file.is_file() and settings.get("pooling") == pooling:
+    if (backbone.pool.score is not None and pool_file.is_file() and settings.get("pooling") == pooling
+            and not random_init):
         from safetensors.torch import load_file
 
         backbone.pool.load_state_dict(load_file(str(pool_file)))
     return backbone
 
 
-def _load_whisper_encoder(source: str, config: Any) -> nn.Module:
+def _load_whisper_encoder(source: str, config: Any, random_init: bool = False) -> nn.Module:
     from transformers import WhisperForAudioClassification
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+    if random_init:  # init = "random": the same encoder, randomly initialised
+        return WhisperEncoder(config).float()
     if "WhisperEncoder" in (config.architectures or []):
         return WhisperEncoder.from_pretrained(source, dtype=torch.float32)
     return WhisperForAudioClassification.from_pretrained(source, dtype=torch.float32).encoder

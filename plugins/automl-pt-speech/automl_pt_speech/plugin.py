@@ -173,3 +173,17 @@ def automl_pt_augmentation(task, backbone, params):
     from .augment import make_augment
 
     return make_augment(backbone, float(params.get("augmentation_strength", 0.0) or 0.0))
+
+
+@hookimpl
+def automl_pt_pretrain_views(backbone, modality, options):
+    """Contrastive views for ``[pretrain] objective = "contrastive"``: speed, shift, noise and
+    time masking of the waveforms."""
+    from .backbones import AudioBackbone
+
+    if modality != MODALITY or not isinstance(backbone, AudioBackbone):
+        return None
+    from .pretrain import make_audio_views
+
+    strength = float((options.get("options") or {}).get("augmentation_strength", 1.0))
+    return make_audio_views(backbone, strength)

@@ -210,7 +210,10 @@ def load_catalog(name: str, options: dict, pretrained: bool = True) -> TimmImage
     gives the same architecture and preprocessing with random weights (a baseline)."""
     from .weights import CATALOG, converted_weights
 
+    from automl_pt.pretrain import wants_random_init
+
     entry = CATALOG[name]
+    pretrained = pretrained and not wants_random_init(options)
     weights = converted_weights(name) if pretrained else None
     backbone = _create(entry.architecture, entry.architecture, name, options, False,
                        dict(entry.data_config))
@@ -228,7 +231,10 @@ def load_hub(model_name: str, display: str, options: dict) -> TimmImageBackbone:
     if not model_name.startswith("hf-hub:"):
         architecture = timm.models.split_model_name_tag(model_name)[0]
     try:
-        return _create(model_name, architecture, display, options, pretrained=True)
+        from automl_pt.pretrain import wants_random_init
+
+        return _create(model_name, architecture, display, options,
+                       pretrained=not wants_random_init(options))
     except BackboneError as exc:
         raise BackboneError(f"{exc} (hub weights need network access or timm's local cache)") from exc
 
@@ -245,7 +251,10 @@ def load_local_dir(path: Path, display: str, options: dict) -> TimmImageBackbone
     base = dict(config.get("pretrained_cfg") or {})
     size_overlay, size_kwargs = _size_overlay(options, base)
     try:
-        model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True, num_classes=0,
+        from automl_pt.pretrain import wants_random_init
+
+        model = timm.create_model(f"local-dir:{path.resolve()}", num_classes=0,
+                                  pretrained=not wants_random_init(options),
                                   **size_kwargs)
     except Exception as exc:
         raise BackboneError(f"backbone {display!r}: cannot load timm folder {path}: "
@@ -261,8 +270,11 @@ def load_checkpoint(architecture: str, path: Path, display: str, options: dict) 
     pickle read with ``weights_only=True``); a classifier in the file is dropped."""
     if not path.is_file():
         raise BackboneError(f"backbone {display!r}: checkpoint file {path} not found")
+    from automl_pt.pretrain import wants_random_init
+
     backbone = _create(architecture, architecture, display, options, pretrained=False)
-    load_weights(backbone.model, path, display)
+    if not wants_random_init(options):
+        load_weights(backbone.model, path, display)
     return backbone
 
 

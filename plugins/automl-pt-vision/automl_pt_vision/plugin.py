@@ -142,3 +142,13 @@ def automl_pt_augmentation(task, backbone, params, num_labels):
 
     return make_augment(float(params.get("augmentation_strength", 0.0)),
                         str(params.get("mixup", "none")), num_labels)
+
+
+@hookimpl
+def automl_pt_pretrain_views(backbone, modality, options):
+    """Contrastive views for ``[pretrain] objective = "contrastive"``: crop, flip, colour, blur."""
+    if modality != MODALITY:
+        return None
+    from .pretrain import make_image_views
+
+    return make_image_views(float((options.get("options") or {}).get("augmentation_strength", 1.0)))
