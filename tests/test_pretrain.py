@@ -431,3 +431,82 @@ def test_random_init_keeps_the_architecture_with_new_weights(tiny_bert, tmp_path
     wav = make_tiny_wav2vec2(tmp_path / "wav2vec2")
     assert _differs(load_audio_backbone(str(wav), "w", {"params": {}}).state_dict(),
                     load_audio_backbone(str(wav), "w", {"params": {"init": "random"}}).state_dict())
+
+
+# -- images and audio: flat folders of unlabeled files, the modality plugins' views -----------------
+def _flatten(tree: Path, flat: Path) -> Path:
+    """Move every file of a class-per-folder tree into one flat folder (no labels left)."""
+    flat.mkdir(parents=True)
+    for i, f in enumerate(sorted(p for p in tree.rglob("*") if p.is_file())):
+        f.rename(flat / f"{i:03d}{f.suffix}")
+    return flat
+
+
+def _modality_study(tmp_path: Path, task: str, backbone: Path, extra_data: str = "") -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(f"""
+[study]
+name = "{task}-pretrain"
+trials = 1
+
+[task]
+type = "{task}"
+
+[data]
+train = "train"
+{extra_data}
+
+[search]
+backbones = ["{backbone}"]
+
+[resources]
+devices = "cpu"
+
+[storage]
+dir = "run"
+
+[pretrain]
+data = "unlabeled"
+steps = 3
+batch_size = 6
+learning_rate = 1e-3
+""")
+    return path
+
+
+def _pretrain_and_reload(path: Path, backbone: Path, load) -> dict:
+    from automl_pt import Study
+    from automl_pt.pretrain import load_backbone_weights, run_pretraining
+
+    study = Study.from_config(path)
+    prepared = study.prepare()
+    directory = run_pretraining(study, prepared, str(backbone), progress=False)
+    done = json.loads((directory / "done.json").read_text())
+    fresh = load()
+    load_backbone_weights(fresh, directory, str(backbone))   # the checkpoint fits the backbone
+    return done
+
+
+def test_image_stage_reads_a_flat_folder_and_uses_the_vision_views(tmp_path):
+    from automl_pt_vision.backbone import load_local_dir
+    from automl_pt_vision.testing import make_image_tree, make_tiny_timm
+
+    timm_dir = make_tiny_timm(tmp_path / "timm")
+    make_image_tree(tmp_path / "train", n_per_class=3)
+    _flatten(make_image_tree(tmp_path / "pool", n_per_class=4, seed=1), tmp_path / "unlabeled")
+    path = _modality_study(tmp_path, "image-classification", timm_dir, "image_size = 32")
+    done = _pretrain_and_reload(path, timm_dir, lambda: load_local_dir(timm_dir, "t", {"params": {}}))
+    assert done["examples"] == 12 and done["steps"] == 3 and np.isfinite(done["final_loss"])
+
+
+def test_audio_stage_reads_a_flat_folder_and_uses_the_speech_views(tmp_path):
+    from automl_pt_speech.backbones import load_audio_backbone
+    from automl_pt_speech.testing import make_tiny_wav2vec2, make_tone_tree
+
+    wav = make_tiny_wav2vec2(tmp_path / "wav2vec2")
+    make_tone_tree(tmp_path / "train", n_per_class=3, seed=0, formats=("wav",))
+    _flatten(make_tone_tree(tmp_path / "pool", n_per_class=3, seed=1, formats=("wav",)),
+             tmp_path / "unlabeled")
+    path = _modality_study(tmp_path, "audio-classification", wav)
+    done = _pretrain_and_reload(path, wav, lambda: load_audio_backbone(str(wav), "w", {"params": {}}))
+    assert done["steps"] == 3 and np.isfinite(done["final_loss"])
