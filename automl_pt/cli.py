@@ -235,8 +235,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = load(args.model_dir, device=args.device)
     path = Path(args.input)
-    if not path.is_file():
-        raise AutomlError(f"{path}: input file not found")
+    if not path.exists():
+        raise AutomlError(f"{path}: input file or folder not found")
     prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
     frame = prediction.to_frame()
     if args.output:
@@ -253,13 +253,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Without --format/--out: rebuild RUN_DIR/best from the best trial. With them: write the
+    model (RUN_DIR/best, or TARGET itself when it is an exported model folder; rebuilt first if
+    missing) in that format to --out (default RUN_DIR/export/FORMAT)."""
+    from .export import MANIFEST
     from .study import Study
 
     target = Path(args.target)
-    study = Study.from_config(target if target.is_file() else _study_file_of(target))
-    prepared = study.prepare()
-    metrics = study.export(prepared, study.optuna_study(prepared, heartbeat=False))
-    _console().print(f"exported {study.run_dir / 'best'}" + (f"; test {metrics}" if metrics else ""))
+    if args.format == "native" and args.out is None:
+        if (target / MANIFEST).is_file():
+            from .errors import ModelLoadError
+
+            raise ModelLoadError(f"{target} is already an exported model; give --format or --out")
+        model_dir = None
+    elif (target / MANIFEST).is_file():
+        model_dir = target
+    else:
+        study_file = target if target.is_file() else _study_file_of(target)
+        model_dir = Study.from_config(study_file).run_dir / "best"
+        if (model_dir / MANIFEST).is_file():
+            return _export_format(model_dir, args)
+        model_dir = None
+    if model_dir is None:
+        study = Study.from_config(target if target.is_file() else _study_file_of(target))
+        prepared = study.prepare()
+        metrics = study.export(prepared, study.optuna_study(prepared, heartbeat=False))
+        _console().print(f"exported {study.run_dir / 'best'}" + (f"; test {metrics}" if metrics else ""))
+        if args.format == "native" and args.out is None:
+            return 0
+        model_dir = study.run_dir / "best"
+    return _export_format(model_dir, args)
+
+
+def _export_format(model_dir: Path, args: argparse.Namespace) -> int:
+    from .formats import EXPORT_CONFIG, export_model
+
+    out = export_model(model_dir, args.format, args.out)
+    config = json.loads((out / EXPORT_CONFIG).read_text())
+    check = config.get("max_abs_difference")
+    _console().print(f"exported {model_dir} as {args.format} to {out}"
+                     + (f" (max |logit difference| vs PyTorch {check:.1e})" if check is not None else "")
+                     + f"; model card: {out / 'README.md'}")
     return 0
 
 
@@ -325,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backbones)
 
-    p = sub.add_parser("predict", help="predict with an exported model: MODEL_DIR INPUT(.csv|.jsonl|.parquet)")
+    p = sub.add_parser("predict", help="predict with an exported model: MODEL_DIR INPUT (a table "
+                       ".csv|.jsonl|.parquet, a .txt file of texts, an image / audio file or folder)")
     p.add_argument("model_dir")
     p.add_argument("input")
     p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
@@ -333,8 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="re-export the best trial of a study to RUN_DIR/best")
-    p.add_argument("target", help="study file or run directory")
+    p = sub.add_parser("export", help="re-export the best trial of a study to RUN_DIR/best, or write "
+                       "it in another format (--format)")
+    p.add_argument("target", help="study file, run directory, or exported model folder")
+    p.add_argument("--format", default="native",
+                   choices=("native", "hf", "safetensors", "timm", "onnx", "torchscript"),
+                   help="native: RUN_DIR/best (default); hf: transformers save_pretrained; timm; "
+                   "safetensors: the backbone library's folder; onnx; torchscript")
+    p.add_argument("--out", "-o", help="output folder (default: RUN_DIR/export/FORMAT)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="write one self-contained HTML report (and PNG plots) of a study")

@@ -113,6 +113,8 @@ class Prediction:
     labels: list[str]
     probabilities: np.ndarray
     label_names: list[str]
+    #: the input files, where the inputs were files (a folder, a table of paths...), else None
+    inputs: list[str] | None = None
 
     def to_frame(self):
         import pandas as pd
@@ -120,6 +122,8 @@ class Prediction:
         frame = pd.DataFrame(self.probabilities, columns=[f"p_{n}" for n in self.label_names])
         frame.insert(0, "label", self.labels)
         frame.insert(1, "confidence", self.probabilities.max(axis=1) if len(self.labels) else [])
+        if self.inputs is not None:
+            frame.insert(0, "input", self.inputs)
         return frame
 
     def __len__(self) -> int:
@@ -177,54 +181,152 @@ class Predictor:
     def input_column(self) -> str:
         return self.manifest["input_column"]
 
-    def _inputs(self, inputs: Any) -> list[Any]:
+    @property
+    def modality(self) -> str:
+        return self.task_info.modality
+
+    def _inputs(self, inputs: Any) -> tuple[list[Any], list[str] | None]:
+        """``(items, names)``: the raw inputs in order, and a name per input for the output table
+        where the inputs are files (else ``None``). Accepts, for every modality: a DataFrame (the
+        model's input column), a table file (CSV / TSV / JSONL / Parquet; relative paths in it
+        are relative to the table), a list / tuple / Series; for text: a string, a ``.txt`` file
+        (one text per line); for images and audio: one file, a folder (every image / audio file
+        under it, sorted), in-memory images (numpy ``HxW[xC]`` arrays, ``NxHxWxC`` batches, PIL
+        images, bytes) or waveforms (1-D float arrays at the model's sample rate, 2-D batches,
+        ``(array, rate)`` pairs). Raises :class:`DataError` naming what is wrong."""
         import pandas as pd
 
-        if isinstance(inputs, (str, Path)) and Path(inputs).is_file() and self.task_info.modality == "text":
-            inputs = Path(inputs)
-        if isinstance(inputs, Path):
-            from .data import read_frame
+        from .errors import DataError
 
-            table = inputs
-            inputs = read_frame(inputs, self.host.registry, {"base_dir": str(inputs.parent)}, "input")
-            if self.task_info.input_is_path and self.input_column in inputs.columns:
-                # relative paths in a table are relative to the table's folder, as in training
-                inputs[self.input_column] = [str(p) if Path(str(p)).is_absolute() else
-                                             str(table.parent / str(p)) for p in inputs[self.input_column]]
+        modality = self.modality
+        if isinstance(inputs, (str, Path)):
+            path = Path(inputs)
+            if path.is_dir():
+                if not self.task_info.input_is_path:
+                    raise DataError(f"{path}: a folder is not a {modality} input; give a table file, "
+                                    "a .txt file or a list")
+                files = _media_files(path, modality)
+                if not files:
+                    raise DataError(f"{path}: no {modality} files in this folder (looked for "
+                                    f"{modality}/* types by file extension, hidden files skipped)")
+                return files, files
+            if path.is_file() and path.suffix.lower() in _TABLE_SUFFIXES:
+                return self._table(path)
+            if path.is_file() and modality == "text" and path.suffix.lower() == ".txt":
+                lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                return lines, None
+            if self.task_info.input_is_path:
+                if not path.is_file():
+                    raise DataError(f"{path}: {modality} file not found")
+                return [str(path)], [str(path)]
+            return [str(inputs)], None
         if isinstance(inputs, pd.DataFrame):
             if self.input_column not in inputs.columns:
-                raise ModelLoadError(f"input has no column {self.input_column!r} "
-                                     f"(columns: {', '.join(map(str, inputs.columns))})")
-            return inputs[self.input_column].tolist()
-        if isinstance(inputs, (str, bytes)):
-            return [inputs]
-        return list(inputs)
+                raise DataError(f"input has no column {self.input_column!r} "
+                                f"(columns: {', '.join(map(str, inputs.columns))})")
+            items = inputs[self.input_column].tolist()
+            return items, self._names(items)
+        if isinstance(inputs, bytes):
+            return [inputs], None
+        if isinstance(inputs, np.ndarray) and modality in ("image", "audio"):
+            single = inputs.ndim in (2, 3) if modality == "image" else inputs.ndim == 1
+            return ([inputs] if single else list(inputs)), None
+        if modality == "audio" and _is_waveform_pair(inputs):
+            return [inputs], None
+        if modality == "image" and type(inputs).__module__.startswith("PIL."):
+            return [inputs], None
+        items = list(inputs)
+        return items, self._names(items)
 
-    def predict(self, inputs: Any, batch_size: int = 64, progress: bool = False) -> Prediction:
-        """Predict labels and probabilities for a list of inputs, a DataFrame (the model's input
-        column) or a table file path."""
+    def _names(self, items: list[Any]) -> list[str] | None:
+        """File names for the output table, where the inputs are all file paths."""
+        if self.task_info.input_is_path and items and all(isinstance(x, (str, Path)) for x in items):
+            return [str(x) for x in items]
+        return None
+
+    def _table(self, table: Path) -> tuple[list[Any], list[str] | None]:
+        from .data import read_frame
+        from .errors import DataError
+
+        frame = read_frame(table, self.host.registry, {"base_dir": str(table.parent)}, "input")
+        if self.input_column not in frame.columns:
+            raise DataError(f"{table}: no column {self.input_column!r} (columns: "
+                            f"{', '.join(map(str, frame.columns))})")
+        items = frame[self.input_column].tolist()
+        if self.task_info.input_is_path:
+            # relative paths in a table are relative to the table's folder, as in training
+            items = [str(p) if Path(str(p)).is_absolute() else str(table.parent / str(p)) for p in items]
+            return items, items
+        return items, None
+
+    def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
+        """Predict labels and probabilities (see :meth:`_inputs` for what ``inputs`` may be).
+        Inputs are preprocessed and run ``batch_size`` at a time, so long inputs never sit in
+        memory as tensors at once. ``progress``: a rich progress bar on stderr; ``None`` shows it
+        for inputs longer than four batches."""
         import torch
 
         from .training import _slice, _to_device, device_autocast
 
-        items = self._inputs(inputs)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        items, names = self._inputs(inputs)
         probs = []
-        starts = range(0, len(items), batch_size)
-        if progress and len(items) > batch_size:
+        starts: Any = range(0, len(items), batch_size)
+        show = len(items) > 4 * batch_size if progress is None else progress and len(items) > batch_size
+        bar = None
+        if show:
             from rich.console import Console
-            from rich.progress import track
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-            starts = track(starts, description="predicting", console=Console(stderr=True))
-        with torch.no_grad():
+            bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        with torch.no_grad(), (bar or _nothing()):
+            task = bar.add_task("predicting", total=len(items)) if bar else None
             for start in starts:
-                enc = self.preprocessor.encode(items[start:start + batch_size])
+                chunk = items[start:start + batch_size]
+                enc = self.preprocessor.encode(chunk)
                 batch = _to_device(self.preprocessor.collate(_slice(enc, torch.arange(len(
                     next(iter(enc.values())))))), self.device)
                 with device_autocast(self.device):
                     logits = self.model(batch)
                 probs.append(self.task.predict(logits)[1])
+                if bar:
+                    bar.advance(task, len(chunk))
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
-        return Prediction([self.label_names[i] for i in p.argmax(axis=1)], p, self.label_names)
+        return Prediction([self.label_names[i] for i in p.argmax(axis=1)], p, self.label_names,
+                          names)
+
+
+_TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"})
+
+
+def _media_files(folder: Path, modality: str) -> list[str]:
+    """Files under ``folder`` whose extension's MIME type is ``<modality>/*`` (sorted; hidden
+    files and folders skipped)."""
+    import mimetypes
+
+    found = []
+    for f in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in f.relative_to(folder).parts) or not f.is_file():
+            continue
+        kind = mimetypes.guess_type(f.name)[0] or ""
+        if kind.startswith(f"{modality}/"):
+            found.append(str(f))
+    return found
+
+
+def _is_waveform_pair(x: Any) -> bool:
+    return (isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray)
+            and isinstance(x[1], (int, np.integer)))
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
 
 
 def load(directory: str | Path, device: str = "cpu") -> Predictor:

@@ -7,7 +7,7 @@ Formats (:data:`FORMATS`):
   safetensors weights, tokenizer / feature extractor) plus ``head.safetensors``: the head is a
   linear layer over pooled features, not a transformers head, so the card shows how to apply it;
 * ``timm``: a timm folder whose classifier *is* the fine-tuned head:
-  ``timm.create_model("local-dir:DIR")`` gives the whole model;
+  ``timm.create_model("local-dir:DIR", pretrained=True)`` gives the whole model;
 * ``safetensors``: the backbone library's safetensors folder: ``timm`` for timm backbones, ``hf``
   for transformers ones;
 * ``onnx``: ``model.onnx`` from preprocessed tensors to logits, dynamic batch axis (and dynamic
@@ -447,7 +447,7 @@ def load_snippet(config: dict[str, Any], folder: Path) -> str:
     fmt, modality = config["written_as"], config["modality"]
     where = repr(str(folder))
     example = {"text": '["an example text", "another one"]',
-               "image": '["photo.jpg"]  # image paths', "audio": '["clip.wav"]  # audio paths'}[modality]
+               "image": '["photo.png"]  # image paths', "audio": '["clip.wav"]  # audio paths'}[modality]
     if fmt == "native":
         return (f"import automl_pt\n\nmodel = automl_pt.load({where})\n"
                 f"prediction = model.predict({example})\nprint(prediction.labels)\n")
@@ -481,7 +481,7 @@ def load_snippet(config: dict[str, Any], folder: Path) -> str:
                 "print(type(encoder).__name__, config.id2label)\n")
     if fmt == "timm":
         return (f"import timm\nimport torch\nfrom PIL import Image\n\nfolder = {where}\n"
-                "model = timm.create_model(f\"local-dir:{folder}\").eval()  # the head is its classifier\n"
+                "model = timm.create_model(f\"local-dir:{folder}\", pretrained=True).eval()  # head = its classifier\n"
                 "transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))\n"
                 f"images = {example}\n"
                 "batch = torch.stack([transform(Image.open(p).convert(\"RGB\")) for p in images])\n"
@@ -492,7 +492,8 @@ def load_snippet(config: dict[str, Any], folder: Path) -> str:
         run = ("import onnxruntime as ort\n", "session = ort.InferenceSession(f\"{folder}/model.onnx\")\n",
                "logits = session.run([\"logits\"], inputs)[0]\n") if fmt == "onnx" else (
                "import torch\n", "model = torch.jit.load(f\"{folder}/model.pt\")\n",
-               "logits = model(*(torch.from_numpy(inputs[i[\"name\"]]) for i in config[\"inputs\"])).numpy()\n")
+               "with torch.no_grad():\n"
+               "    logits = model(*(torch.from_numpy(inputs[i[\"name\"]]) for i in config[\"inputs\"])).numpy()\n")
         prep = _preprocess_snippet(modality, example)
         return ("import json\nimport numpy as np\n" + run[0] + f"\nfolder = {where}\n"
                 f"config = json.load(open(f\"{{folder}}/{EXPORT_CONFIG}\"))\n" + run[1] + prep + run[2] +

@@ -54,6 +54,16 @@ dir = "run"
     return path
 
 
+def cached(base: Path, name: str, build) -> Path:
+    """``build(base / name)``'s ``best/`` folder, built once per test session (``base`` is the
+    session's base temp folder, shared by every test module)."""
+    best = base / name / "run" / "best"
+    if not (best / "automl_pt.json").is_file():
+        (base / name).mkdir(parents=True, exist_ok=True)
+        best = build(base / name)
+    return best
+
+
 def _run(path: Path, plugin) -> Path:
     from automl_pt import Study
     from automl_pt.plugins import create_plugin_host

@@ -119,9 +119,9 @@ class TimmImageBackbone(Backbone):
     def export_as(self, fmt: str, directory: Any, head: torch.nn.Module,
                   label_names: list[str]) -> bool:
         """``timm``: a timm folder of the architecture with ``len(label_names)`` classes whose
-        classifier holds the head's linear layer, so ``timm.create_model("local-dir:DIR")`` is
-        the whole fine-tuned classifier (returns ``True``). The folded model is checked against
-        ``head(backbone)`` on a random batch before anything is written."""
+        classifier holds the head's linear layer, so ``timm.create_model("local-dir:DIR",
+        pretrained=True)`` is the whole fine-tuned classifier (returns ``True``). The folded
+        model is checked against ``head(backbone)`` on a random batch before anything is written."""
         import timm
 
         from automl_pt.errors import ModelLoadError
