@@ -161,6 +161,7 @@ def learning_curves(source: Any, trials: Any = None, metric: str | None = None,
                         linewidth=3 if number == best else 1.4, color=color, alpha=0.9,
                         marker="o", markersize=3,
                         label=None if many else f"trial {number}" + (" (pruned)" if pruned else "")
+                        + (" (running)" if state == "RUNNING" else "")
                         + (" (best)" if number == best else ""))
         if pruned:
             ax.plot(rows["epoch"].iloc[-1], rows[column].iloc[-1], marker="X", markersize=10,
@@ -183,7 +184,11 @@ def learning_curves(source: Any, trials: Any = None, metric: str | None = None,
 
 def _param_columns(trials: Any, params: list[str] | None) -> list[str]:
     if params is not None:
-        return params
+        unknown = [p for p in params if p not in trials.columns]
+        if unknown:
+            raise AutomlError(f"parallel_coordinates: no param {', '.join(map(repr, unknown))} in the "
+                              f"trials (columns: {', '.join(map(str, trials.columns))})")
+        return list(params)
     names: list[str] = []
     for raw in trials["params"]:
         for name in (json.loads(raw) if isinstance(raw, str) else (raw or {})):
@@ -224,7 +229,7 @@ def parallel_coordinates(source: Any, params: list[str] | None = None, metric: s
             cats = sorted(col.astype(str).unique())
             pos = {c: (i / (len(cats) - 1) if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
             columns.append(np.array([pos[str(v)] for v in col]))
-            ticks.append([(p, short_name(c, 16)) for c, p in pos.items()])
+            ticks.append([(p, short_name(c, 22)) for c, p in pos.items()])
     value = done["value"].astype(float).to_numpy()
     vlo, vhi = float(value.min()), float(value.max())
     columns.append((value - vlo) / ((vhi - vlo) or 1.0))

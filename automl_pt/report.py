@@ -200,10 +200,11 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
     if _missing(best_trial) and len(board):  # read from the Optuna storage: no studies row yet
         best_trial, best_value = board.loc[0, "trial"], board.loc[0, metric]
     test = res.test_metrics or {}
+    running = usage["states"].get("RUNNING", 0) + usage["states"].get("WAITING", 0)
     summary = [
         ("task", res.study_row.get("task", "")), ("metric", f"{metric} ({direction}, validation)"),
         ("trials", f"{usage['trials']} ({usage['complete']} complete, {usage['pruned']} pruned, "
-                   f"{usage['failed']} failed)"),
+                   f"{usage['failed']} failed" + (f", {running} running" if running else "") + ")"),
         ("best trial", "none completed" if _missing(best_trial) else
          f"#{int(best_trial)}: {metric} {float(best_value):.4f}"),
         ("test (best model)", ", ".join(f"{k} {v:.4f}" for k, v in test.items()) or "no test split"),

@@ -163,6 +163,10 @@ def test_plots_take_results_or_dataframes_and_return_figures(run, tmp_path):
     assert table["trials"].sum() == len(done)
     assert table["pruned"].sum() == len(pruned)
     assert set(zip(table["backbone"], table["strategy"])) == set(zip(trials["backbone"], trials["strategy"]))
+    from automl_pt import AutomlError
+
+    with pytest.raises(AutomlError, match="no param 'nope'"):
+        plots.parallel_coordinates(res, params=["learning_rate", "nope"])
     # the same functions take the Results object directly
     for fn in (plots.optimization_history, plots.importances, plots.learning_curves,
                plots.parallel_coordinates, plots.backbone_strategy, plots.confusion_matrix):
