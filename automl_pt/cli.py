@@ -309,6 +309,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label_efficiency(args: argparse.Namespace) -> int:
+    """Test metric vs. labels per class from random / pretrained / continued-pretraining starts."""
+    from .efficiency import label_efficiency
+
+    target = Path(args.study)
+    study_file = _study_file_of(target) if target.is_dir() else target
+    starts = [s.strip() for s in args.starts.split(",") if s.strip()] if args.starts else None
+    overrides = {"resources": {"devices": args.devices}} if args.devices else {}
+    report = label_efficiency(study_file, budgets=args.budgets.split(","), seeds=args.seeds,
+                              starts=starts, out=args.out, progress=not args.quiet,
+                              console=_console(stderr=True), **overrides)
+    console = _console()
+    summary = report.summary
+    if len(summary):
+        summary = summary.assign(mean=summary["mean"].round(4), std=summary["std"].round(4),
+                                 min=summary["min"].round(4), max=summary["max"].round(4))
+        console.print(_table(summary, title=f"{report.metric} by start point and labels per class"))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"plot: {report.png}\npage: {report.html}")
+    return 0
+
+
 def _study_file_of(run_dir: Path) -> Path:
     meta = run_dir / "study.json"
     if not meta.exists():
@@ -384,6 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "PNGs go next to it)")
     p.add_argument("--no-png", action="store_true", help="only the HTML page")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("label-efficiency", help="fine-tune with the study's best settings on 1, 4, "
+                       "16... labels per class from random, pretrained and continued-pretraining "
+                       "starts; plot the test metric (PNG + HTML)")
+    p.add_argument("study", help="study file (TOML) or its run directory; the study must have run")
+    p.add_argument("--budgets", default="1,4,16,all", help="labels per class (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per budget and start (default: %(default)s)")
+    p.add_argument("--starts", help="comma-separated: random, pretrained, continued (default: all "
+                   "three; continued only with a [pretrain] section)")
+    p.add_argument("--devices", help="override resources.devices (the first device is used)")
+    p.add_argument("--out", "-o", help="folder for label-efficiency.png / .html "
+                   "(default: RUN_DIR/label-efficiency)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_label_efficiency)
     return parser
 
 

@@ -1,0 +1,460 @@
+"""Label efficiency: what pre-training buys when labels are few.
+
+For a list of labels-per-class budgets (e.g. 1, 4, 16, all), fine-tune with the study's best
+hyperparameters starting from
+
+* ``random``: the backbone's architecture with random initialisation (trained with strategy
+  ``full``: a frozen random backbone would be a straw man),
+* ``pretrained``: the original pretrained weights,
+* ``continued``: the weights after the study's ``[pretrain]`` stage (only when the study has one;
+  the stage runs first if it has not, and is cached),
+
+several seeds each, and score every run on the test split (the validation split when the study
+has no test data). The training subset of budget ``k`` and seed ``s`` holds ``k`` examples of
+each class drawn with the seed; a larger budget's subset contains the smaller ones (the same
+permutation), and all start points of one ``(k, s)`` see the same examples. The validation split
+(which picks each run's best epoch) is the study's, unchanged.
+
+Every run is a row of the DuckDB table ``label_efficiency`` in the run directory's
+``results.duckdb``; an interrupted command re-uses the rows it has and runs only the rest. The
+plot (test metric vs. labels per class, one line per start point, mean and min-max over seeds)
+is written as PNG and as a self-contained HTML page.
+
+    automl-pt label-efficiency studies/quickstart-text.toml --budgets 1,4,16,all --seeds 3
+
+    import automl_pt
+    report = automl_pt.label_efficiency("studies/quickstart-text.toml", budgets=[1, 4, 16, "all"], seeds=3)
+    report.summary      # start, budget, labels_per_class, n, mean, std, min, max
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import AutomlError, ConfigError
+
+STARTS = ("random", "pretrained", "continued")
+TABLE = "label_efficiency"
+COLUMNS = {
+    "study": "VARCHAR", "settings": "VARCHAR", "start": "VARCHAR", "budget": "VARCHAR",
+    "labels_per_class": "INTEGER", "seed": "INTEGER", "n_train": "INTEGER", "metric": "VARCHAR",
+    "value": "DOUBLE", "split": "VARCHAR", "metrics": "VARCHAR", "params": "VARCHAR",
+    "best_epoch": "INTEGER", "duration_s": "DOUBLE", "device": "VARCHAR", "created_at": "TIMESTAMP",
+}
+LINE_STYLE = {"random": ("#9e9e9e", "s"), "pretrained": ("#1f77b4", "o"), "continued": ("#d62728", "^")}
+
+
+@dataclass
+class LabelEfficiency:
+    """The runs (one row each) of a label-efficiency experiment, their summary and the plots."""
+
+    runs: Any                      # DataFrame, one row per (start, budget, seed)
+    metric: str
+    png: Path | None = None
+    html: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self):
+        """Mean / std / min / max of the metric over seeds per (start, budget)."""
+        return summarize(self.runs)
+
+
+def parse_budgets(values: Iterable[Any]) -> list[int | str]:
+    """``[1, "4", "all"]`` -> ``[1, 4, "all"]``, sorted with ``all`` last; clear errors."""
+    out: list[int | str] = []
+    for v in values:
+        text = str(v).strip().lower()
+        if text == "all":
+            item: int | str = "all"
+        else:
+            try:
+                item = int(text)
+            except ValueError:
+                raise ConfigError(f"label budget {v!r}: expected a positive whole number of labels "
+                                  "per class or 'all'") from None
+            if item < 1:
+                raise ConfigError(f"label budget {v!r}: needs at least 1 label per class")
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise ConfigError("no label budgets given (e.g. 1,4,16,all)")
+    return sorted(out, key=lambda b: (b == "all", b if b != "all" else 0))
+
+
+def subset_indices(labels: np.ndarray, per_class: int | str, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` examples of every class (all of a class that has fewer), drawn
+    with ``seed``; nested across budgets for one seed. ``"all"``: every labelled example."""
+    labels = np.asarray(labels)
+    if per_class == "all":
+        return np.flatnonzero(labels >= 0)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels[labels >= 0]):
+        idx = np.flatnonzero(labels == c)
+        picked.append(idx[rng.permutation(len(idx))][:int(per_class)])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def _subset(split: Any, idx: np.ndarray) -> Any:
+    from .data import Split
+
+    return Split(split.name, [split.inputs[i] for i in idx], split.labels[idx], split.rows[idx],
+                 split.source)
+
+
+class _Run:
+    """The slice of an Optuna trial that :meth:`TrialRunner.run_trial` uses: a number (the seed
+    offset), user attrs, and reports that never prune."""
+
+    def __init__(self, number: int, params: dict):
+        self.number, self.params, self.user_attrs = number, params, {}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+    def report(self, value: float, step: int) -> None:  # noqa: ARG002
+        pass
+
+    def should_prune(self) -> bool:
+        return False
+
+
+def summarize(runs):
+    import pandas as pd
+
+    if runs is None or not len(runs):
+        return pd.DataFrame(columns=["start", "budget", "labels_per_class", "n", "mean", "std", "min", "max"])
+    g = runs.groupby(["start", "budget", "labels_per_class"], sort=False)["value"]
+    out = g.agg(n="count", mean="mean", std="std", min="min", max="max").reset_index()
+    order = {s: i for i, s in enumerate(STARTS)}
+    out["_o"] = out["start"].map(lambda s: order.get(s, len(order)))
+    return out.sort_values(["_o", "labels_per_class"]).drop(columns="_o").reset_index(drop=True)
+
+
+def _settings_key(params: dict, study_seed: int, split: str) -> str:
+    text = json.dumps({"params": params, "seed": study_seed, "split": split}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _connect(path: Path, read_only: bool = False):
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        body = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
+        con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({body})")
+    return con
+
+
+def read_runs(run_dir: str | Path, study: str | None = None, settings: str | None = None):
+    """The ``label_efficiency`` rows of a run directory (empty when there are none)."""
+    import pandas as pd
+
+    from .store import RESULTS_FILE
+
+    path = Path(run_dir) / RESULTS_FILE
+    empty = pd.DataFrame(columns=list(COLUMNS))
+    if not path.exists():
+        return empty
+    con = _connect(path, read_only=True)
+    try:
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                           [TABLE]).fetchone()[0]:
+            return empty
+        where, args = [], []
+        if study:
+            where.append("study = ?")
+            args.append(study)
+        if settings:
+            where.append("settings = ?")
+            args.append(settings)
+        sql = f"SELECT * FROM {TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return con.execute(sql + " ORDER BY created_at", args).df()
+    finally:
+        con.close()
+
+
+def _append(path: Path, row: dict) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame([{c: row.get(c) for c in COLUMNS}], columns=list(COLUMNS))
+    con = _connect(path)
+    try:
+        con.register("new_row", frame)
+        con.execute(f"INSERT INTO {TABLE} SELECT {', '.join(COLUMNS)} FROM new_row")
+    finally:
+        con.close()
+
+
+def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 16, "all"),
+                     seeds: int = 3, starts: Sequence[str] | None = None, out: str | Path | None = None,
+                     progress: bool = True, console: Any = None, **overrides: Any) -> LabelEfficiency:
+    """Run (or finish) the label-efficiency experiment of a study whose search has completed
+    trials; returns the runs and writes ``label-efficiency.png`` / ``.html`` to ``out``
+    (default ``<run dir>/label-efficiency/``)."""
+    import torch
+
+    from .study import OPTUNA_FILE, RESULTS_FILE, DriverLock, Study, _best_trial, resolve_device
+    from .trial import TrialRunner
+
+    budgets = parse_budgets(budgets)
+    if int(seeds) < 1:
+        raise ConfigError(f"seeds = {seeds}: needs at least 1")
+    study = Study.from_config(config, **overrides)
+    prepared = study.prepare()
+    has_pretrain = study.config.pretrain is not None
+    notes: list[str] = []
+    if starts is None:
+        starts = [s for s in STARTS if s != "continued" or has_pretrain]
+    starts = list(dict.fromkeys(starts))
+    for s in starts:
+        if s not in STARTS:
+            raise ConfigError(f"unknown start point {s!r}; choose from {', '.join(STARTS)}")
+    if "continued" in starts and not has_pretrain:
+        raise ConfigError(f"start point 'continued' needs a [pretrain] section in "
+                          f"{study.config.source or 'the study'}")
+
+    if study.config.storage.optuna == "sqlite" and not (study.run_dir / OPTUNA_FILE).exists():
+        raise AutomlError(f"{study.run_dir}: the study has not run yet; run "
+                          f"'automl-pt run {study.config.source or 'STUDY.toml'}' first (label "
+                          "efficiency re-uses its best hyperparameters)")
+    ostudy = study.optuna_study(prepared, heartbeat=False)
+    best = _best_trial(ostudy)
+    if best is None:
+        raise AutomlError(f"study {study.name!r} has no completed trial in {study.run_dir}; run "
+                          f"'automl-pt run {study.config.source or 'STUDY.toml'}' first")
+    base = dict(best.params)
+    base.pop("init", None)
+    data = prepared.data
+    eval_split = data.test if data.test is not None else data.validation
+    split_name = "test" if data.test is not None else "validation"
+    if data.test is None:
+        notes.append("the study has no test split: runs are scored on the validation split")
+    settings = _settings_key(base, study.config.study.seed, split_name)
+    device = resolve_device(study.config.resources.devices)
+    work = study.run_dir / "label-efficiency"
+    out_dir = Path(out) if out else work
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = study.run_dir / RESULTS_FILE
+
+    with DriverLock(study.run_dir):
+        if "continued" in starts:
+            from .pretrain import run_pretraining
+
+            run_pretraining(study, prepared, base["backbone"], progress=progress, console=console)
+        done = read_runs(study.run_dir, study.name, settings)
+        have = {(r.start, str(r.budget), int(r.seed)) for r in done.itertuples()}
+        jobs = [(b, s, st) for b in budgets for s in range(int(seeds)) for st in starts
+                if (st, str(b), s) not in have]
+        runner = TrialRunner(study.config, prepared.host, prepared.task, data, prepared.space,
+                             device, work)
+        runner.cache_dir = study.run_dir / "cache"  # the study's decode / tokenization caches
+        bar = _bar(progress, console, len(jobs), len(have))
+        try:
+            for budget, seed, start in jobs:
+                if bar:
+                    bar.update(f"{start}, {budget} per class, seed {seed}")
+                row = _one_run(runner, study, prepared, base, budget, seed, start, eval_split,
+                               split_name, settings, device)
+                _append(results_path, row)
+                if bar:
+                    bar.advance()
+        finally:
+            if bar:
+                bar.close()
+        runs = read_runs(study.run_dir, study.name, settings)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    report = LabelEfficiency(runs, prepared.metric, notes=notes)
+    report.png, report.html = write_plots(report, out_dir, title=f"{study.name}: {prepared.metric} "
+                                          f"on the {split_name} split vs. labels per class")
+    return report
+
+
+def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | str, seed: int,
+             start: str, eval_split: Any, split_name: str, settings: str, device: Any) -> dict:
+    from safetensors.torch import load_file
+
+    from .data import StudyData
+    from .model import TrialModel
+    from .training import evaluate
+
+    data = prepared.data
+    idx = subset_indices(data.train.labels, budget, study.config.study.seed + seed)
+    runner.data = StudyData(_subset(data.train, idx), data.validation, data.test, data.label_names,
+                            data.skipped)
+    params = {**base, "init": start}
+    if start == "random" and params.get("strategy") != "full":
+        params["strategy"] = "full"  # a frozen random backbone is no baseline
+    trial = _Run(seed, params)
+    t0 = time.time()
+    runner.run_trial(trial, params)
+    duration = time.time() - t0
+    # score the kept (best-epoch) weights on the evaluation split
+    info, backbone = runner.load_backbone(params["backbone"], params)
+    prep = runner.preprocessor(backbone, params["backbone"])
+    task = prepared.task.create()
+    head = task.build_head(backbone.feature_dim, len(data.label_names), params)
+    model = TrialModel(backbone, head)
+    weights = runner.trial_dir(trial.number) / "model.safetensors"
+    model.load_state_dict(load_file(str(weights)))
+    model.to(device)
+    enc = runner.encoded(prep, eval_split)
+    metrics, _, _ = evaluate(model, task, enc, eval_split.labels, runner.metrics, device, 64, prep.collate)
+    weights.unlink(missing_ok=True)
+    counts = np.bincount(runner.data.train.labels, minlength=len(data.label_names))
+    per_class = int(budget) if budget != "all" else int(round(counts.mean()))
+    return {"study": study.name, "settings": settings, "start": start, "budget": str(budget),
+            "labels_per_class": per_class, "seed": seed, "n_train": int(len(idx)),
+            "metric": prepared.metric, "value": float(metrics[prepared.metric]), "split": split_name,
+            "metrics": json.dumps(metrics), "params": json.dumps(params, default=str),
+            "best_epoch": trial.user_attrs.get("best_epoch"), "duration_s": duration,
+            "device": str(device),
+            "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+
+
+class _bar:
+    """A rich progress bar over the runs (nothing when ``progress`` is false)."""
+
+    def __new__(cls, progress: bool, console: Any, total: int, done: int):
+        if not progress or total == 0:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, progress: bool, console: Any, total: int, done: int):  # noqa: ARG002
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("label efficiency"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.description}"),
+                                 console=console or Console(stderr=True), transient=False)
+        self.progress.start()
+        suffix = f" ({done} already done)" if done else ""
+        self.task = self.progress.add_task(suffix, total=total)
+
+    def update(self, text: str) -> None:
+        self.progress.update(self.task, description=text)
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+# -- plots ------------------------------------------------------------------------------------
+def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None):
+    """Matplotlib figure: ``metric`` vs. labels per class (log scale), one line per start point,
+    mean over seeds with the min-max band. Usable in a notebook."""
+    import matplotlib.pyplot as plt
+
+    summary = summarize(runs)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    else:
+        fig = ax.figure
+    for start in [s for s in STARTS if s in set(summary["start"])] + \
+            [s for s in dict.fromkeys(summary["start"]) if s not in STARTS]:
+        part = summary[summary["start"] == start].sort_values("labels_per_class")
+        color, marker = LINE_STYLE.get(start, (None, "o"))
+        x = part["labels_per_class"].to_numpy(dtype=float)
+        ax.plot(x, part["mean"], marker=marker, color=color, label=start, linewidth=2)
+        ax.fill_between(x, part["min"], part["max"], color=color, alpha=0.15, linewidth=0)
+    ticks = summary.drop_duplicates("budget").sort_values("labels_per_class")
+    ax.set_xscale("log")
+    ax.set_xticks(ticks["labels_per_class"].to_numpy(dtype=float))
+    ax.set_xticklabels([f"all ({int(v)})" if b == "all" else str(b)
+                        for b, v in zip(ticks["budget"], ticks["labels_per_class"])])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled examples per class")
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="start point", loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(report: LabelEfficiency, out_dir: Path, title: str = "") -> tuple[Path, Path]:
+    """``label-efficiency.png`` and a self-contained ``label-efficiency.html`` (the plot as an
+    inline image, the summary and every run as tables), both written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = plot(report.runs, report.metric, title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    svg = io.StringIO()
+    fig.savefig(svg, format="svg")
+    plt.close(fig)
+    png = out_dir / "label-efficiency.png"
+    _atomic_write(png, buf.getvalue())
+    page = out_dir / "label-efficiency.html"
+    _atomic_write(page, _html(report, title, svg.getvalue(), base64.b64encode(buf.getvalue()).decode()).encode())
+    return png, page
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _table(frame, columns: list[str], fmt: dict[str, str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = []
+    for rec in frame[columns].itertuples(index=False):
+        cells = []
+        for c, v in zip(columns, rec):
+            text = "" if v is None or (isinstance(v, float) and np.isnan(v)) else (
+                format(v, fmt[c]) if c in fmt and isinstance(v, (int, float, np.number)) else str(v))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _html(report: LabelEfficiency, title: str, svg: str, png_b64: str) -> str:  # noqa: ARG001
+    svg_body = svg[svg.find("<svg"):]
+    summary = summarize(report.runs)
+    runs = report.runs.copy()
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in report.notes)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or 'label efficiency')}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
+th {{ background: #f3f3f3; }} .note {{ color: #8a5a00; }} svg {{ max-width: 100%; height: auto; }}
+</style></head><body>
+<h1>Label efficiency</h1>
+<p>{html.escape(title)}. Each point is the mean over seeds; the band spans the lowest and highest
+seed. Start points: <b>random</b> (same architecture, random initialisation, full fine-tuning),
+<b>pretrained</b> (the original weights), <b>continued</b> (after the study's continued
+pre-training on unlabeled data).</p>
+{notes}
+<figure>{svg_body}</figure>
+<h2>Summary</h2>
+{_table(summary, ["start", "budget", "labels_per_class", "n", "mean", "std", "min", "max"],
+        {"mean": ".4f", "std": ".4f", "min": ".4f", "max": ".4f"})}
+<h2>Runs</h2>
+{_table(runs, ["start", "budget", "seed", "n_train", "value", "best_epoch", "duration_s", "device"],
+        {"value": ".4f", "duration_s": ".1f"})}
+</body></html>
+"""
