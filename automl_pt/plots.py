@@ -83,7 +83,8 @@ def optimization_history(source: Any, metric: str | None = None, direction: str 
     if trials.empty:
         return _empty(fig, ax, "no trials yet")
     trials = trials.sort_values("number")
-    for state, marker, label in (("COMPLETE", "o", "complete"), ("PRUNED", "X", "pruned (last value reported)")):
+    for state, marker, label in (("COMPLETE", "o", "complete"),
+                                 ("PRUNED", "X", "pruned (last value reported)")):
         rows = trials[(trials["state"] == state) & trials["value"].notna()]
         if len(rows):
             ax.scatter(rows["number"], rows["value"], marker=marker, s=36, color=STATE_COLORS[state],
@@ -314,7 +315,8 @@ def backbone_strategy(source: Any, metric: str | None = None, direction: str | N
     for i in range(len(backbones)):
         for j in range(len(strategies)):
             if math.isnan(grid[i, j]):
-                ax.text(j, i, "no completed\ntrial", ha="center", va="center", fontsize="x-small", color="#555555")
+                ax.text(j, i, "no completed\ntrial", ha="center", va="center", fontsize="x-small",
+                        color="#555555")
                 continue
             dark = hi > lo and (grid[i, j] - lo) / (hi - lo) < 0.5
             ax.text(j, i, f"{grid[i, j]:.4f}\n({int(counts[i, j])} trials)", ha="center", va="center",

@@ -218,7 +218,8 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
     parts.append(_section("leaderboard", "Leaderboard", html_table(board, "leaderboard-table", sortable=True)
                           if len(board) else "<p>No completed trial yet.</p>",
                           "Completed trials, best first. Click a column header to sort."))
-    parts.append(_section("history", "Optimisation history", _figure_block("history", figures["history"], pngs)))
+    parts.append(_section("history", "Optimisation history",
+                          _figure_block("history", figures["history"], pngs)))
     imp = res.importances()
     parts.append(_section("importances", "Hyperparameter importances",
                           _figure_block("importances", figures["importances"], pngs)
@@ -251,14 +252,15 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
         ("GPU use", gpu),
         ("time by device", "; ".join(f"{d}: {_hours(s)}" for d, s in usage["seconds_by_device"].items())),
         ("trials pruned", str(usage["pruned"])),
-        ("time saved by pruning (estimate)", f"{_hours(saved)} ({usage['pruning_saved_epochs']} epochs not run; "
-                                             f"{share:.0%} of the time the study would have taken)"),
+        ("time saved by pruning (estimate)",
+         f"{_hours(saved)} ({usage['pruning_saved_epochs']} epochs not run; "
+         f"{share:.0%} of the time the study would have taken)"),
         ("mean epoch time", _hours(usage["mean_epoch_seconds"])),
         ("peak memory of a trial", "n/a" if usage["peak_memory_mb"] != usage["peak_memory_mb"]
          else f"{usage['peak_memory_mb']:.0f} MB"),
     ]
-    body = ('<dl class="summary" id="usage">' + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in use_rows)
-            + "</dl>")
+    body = ('<dl class="summary" id="usage">'
+            + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in use_rows) + "</dl>")
     if usage["pruned_trials"]:
         body += html_table(pd.DataFrame(usage["pruned_trials"]), "pruning-table")
     parts.append(_section("usage", "Time and device use", body,

@@ -95,7 +95,7 @@ def test_importances_rank_the_params_that_varied(run):
     assert "completed trials" in imp.attrs["note"]
 
 
-def _fake_run(tmp_path: Path, trial_params: list[dict]) -> Path:
+def _fake_run(tmp_path: Path, trial_params: list[dict], user_attrs: list[dict] | None = None) -> Path:
     """A run directory holding only study.json and an Optuna storage with these completed trials."""
     import optuna
 
@@ -105,7 +105,8 @@ def _fake_run(tmp_path: Path, trial_params: list[dict]) -> Path:
     study = optuna.create_study(study_name="s", storage=url, direction="maximize")
     for i, params in enumerate(trial_params):
         dists = {k: optuna.distributions.FloatDistribution(0.0, 10.0) for k in params}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(i)))
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(i),
+                                                  user_attrs=(user_attrs or [{}] * len(trial_params))[i]))
     (run_dir / "study.json").write_text(json.dumps({"study": "s", "metric": "accuracy",
                                                     "direction": "maximize", "optuna_url": url}))
     return run_dir
@@ -262,9 +263,24 @@ def test_report_of_a_bare_run_says_what_is_missing(tmp_path):
         assert "<!-- no per-epoch val_accuracy recorded -->" in page   # the curves plot's placeholder
         assert page.count("<svg") == len(PLOT_NAMES) - 1
         assert "Optuna storage and trial files" in page
-    assert "best trial</dt><dd>none completed" in (tmp_path / "none" / "run" / "report" / "report.html").read_text()
+    none_page = (tmp_path / "none" / "run" / "report" / "report.html").read_text()
+    assert "best trial</dt><dd>none completed" in none_page
     assert "best trial</dt><dd>#2: accuracy 2.0000" in page
     assert '<tr class="state-COMPLETE">' in page and page.count('<tr class="state-COMPLETE">') == 3
+
+
+def test_gpu_hours_sum_the_trials_that_ran_on_cuda(tmp_path):
+    from automl_pt import results
+
+    attrs = [{"device": "cuda:0 (NVIDIA H100 80GB HBM3)", "duration_s": 5400.0},
+             {"device": "cuda:1 (NVIDIA H100 80GB HBM3)", "duration_s": 1800.0},
+             {"device": "cpu", "duration_s": 7200.0}]
+    run_dir = _fake_run(tmp_path, [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], attrs)
+    usage = usage_summary(results(run_dir))
+    assert usage["gpu_hours"] == pytest.approx(2.0) and usage["gpu_trials"] == 2
+    assert usage["seconds_by_device"]["cpu"] == pytest.approx(7200.0)
+    page = build_report(run_dir, png=False).html.read_text()
+    assert "2.000 GPU-hours over 2 trial(s)" in page
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -273,7 +289,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def _browse(page: Path, tmp_path: Path) -> tuple[str, list[str], Path]:
     """Open ``page`` in headless Chromium: (the DOM after scripts ran, console lines, screenshot)."""
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+            "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
     url = page.resolve().as_uri()
     dom = subprocess.run([*base, "--virtual-time-budget=5000", "--dump-dom", url], capture_output=True,
                          text=True, timeout=120)
@@ -282,7 +298,7 @@ def _browse(page: Path, tmp_path: Path) -> tuple[str, list[str], Path]:
     run = subprocess.run([*base, "--enable-logging=stderr", "--v=0", "--window-size=1280,2400",
                           f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
-    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     return dom.stdout, console, shot
 
 
@@ -306,7 +322,8 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     # The same checks catch a broken page: a script error reaches the DOM and the console.
     broken = tmp_path / "broken" / "report.html"
     broken.parent.mkdir()
-    broken.write_text(report.html.read_text().replace("</main>", "<script>undefinedFunction();</script></main>"))
+    broken.write_text(report.html.read_text().replace(
+        "</main>", "<script>undefinedFunction();</script></main>"))
     dom, console, _ = _browse(broken, tmp_path)
     assert "undefinedFunction" in _page_errors(dom)
     assert any("undefinedFunction" in line for line in console)
