@@ -81,7 +81,11 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
             details: dict[str, Any] = {"files": {"model": "automl_pt.json + backbone/ + head.safetensors"}}
         else:
             tmp.mkdir(parents=True)
-            details = _WRITERS[fmt_written](predictor, tmp)
+            try:  # exports trace and check on the CPU; the predictor gets its device back
+                predictor.model.cpu()
+                details = _WRITERS[fmt_written](predictor, tmp)
+            finally:
+                predictor.model.to(predictor.device)
             predictor.preprocessor.save(tmp)
         config = _export_config(predictor, model_dir, fmt, fmt_written, details)
         (tmp / EXPORT_CONFIG).write_text(json.dumps(config, indent=2, default=str))
@@ -208,7 +212,7 @@ def _write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
     a, b = _batch(predictor, 2, 0), _batch(predictor, 3, 1)
     names = list(a)
     axes = _dynamic_axes(a, b)
-    module = tensor_module(predictor.model.cpu(), names)
+    module = tensor_module(predictor.model, names)
     args = tuple(a[n] for n in names)
     dims: dict[str, Any] = {}
     shapes = []
@@ -256,7 +260,7 @@ def _write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
 
     a, b = _batch(predictor, 2, 0), _batch(predictor, 3, 1)
     names = list(a)
-    module = tensor_module(predictor.model.cpu(), names)
+    module = tensor_module(predictor.model, names)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
