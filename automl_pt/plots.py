@@ -37,11 +37,31 @@ def require_matplotlib():
     return matplotlib
 
 
-def _figure(width: float = 7.0, height: float = 4.0):
-    require_matplotlib()
-    from matplotlib.figure import Figure
+_FIGURE_CLASS: Any = None
 
-    return Figure(figsize=(width, height), layout="constrained")
+
+def _figure_class():
+    """A Figure subclass that Jupyter shows inline through ``_repr_png_`` even when pyplot (and
+    so the inline backend) was never imported; built on first use (matplotlib is optional)."""
+    global _FIGURE_CLASS
+    if _FIGURE_CLASS is None:
+        require_matplotlib()
+        from matplotlib.figure import Figure
+
+        class NotebookFigure(Figure):
+            def _repr_png_(self) -> bytes:
+                import io
+
+                buf = io.BytesIO()
+                self.savefig(buf, format="png", dpi=100)
+                return buf.getvalue()
+
+        _FIGURE_CLASS = NotebookFigure
+    return _FIGURE_CLASS
+
+
+def _figure(width: float = 7.0, height: float = 4.0):
+    return _figure_class()(figsize=(width, height), layout="constrained")
 
 
 def _is_results(obj: Any) -> bool:

@@ -174,6 +174,19 @@ def test_plots_take_results_or_dataframes_and_return_figures(run, tmp_path):
         assert isinstance(fn(res), Figure)
 
 
+def test_figures_display_inline_in_ipython_without_pyplot(run):
+    """A notebook shows a returned Figure as a PNG, with no %matplotlib magic and no pyplot."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    _, res = run
+    shell = InteractiveShell.instance()
+    try:
+        data, _ = shell.display_formatter.format(plots.learning_curves(res))
+    finally:
+        InteractiveShell.clear_instance()
+    assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_usage_counts_pruning_savings_and_gpu_hours(run):
     _, res = run
     usage = usage_summary(res)
