@@ -223,3 +223,19 @@ def test_cli_export_formats(models, tmp_path, capsys):
     assert (run_dir / "export" / "timm" / "model.safetensors").is_file()
     assert main(["export", str(models["text"]), "--format", "timm"]) == 2
     assert "not available for the text backbone" in capsys.readouterr().err
+
+
+def test_readme_export_example_runs(models, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tests.test_readme import readme_block
+
+    shutil.copytree(models["text"].parent, tmp_path / "runs" / "quickstart-text",
+                    ignore=shutil.ignore_patterns("export"))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_block("export"), "README.md:export", "exec"), {})
+    out = capsys.readouterr().out
+    labels = automl_pt.load(models["text"]).predict(["a rocket to the moon", "fresh bread and soup"]).labels
+    assert str(labels) in out
+    assert "'README.md', 'automl_pt_export.json', 'model.onnx'" in out
+    assert (tmp_path / "runs" / "quickstart-text" / "export" / "onnx" / "model.onnx").is_file()
