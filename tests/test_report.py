@@ -258,6 +258,18 @@ def test_report_command_writes_a_self_contained_page_and_pngs(run, tmp_path):
     assert out.read_text().count("<svg") == len(PLOT_NAMES)
 
 
+def test_report_while_a_driver_holds_the_run_reads_the_live_sources(run, tmp_path):
+    from automl_pt.study import DriverLock
+
+    _, res = run
+    with DriverLock(res.run_dir):                       # as if 'automl-pt run' were still going
+        page = build_report(res.run_dir, out=tmp_path / "live.html", png=False).html.read_text()
+    assert "Optuna storage and trial files" in page
+    trials = res.trials()
+    assert page.count('<tr class="state-PRUNED">') == int((trials["state"] == "PRUNED").sum())
+    assert page.count("<svg") == len(PLOT_NAMES)
+
+
 def test_report_command_names_a_bad_target(tmp_path, capsys):
     from automl_pt.cli import main
 
