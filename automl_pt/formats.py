@@ -161,11 +161,27 @@ def _input_spec(batch: dict[str, Any], axes: dict[str, dict[int, str]]) -> list[
 
 
 def _compare(what: str, got: np.ndarray, want: np.ndarray) -> float:
+    if got.shape != want.shape:
+        raise ExportFormatError(f"{what}: output shape {got.shape} differs from PyTorch's "
+                                f"{want.shape} on a batch of another shape than the one exported "
+                                "(the trace kept sizes of the first); try 'onnx', or 'native'")
     diff = float(np.abs(got - want).max()) if want.size else 0.0
-    if got.shape != want.shape or not diff <= TOLERANCE:
-        raise ExportFormatError(f"{what}: outputs differ from PyTorch's (shape {got.shape} vs "
-                                f"{want.shape}, max difference {diff:.2e} > {TOLERANCE:g})")
+    if not diff <= TOLERANCE:
+        raise ExportFormatError(f"{what}: outputs differ from PyTorch's (max difference {diff:.2e} "
+                                f"> {TOLERANCE:g}); try 'onnx', or 'native'")
     return diff
+
+
+def _reason(exc: BaseException) -> str:
+    """The gist of an exporter's exception: torch.onnx wraps the real cause in pages of advice,
+    under an "Exception summary" heading; colour codes are dropped."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1:]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
 
 
 # -- writers ---------------------------------------------------------------------------------------
@@ -231,8 +247,9 @@ def _write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
                                 f"'automl-pt[export]' ({exc})") from exc
     except Exception as exc:
         raise ExportFormatError(f"onnx export of the {predictor.task_info.modality} backbone "
-                                f"{predictor.model.backbone.name!r} failed: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                                f"{predictor.model.backbone.name!r} "
+                                f"({type(predictor.model.backbone).__name__}) failed: "
+                                f"{_reason(exc)}; use 'torchscript' or 'native'") from exc
     details: dict[str, Any] = {"files": {"model": "model.onnx"}, "opset": ONNX_OPSET,
                                "inputs": _input_spec(a, axes),
                                "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}]}
@@ -267,9 +284,8 @@ def _write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
             traced = torch.jit.trace(module, tuple(a[n] for n in names), check_trace=False)
     except Exception as exc:
         raise ExportFormatError(f"torchscript: tracing the {predictor.task_info.modality} backbone "
-                                f"{predictor.model.backbone.name!r} failed: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}; use 'onnx' or "
-                                "'native'") from exc
+                                f"{predictor.model.backbone.name!r} failed: {_reason(exc)}; use "
+                                "'onnx' or 'native'") from exc
     path = directory / "model.pt"
     traced.save(str(path))
     with warnings.catch_warnings():
@@ -284,7 +300,9 @@ def _write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
             except Exception as exc:
                 raise ExportFormatError(f"torchscript: the traced model fails on a batch of another "
                                         f"shape ({type(exc).__name__}); use 'onnx' or 'native'") from exc
-            worst = max(worst, _compare("torchscript export (traced)", got,
+            backbone = predictor.model.backbone
+            worst = max(worst, _compare(f"torchscript export of the {backbone.modality} backbone "
+                                        f"{backbone.name!r} ({type(backbone).__name__})", got,
                                         module(*tensors).float().numpy()))
     return {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b)),
             "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}],

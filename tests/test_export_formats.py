@@ -239,3 +239,18 @@ def test_readme_export_example_runs(models, tmp_path, monkeypatch, capsys):
     assert str(labels) in out
     assert "'README.md', 'automl_pt_export.json', 'model.onnx'" in out
     assert (tmp_path / "runs" / "quickstart-text" / "export" / "onnx" / "model.onnx").is_file()
+
+
+def test_a_model_that_does_not_trace_is_refused_with_the_reason(tmp_path_factory, tmp_path):
+    """The Audio Spectrogram Transformer computes its filter banks in numpy: tracing freezes them
+    (the traced model answers for the traced batch only) and torch.export cannot follow them."""
+    best = cached(tmp_path_factory.getbasetemp() / "exported-models", "ast",
+                  lambda root: audio_best(root, "ast"))
+    with pytest.raises(ExportFormatError, match=r"torchscript export of the audio backbone .*ASTBackbone"
+                       r".*output shape \(2, 3\) differs from PyTorch's \(3, 3\)"):
+        export_model(best, "torchscript", tmp_path / "ts")
+    with pytest.raises(ExportFormatError, match=r"onnx export of the audio backbone .*\(ASTBackbone\) "
+                       r"failed: TorchExportError: .*numpy"):
+        export_model(best, "onnx", tmp_path / "onnx")
+    assert list(tmp_path.iterdir()) == []
+    assert automl_pt.load(best).predict(raw_inputs("audio", best)).probabilities.shape == (5, 3)

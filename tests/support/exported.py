@@ -103,9 +103,10 @@ def image_best(root: Path) -> Path:
 
 def audio_best(root: Path, kind: str = "wav2vec2") -> Path:
     import automl_pt_speech
-    from automl_pt_speech.testing import make_tiny_wav2vec2, make_tiny_whisper, make_tone_tree, write_table
+    from automl_pt_speech.testing import (make_tiny_ast, make_tiny_wav2vec2, make_tiny_whisper,
+                                          make_tone_tree, write_table)
 
-    maker = {"wav2vec2": make_tiny_wav2vec2, "whisper": make_tiny_whisper}[kind]
+    maker = {"wav2vec2": make_tiny_wav2vec2, "whisper": make_tiny_whisper, "ast": make_tiny_ast}[kind]
     model = maker(root / f"tiny-{kind}")
     make_tone_tree(root / "data" / "train", n_per_class=6, seed=1)
     make_tone_tree(root / "data" / "validation", n_per_class=2, seed=2)
