@@ -339,7 +339,8 @@ def backbone_strategy(source: Any, metric: str | None = None, direction: str | N
                         color="#555555")
                 continue
             dark = hi > lo and (grid[i, j] - lo) / (hi - lo) < 0.5
-            ax.text(j, i, f"{grid[i, j]:.4f}\n({int(counts[i, j])} trials)", ha="center", va="center",
+            n = int(counts[i, j])
+            ax.text(j, i, f"{grid[i, j]:.4f}\n({n} trial{'' if n == 1 else 's'})", ha="center", va="center",
                     fontsize="small", color="white" if dark == (direction == "maximize") else "black")
     ax.set_xticks(range(len(strategies)), strategies)
     ax.set_yticks(range(len(backbones)), [short_name(b) for b in backbones])

@@ -63,46 +63,45 @@ def usage_summary(res: Results) -> dict[str, Any]:
     * ``pruning_saved_s``: an estimate: each pruned trial's unrun epochs (its ``epochs`` param
       minus the epochs it ran) × its own mean epoch time (else the mean epoch time of all trials).
     """
+    import pandas as pd
+
     trials = res.trials()
+    if trials.empty:
+        trials = pd.DataFrame(columns=["number", "state", "device", "duration_s", "datetime_start",
+                                       "datetime_complete", "peak_memory_mb", "epochs"])
     curves = res.curves()
-    states = trials["state"].value_counts().to_dict() if len(trials) else {}
-    durations = trials["duration_s"].astype(float) if len(trials) else trials.get("duration_s")
-    devices = trials["device"].fillna("unknown").astype(str) if len(trials) else None
-    on_gpu = devices.str.startswith("cuda") if devices is not None else None
-    by_device = ({d: float(durations[devices == d].sum()) for d in sorted(devices.unique())}
-                 if devices is not None else {})
-    epoch_s = None
-    if len(curves) and "epoch_seconds" in curves.columns:
-        epoch_s = curves.dropna(subset=["epoch_seconds"])
-    mean_epoch = float(epoch_s["epoch_seconds"].mean()) if epoch_s is not None and len(epoch_s) else math.nan
+    states = {str(k): int(v) for k, v in trials["state"].value_counts().items()}
+    durations = pd.to_numeric(trials["duration_s"], errors="coerce").fillna(0.0)
+    devices = trials["device"].fillna("unknown").astype(str)
+    on_gpu = devices.str.startswith("cuda")
+    epoch_s = (curves.dropna(subset=["epoch_seconds"]) if "epoch_seconds" in curves.columns
+               else pd.DataFrame(columns=["trial", "epoch", "epoch_seconds"]))
+    mean_epoch = float(epoch_s["epoch_seconds"].mean()) if len(epoch_s) else math.nan
     saved, unrun_total, pruned_rows = 0.0, 0, []
-    for _, t in trials[trials["state"] == "PRUNED"].iterrows() if len(trials) else []:
+    for _, t in trials[trials["state"] == "PRUNED"].iterrows():
         planned = t.get("epochs")
-        mine = epoch_s[epoch_s["trial"] == t["number"]] if epoch_s is not None else None
-        ran = int(mine["epoch"].max()) if mine is not None and len(mine) else 0
-        if planned is None or (isinstance(planned, float) and math.isnan(planned)):
+        if _missing(planned):
             continue
+        mine = epoch_s[epoch_s["trial"] == t["number"]]
+        ran = int(mine["epoch"].max()) if len(mine) else 0
         unrun = max(0, int(planned) - ran)
-        per_epoch = float(mine["epoch_seconds"].mean()) if mine is not None and len(mine) else mean_epoch
-        cost = unrun * per_epoch if not math.isnan(per_epoch) else 0.0
+        per_epoch = float(mine["epoch_seconds"].mean()) if len(mine) else mean_epoch
+        cost = 0.0 if math.isnan(per_epoch) else unrun * per_epoch
         saved += cost
         unrun_total += unrun
         pruned_rows.append({"trial": int(t["number"]), "epochs planned": int(planned), "epochs run": ran,
                             "epochs saved": unrun, "mean epoch s": per_epoch, "saved s": cost})
-    total = float(durations.sum()) if durations is not None and len(trials) else 0.0
-    start = trials["datetime_start"].min() if len(trials) else None
-    end = trials["datetime_complete"].max() if len(trials) else None
-    wall = (end - start).total_seconds() if start is not None and end is not None and end == end else math.nan
+    start, end = trials["datetime_start"].min(), trials["datetime_complete"].max()
+    wall = math.nan if _missing(start) or _missing(end) else (end - start).total_seconds()
+    peak = pd.to_numeric(trials["peak_memory_mb"], errors="coerce")
     return {
-        "trials": int(len(trials)), "states": {k: int(v) for k, v in states.items()},
-        "complete": int(states.get("COMPLETE", 0)), "pruned": int(states.get("PRUNED", 0)),
-        "failed": int(states.get("FAIL", 0)), "trial_seconds": total, "wall_seconds": wall,
-        "gpu_hours": float(durations[on_gpu].sum()) / 3600 if on_gpu is not None else 0.0,
-        "gpu_trials": int(on_gpu.sum()) if on_gpu is not None else 0,
-        "seconds_by_device": by_device, "mean_epoch_seconds": mean_epoch,
-        "pruning_saved_s": saved, "pruning_saved_epochs": unrun_total, "pruned_trials": pruned_rows,
-        "peak_memory_mb": float(trials["peak_memory_mb"].max()) if len(trials) and
-        trials["peak_memory_mb"].notna().any() else math.nan,
+        "trials": len(trials), "states": states, "complete": states.get("COMPLETE", 0),
+        "pruned": states.get("PRUNED", 0), "failed": states.get("FAIL", 0),
+        "trial_seconds": float(durations.sum()), "wall_seconds": wall,
+        "gpu_hours": float(durations[on_gpu].sum()) / 3600, "gpu_trials": int(on_gpu.sum()),
+        "seconds_by_device": {d: float(durations[devices == d].sum()) for d in sorted(devices.unique())},
+        "mean_epoch_seconds": mean_epoch, "pruning_saved_s": saved, "pruning_saved_epochs": unrun_total,
+        "pruned_trials": pruned_rows, "peak_memory_mb": float(peak.max()) if peak.notna().any() else math.nan,
     }
 
 
@@ -147,8 +146,7 @@ def _cell(v: Any, column: str = "") -> str:
     return str(v)
 
 
-def html_table(frame: Any, table_id: str = "", sortable: bool = False, row_class: str | None = None,
-               titles: dict[str, str] | None = None) -> str:
+def html_table(frame: Any, table_id: str = "", sortable: bool = False, row_class: str | None = None) -> str:
     """A DataFrame as an escaped HTML table; ``row_class`` names a column whose value becomes
     each row's CSS class (``state-PRUNED``...)."""
     cls = ' class="sortable"' if sortable else ""
@@ -163,7 +161,7 @@ def html_table(frame: Any, table_id: str = "", sortable: bool = False, row_class
             v = None if _missing(r[c]) else r[c]
             numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
             sort_key = f' data-sort="{_esc(v)}"' if numeric and v == v else ""
-            title = f' title="{_esc(v)}"' if c == "backbone" or (titles and c in titles) else ""
+            title = f' title="{_esc(v)}"' if c == "backbone" else ""  # the full name or path
             cells.append(f'<td{sort_key}{title}{" class=num" if numeric else ""}>{_esc(_cell(v, str(c)))}</td>')
         rows.append(f"<tr{rc}>{''.join(cells)}</tr>")
     return f"<table{ident}{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -207,7 +205,8 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
                    f"{usage['failed']} failed" + (f", {running} running" if running else "") + ")"),
         ("best trial", "none completed" if _missing(best_trial) else
          f"#{int(best_trial)}: {metric} {float(best_value):.4f}"),
-        ("test (best model)", ", ".join(f"{k} {v:.4f}" for k, v in test.items()) or "no test split"),
+        ("test (best model)", ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+         or "none (no test split, or the best model is not exported yet)"),
         ("run directory", str(res.run_dir)),
         ("read from", "DuckDB results file" if res.source == "duckdb"
          else "Optuna storage and trial files (a driver is running, or DuckDB is busy)"),

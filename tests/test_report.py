@@ -174,6 +174,25 @@ def test_plots_take_results_or_dataframes_and_return_figures(run, tmp_path):
         assert isinstance(fn(res), Figure)
 
 
+def test_plots_of_failed_pruned_and_unnamed_trials():
+    trials = pd.DataFrame({
+        "number": [0, 1, 2, 3], "state": ["COMPLETE", "FAIL", "PRUNED", "COMPLETE"],
+        "value": [0.5, None, 0.3, 0.7], "backbone": ["a", "a", None, "b"],
+        "strategy": ["full", "full", "full", "linear_probe"],
+        "params": [json.dumps({"lr": 0.1, "s": "x"})] * 4, "lr": [0.1, 0.2, 0.3, 0.01], "s": list("xyxy")})
+    ax = plots.optimization_history(trials).axes[0]
+    marks = {c.get_label(): c.get_offsets() for c in ax.collections}
+    assert set(marks) == {"complete", "pruned (last value reported)", "failed"}
+    assert marks["failed"][:, 0].tolist() == [1]
+    table = plots.backbone_strategy_table(trials).set_index(["backbone", "strategy"])
+    assert table.loc[("a", "full"), "failed"] == 1 and table.loc[("a", "full"), "best value"] == 0.5
+    assert table.loc[("(none)", "full"), "pruned"] == 1 and table.loc[("(none)", "full"), "trials"] == 0
+    ax = plots.parallel_coordinates(trials).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lr", "s", "value"]
+    across = [line for line in ax.lines if len(set(line.get_xdata())) > 1]   # not the axes themselves
+    assert len(across) == 2                            # one line per completed trial
+
+
 def test_figures_display_inline_in_ipython_without_pyplot(run):
     """A notebook shows a returned Figure as a PNG, with no %matplotlib magic and no pyplot."""
     from IPython.core.interactiveshell import InteractiveShell
