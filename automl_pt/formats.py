@@ -197,7 +197,13 @@ def _write_library(fmt: str):
             save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
                       str(directory / "head.safetensors"))
             details["files"]["head"] = "head.safetensors"
-            details["head"] = {"keys": sorted(head.state_dict()), "applied_to": _pooling(backbone)}
+            details["head"] = {"keys": sorted(head.state_dict()), "applied_to": _pooling(backbone),
+                               "backbone_class": type(backbone).__name__}
+            waveform = {"normalize": getattr(backbone, "normalize", None),
+                        "attention_mask": getattr(backbone, "use_mask", None),
+                        "pooling": getattr(getattr(backbone, "pool", None), "kind", None)}
+            if backbone.modality == "audio" and isinstance(waveform["normalize"], bool):
+                details["head"]["waveform"] = waveform
         if fmt == "hf":
             cfg_path = directory / "config.json"
             cfg = json.loads(cfg_path.read_text())
@@ -448,7 +454,8 @@ def model_card(config: dict[str, Any], folder: Path) -> str:
         lines.append("")
     lines += ["## Best parameters", "", "| parameter | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in (config.get("params") or {}).items()]
-    lines += ["", "## Preprocessing", "", config["preprocessing"]["steps"] + ".", "",
+    lines += ["", "## Preprocessing", "", "What the automl_pt model (and an onnx / torchscript export) "
+              "takes: " + config["preprocessing"]["steps"] + ".", "",
               "Settings: `" + json.dumps({k: v for k, v in config["preprocessing"].items()
                                          if k not in ("steps", "fingerprint")}) + "`", ""]
     if config.get("inputs"):
@@ -492,13 +499,17 @@ def load_snippet(config: dict[str, Any], folder: Path) -> str:
                 "labels = [encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()]\n"
                 "print(labels)\n")
     if fmt == "hf":  # audio
+        waveform = (config.get("head") or {}).get("waveform")
+        if waveform and waveform["pooling"] == "mean":
+            return _waveform_hf_snippet(where, waveform, config["preprocessing"])
         return (f"from transformers import AutoConfig, AutoModel\n\nfolder = {where}\n"
                 "config = AutoConfig.from_pretrained(folder)  # id2label holds the label names\n"
                 "if config.model_type == \"whisper\":\n"
                 "    from transformers.models.whisper.modeling_whisper import WhisperEncoder as Model\n"
                 "else:\n    Model = AutoModel\n"
                 "encoder = Model.from_pretrained(folder).eval()\n"
-                "# features: the pooled last hidden state (see automl_pt_export.json, 'head');\n"
+                "# features: the pooled last hidden state (see automl_pt_export.json, 'head'; Whisper:\n"
+                "# log-mel of the clip padded to an even frame count, first positional embeddings);\n"
                 "# logits = features @ W.T + b with W, b from head.safetensors (linear.weight, linear.bias)\n"
                 "print(type(encoder).__name__, config.id2label)\n")
     if fmt == "timm":
@@ -523,6 +534,39 @@ def load_snippet(config: dict[str, Any], folder: Path) -> str:
                 "probabilities /= probabilities.sum(1, keepdims=True)\n"
                 "print([config[\"labels\"][i] for i in probabilities.argmax(1)])\n")
     raise ExportFormatError(f"no load snippet for format {fmt!r}")
+
+
+def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, Any]) -> str:
+    """wav2vec2-family encoder from transformers + mean pooling over valid frames + the head,
+    reproducing the plugin's preprocessing (int16 PCM, per-clip normalisation)."""
+    norm = ("m = mask.float()\n"
+            "count = m.sum(1, keepdim=True).clamp(min=1)\n"
+            "mean = (audio * m).sum(1, keepdim=True) / count\n"
+            "var = (((audio - mean) * m) ** 2).sum(1, keepdim=True) / count\n"
+            "audio = (audio - mean) / torch.sqrt(var + 1e-7) * m\n") if waveform["normalize"] else ""
+    mask_arg = "mask.long()" if waveform["attention_mask"] else "None"
+    return ("import numpy as np\nimport soundfile as sf\nimport torch\n"
+            "from safetensors.torch import load_file\nfrom scipy.signal import resample_poly\n"
+            f"from transformers import AutoModel\n\nfolder = {where}\n"
+            "encoder = AutoModel.from_pretrained(folder).eval()\n"
+            f"rate, n = {prep['sample_rate']}, {prep['max_samples']}  # sample rate, samples per clip\n\n"
+            "def pcm(path):  # mono, resampled, 16-bit, cut to n samples\n"
+            "    data, sr = sf.read(path, dtype=\"float32\", always_2d=True)\n"
+            "    wave = resample_poly(data.mean(1), rate, sr) if sr != rate else data.mean(1)\n"
+            "    return np.clip(np.round(wave[:n] * 32767), -32768, 32767) / 32768\n\n"
+            "clips = [pcm(p) for p in [\"clip.wav\"]]  # audio paths\n"
+            "length = torch.tensor([max(1, len(c)) for c in clips])\n"
+            "audio = torch.tensor(np.stack([np.pad(c, (0, n - len(c))) for c in clips]), dtype=torch.float32)\n"
+            "mask = torch.arange(n)[None, :] < length[:, None]\n" + norm +
+            "with torch.no_grad():\n"
+            f"    hidden = encoder(input_values=audio, attention_mask={mask_arg}).last_hidden_state\n"
+            "frames = encoder._get_feat_extract_output_lengths(length).clamp(1, hidden.shape[1])\n"
+            "valid = (torch.arange(hidden.shape[1])[None, :] < frames[:, None]).unsqueeze(-1).float()\n"
+            "features = (hidden * valid).sum(1) / valid.sum(1)  # mean over valid frames\n"
+            "head = load_file(f\"{folder}/head.safetensors\")\n"
+            "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n"
+            "probabilities = logits.softmax(-1)\n"
+            "print([encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()])\n")
 
 
 def _preprocess_snippet(modality: str, example: str) -> str:

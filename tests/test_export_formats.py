@@ -136,15 +136,26 @@ def test_hf_folder_loads_with_transformers_and_the_card_applies_the_head(models,
     assert ns["labels"] == expected.labels
 
 
-def test_hf_audio_folder_loads_with_its_labels(models, tmp_path, monkeypatch):
+def test_hf_audio_folder_and_its_card_reproduce_the_model(models, tmp_path, monkeypatch):
     from transformers import AutoConfig
 
-    out = export_model(models["audio"], "hf", tmp_path / "hf")
+    predictor = automl_pt.load(models["audio"])
+    out = export_model(models["audio"], "hf", tmp_path / "hf", predictor=predictor)
     config = AutoConfig.from_pretrained(out)
-    assert list(config.id2label.values()) == automl_pt.load(models["audio"]).label_names
+    assert list(config.id2label.values()) == predictor.label_names
     assert (out / "head.safetensors").is_file()
-    ns = run_snippet(out, tmp_path, monkeypatch)
+    write_examples(tmp_path, models["audio"], "audio")
+    ns = run_snippet(out, tmp_path, monkeypatch)       # wav2vec2 + pooling + head, by hand
     assert type(ns["encoder"]).__name__ == "Wav2Vec2Model"
+    np.testing.assert_allclose(ns["probabilities"].numpy(),
+                               predictor.predict([str(tmp_path / "clip.wav")]).probabilities, atol=1e-4)
+
+
+def test_hf_whisper_folder_loads_as_a_whisper_encoder(models, tmp_path, monkeypatch):
+    out = export_model(models["whisper"], "hf", tmp_path / "hf")
+    ns = run_snippet(out, tmp_path, monkeypatch)
+    assert type(ns["encoder"]).__name__ == "WhisperEncoder"
+    assert list(ns["config"].id2label.values()) == automl_pt.load(models["whisper"]).label_names
 
 
 @pytest.mark.parametrize("fmt", ["timm", "safetensors"])
