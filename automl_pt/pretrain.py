@@ -20,8 +20,8 @@ The stage is cached and resumable. Its directory is ``<run dir>/pretrain/<key>/`
 key hashes the backbone, the unlabeled data's fingerprint, the objective and every setting:
 
 * ``resume.pt``: model + optimizer + scheduler + step + loss curve, written atomically every
-  ``checkpoint_every`` steps and at each epoch end (read back with ``weights_only=True``); a
-  killed run continues from it;
+  ``checkpoint_every`` steps (read back with ``weights_only=True``); a killed run continues
+  from it, losing at most ``checkpoint_every - 1`` steps;
 * ``backbone.safetensors`` + ``done.json``: the final backbone weights; ``done.json`` (written
   last) marks the stage finished, so a later run skips it;
 * ``losses.parquet``: the loss curve (``backbone, objective, step, epoch, loss, key``), which
@@ -66,6 +66,7 @@ LOSS_COLUMNS = ("backbone", "objective", "step", "epoch", "loss", "key")
 FORMAT_VERSION = 1
 PROJECTION_DIM = 128
 MAX_GRAD_NORM = 1.0
+LOSS_SYNC_EVERY = 16
 
 
 def wants_random_init(options: dict) -> bool:
@@ -392,6 +393,7 @@ class _Stage:
                 bar.log(f"pretrain {self.name}: resuming at step {step}/{total}")
             objective.train()
             order, order_epoch = None, -1
+            pending: list = []  # (step, epoch, loss on the device): read back every few steps
             while step < total:
                 epoch = step // steps_per_epoch
                 if epoch != order_epoch:
@@ -412,13 +414,14 @@ class _Stage:
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise AutomlError(f"pretrain {self.name}: the loss became {value} at step {step}; "
-                                      "lower [pretrain] learning_rate")
-                losses.append((step, epoch + 1, value))
-                bar.advance(value)
-                if step < total and (step % s.checkpoint_every == 0 or step % steps_per_epoch == 0):
+                pending.append((step, epoch + 1, loss.detach().float()))
+                bar.advance()
+                checkpoint = step < total and step % s.checkpoint_every == 0
+                if checkpoint or step == total or len(pending) >= LOSS_SYNC_EVERY:
+                    losses += self._read_losses(pending)
+                    bar.show_loss(losses[-1][2])
+                    pending = []
+                if checkpoint:
                     self._save_resume(objective, optimizer, scheduler, step, losses)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -431,6 +434,17 @@ class _Stage:
             "device": str(device), "settings": {k: str(v) if isinstance(v, Path) else v
                                                 for k, v in asdict(s).items()},
             "final_loss": losses[-1][2] if losses else None})
+
+    def _read_losses(self, pending: list) -> list[tuple[int, int, float]]:
+        """Losses of the last steps, read back from the device in one transfer (a per-step
+        read would wait for the device every step). A non-finite loss stops the stage."""
+        values = torch.stack([v for _, _, v in pending]).tolist()
+        rows = [(st, ep, float(v)) for (st, ep, _), v in zip(pending, values)]
+        for st, _, value in rows:
+            if not math.isfinite(value):
+                raise AutomlError(f"pretrain {self.name}: the loss became {value} at step {st}; "
+                                  "lower [pretrain] learning_rate")
+        return rows
 
     def _preprocessor(self, backbone: "Backbone", split: "Split") -> "Preprocessor":
         opts = self.plan.data_options
@@ -540,6 +554,10 @@ class _Bar:
         if self._progress is not None:
             self._progress.console.print(message)
 
-    def advance(self, loss: float) -> None:
+    def advance(self) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, info=f"loss {loss:.4f}")
+            self._progress.update(self._task, advance=1)
+
+    def show_loss(self, loss: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, info=f"loss {loss:.4f}")

@@ -24,13 +24,13 @@ SUPPORT = Path(__file__).parent / "support"
 
 def pretrain_study(tmp_path: Path, tiny_bert: Path, pretrain: str = "", trials: int = 1,
                    space: str = 'strategy = ["full"]\nepochs = 1\nbatch_size = [8]\ninit = ["continued"]',
-                   study: str = "") -> Path:
+                   study: str = "", resources: str = 'workers = "inline"') -> Path:
     write_csv(tmp_path / "data" / "unlabeled.csv",
               [{"text": r["text"]} for r in make_topic_rows(16, 7)])
     section = "\n[pretrain]\ndata = \"data/unlabeled.csv\"\n" + (
         pretrain or "steps = 8\nbatch_size = 8\nlearning_rate = 1e-3\ncheckpoint_every = 4")
     return study_toml(tmp_path, tiny_bert, trials=trials, space=space, study=study,
-                      resources='workers = "inline"', extra=section)
+                      resources=resources, extra=section)
 
 
 def text_backbone(path: Path, params: dict | None = None):
@@ -209,7 +209,7 @@ def test_study_pretrains_once_per_backbone_caches_and_records_curves(tmp_path, t
     from automl_pt.pretrain import FINAL_FILE, checkpoint_for
     from automl_pt.trial import TrialRunner
 
-    path = pretrain_study(tmp_path, tiny_bert)
+    path = pretrain_study(tmp_path, tiny_bert, resources="")  # trials in a worker process
     study = Study.from_config(path)
     results = study.run(progress=False)
     run_dir = tmp_path / "run"
