@@ -178,14 +178,17 @@ def learning_curves(source: Any, trials: Any = None, metric: str | None = None,
         pruned = state == "PRUNED"
         color = (STATE_COLORS.get(state, "#7f7f7f") if many or pruned
                  else palette[int(number) % len(palette)])  # orange is kept for pruned trials
+        if many and number == best:
+            color = "#2ca02c"
         line, = ax.plot(rows["epoch"], rows[column], linestyle="--" if pruned else "-",
-                        linewidth=3 if number == best else 1.4, color=color, alpha=0.9,
-                        marker="o", markersize=3,
+                        linewidth=3 if number == best else (0.8 if many else 1.4), color=color,
+                        alpha=0.9 if number == best or not many else 0.35, marker="o",
+                        markersize=3 if not many else 1.5, zorder=5 if number == best else 2,
                         label=None if many else f"trial {number}" + (" (pruned)" if pruned else "")
                         + (" (running)" if state == "RUNNING" else "")
                         + (" (best)" if number == best else ""))
         if pruned:
-            ax.plot(rows["epoch"].iloc[-1], rows[column].iloc[-1], marker="X", markersize=10,
+            ax.plot(rows["epoch"].iloc[-1], rows[column].iloc[-1], marker="X", markersize=6 if many else 10,
                     color=line.get_color(), zorder=4)
     ax.set_xlabel("epoch")
     ax.set_ylabel(column)
@@ -197,7 +200,9 @@ def learning_curves(source: Any, trials: Any = None, metric: str | None = None,
 
         ax.legend(handles=[Line2D([], [], color=STATE_COLORS["COMPLETE"], label="complete"),
                            Line2D([], [], color=STATE_COLORS["PRUNED"], linestyle="--", marker="X",
-                                  label="pruned")], fontsize="small")
+                                  label="pruned"),
+                           *([Line2D([], [], color="#2ca02c", linewidth=3, label=f"best: trial {best}")]
+                             if best is not None else [])], fontsize="small")
     else:
         ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

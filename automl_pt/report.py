@@ -24,6 +24,7 @@ from . import plots
 from .errors import ConfigError
 from .store import Results
 
+SCROLL_ROWS = 20  # longer tables scroll inside a box, with their header kept in view
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 #: The plots written as PNG next to the page (file stem → plotting function).
@@ -164,7 +165,8 @@ def html_table(frame: Any, table_id: str = "", sortable: bool = False, row_class
             title = f' title="{_esc(v)}"' if c == "backbone" else ""  # the full name or path
             cells.append(f'<td{sort_key}{title}{" class=num" if numeric else ""}>{_esc(_cell(v, str(c)))}</td>')
         rows.append(f"<tr{rc}>{''.join(cells)}</tr>")
-    return f"<table{ident}{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table{ident}{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>' if len(rows) > SCROLL_ROWS else table
 
 
 def _section(ident: str, title: str, body: str, note: str = "") -> str:
@@ -352,6 +354,9 @@ table {{ border-collapse: collapse; margin: 10px 0; font-size: 13px; }}
 th, td {{ border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 th {{ background: #f3f5f7; }}
+div.scroll {{ max-height: 560px; overflow: auto; display: inline-block; margin: 10px 0; }}
+div.scroll table {{ margin: 0; }}
+div.scroll th {{ position: sticky; top: 0; }}
 table.sortable th {{ cursor: pointer; }}
 table.sortable th.asc::after {{ content: " \\25B2"; }}
 table.sortable th.desc::after {{ content: " \\25BC"; }}

@@ -327,6 +327,20 @@ def test_gpu_hours_sum_the_trials_that_ran_on_cuda(tmp_path):
     assert "2.000 GPU-hours over 2 trial(s)" in page
 
 
+def test_tables_escape_their_cells_and_long_ones_scroll():
+    from automl_pt.report import SCROLL_ROWS, html_table
+
+    frame = pd.DataFrame({"backbone": ["<script>alert(1)</script>", "/models/a&b"], "value": [0.5, 0.25],
+                          "state": ["COMPLETE", "PRUNED"]})
+    table = html_table(frame, "t", sortable=True, row_class="state")
+    assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
+    assert 'title="/models/a&amp;b"' in table and '<tr class="state-PRUNED">' in table
+    assert 'data-sort="0.25"' in table and '<table id="t" class="sortable">' in table
+    assert '<div class="scroll">' not in table
+    long = pd.concat([frame] * (SCROLL_ROWS // 2 + 1), ignore_index=True)
+    assert html_table(long).startswith('<div class="scroll"><table>')
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
