@@ -510,3 +510,42 @@ def test_audio_stage_reads_a_flat_folder_and_uses_the_speech_views(tmp_path):
     path = _modality_study(tmp_path, "audio-classification", wav)
     done = _pretrain_and_reload(path, wav, lambda: load_audio_backbone(str(wav), "w", {"params": {}}))
     assert done["steps"] == 3 and np.isfinite(done["final_loss"])
+
+
+# -- documented examples ----------------------------------------------------------------------------
+def _block(path: Path, pattern: str) -> str:
+    import re
+
+    match = re.search(pattern, path.read_text(), re.S)
+    assert match, f"example not found in {path}"
+    return match.group(1)
+
+
+def test_readme_example_runs(tmp_path, tiny_bert, topic_data, monkeypatch, capsys):
+    root = Path(__file__).resolve().parents[1]
+    code = _block(root / "README.md", r"<!-- readme-test: pretrain -->\s*```python\n(.*?)```")
+    study = pretrain_study(tmp_path, tiny_bert, space="epochs = 1\nbatch_size = [8]\nstrategy = [\"full\"]")
+    monkeypatch.chdir(tmp_path)
+    code = code.replace("studies/fortunes-pretrain.toml", str(study)).replace('"minilm-l6"', repr(str(tiny_bert)))
+    exec(compile(code, "README.md:pretrain", "exec"), {})
+    out = capsys.readouterr().out
+    assert "first" in out and "init" in out
+    assert str(tmp_path / "run" / "pretrain") in out
+
+
+def test_docs_objective_example_is_a_working_plugin(tmp_path, tiny_bert, topic_data, monkeypatch):
+    from automl_pt import Study
+    from automl_pt.pretrain import run_pretraining
+
+    root = Path(__file__).resolve().parents[1]
+    code = _block(root / "docs" / "pretraining.md", r"```python\n(# my_objective\.py.*?)```")
+    (tmp_path / "my_objective.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = pretrain_study(tmp_path, tiny_bert, study='plugins = ["my_objective"]',
+                          pretrain='objective = "unit-norm"\nsteps = 3\nbatch_size = 8')
+    try:
+        study = Study.from_config(path)
+        directory = run_pretraining(study, study.prepare(), str(tiny_bert), progress=False)
+    finally:
+        sys.modules.pop("my_objective", None)
+    assert json.loads((directory / "done.json").read_text())["objective"] == "unit-norm"
