@@ -106,6 +106,21 @@ def usage_summary(res: Results) -> dict[str, Any]:
     }
 
 
+def importances_or_note(res: Results):
+    """``res.importances()``; when the Optuna storage cannot be opened (a PostgreSQL server that
+    is down, a run directory copied without ``optuna.db``), an empty frame whose note says why, so
+    that the rest of the report still renders."""
+    import pandas as pd
+
+    try:
+        return res.importances()
+    except Exception as exc:  # noqa: BLE001 - any storage failure; the section names it
+        empty = pd.DataFrame({"param": pd.Series(dtype="object"), "importance": pd.Series(dtype="float64")})
+        first = (str(exc).splitlines() or [""])[0]
+        empty.attrs["note"] = f"cannot open the Optuna storage for importances: {type(exc).__name__}: {first}"
+        return empty
+
+
 # -- rendering ----------------------------------------------------------------------------------
 def figure_svg(fig: Any) -> str:
     """A Figure as an inline ``<svg>`` element (no XML prolog, no metadata block)."""
@@ -189,8 +204,9 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) -> str:
-    """The report page of ``res``, with ``figures`` (name → Figure) inlined as SVG."""
+def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path], imp: Any = None) -> str:
+    """The report page of ``res``, with ``figures`` (name → Figure) inlined as SVG; ``imp`` is
+    :func:`importances_or_note` of ``res`` (computed when not given)."""
     import pandas as pd
 
     usage = usage_summary(res)
@@ -221,7 +237,7 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path]) ->
                           "Completed trials, best first. Click a column header to sort."))
     parts.append(_section("history", "Optimisation history",
                           _figure_block("history", figures["history"], pngs)))
-    imp = res.importances()
+    imp = importances_or_note(res) if imp is None else imp
     parts.append(_section("importances", "Hyperparameter importances",
                           _figure_block("importances", figures["importances"], pngs)
                           + (html_table(imp) if len(imp) else ""), _esc(imp.attrs.get("note", ""))))
@@ -303,9 +319,10 @@ def build_report(target: str | Path | Results, out: str | Path | None = None, pn
     html_path.parent.mkdir(parents=True, exist_ok=True)
     matplotlib = plots.require_matplotlib()
     figures = {}
+    imp = importances_or_note(res)
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": res.study}):
         for name, fn in PNG_PLOTS.items():
-            figures[name] = fn(res)
+            figures[name] = fn(imp if name == "importances" else res)
         pngs: dict[str, Path] = {}
         if png:
             for name, fig in figures.items():
@@ -316,7 +333,7 @@ def build_report(target: str | Path | Results, out: str | Path | None = None, pn
                 fig.savefig(tmp, format="png", dpi=dpi)
                 os.replace(tmp, path)
                 pngs[name] = path
-        page = render_html(res, figures, pngs)
+        page = render_html(res, figures, pngs, imp)
     tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, html_path)

@@ -304,7 +304,13 @@ class Results:
         import optuna
 
         meta = json.loads((self.run_dir / "study.json").read_text())
-        return optuna.load_study(study_name=self.study, storage=open_storage_url(meta["optuna_url"]))
+        url = meta["optuna_url"]
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            from .errors import AutomlError
+
+            raise AutomlError(f"{self.run_dir}: the Optuna storage {url} does not exist (was the run "
+                              "directory moved or copied without it?)")
+        return optuna.load_study(study_name=self.study, storage=open_storage_url(url))
 
     def importances(self):
         """Hyperparameter importances by Optuna's default evaluator over the completed trials:

@@ -289,6 +289,28 @@ def test_report_while_a_driver_holds_the_run_reads_the_live_sources(run, tmp_pat
     assert page.count("<svg") == len(PLOT_NAMES)
 
 
+def test_report_of_a_run_copied_without_its_optuna_storage(run, tmp_path):
+    """DuckDB has everything but the importances, which need the Optuna storage: that section
+    says why it is empty and the rest renders."""
+    from automl_pt import AutomlError, results
+
+    _, res = run
+    copy = tmp_path / "copy"
+    shutil.copytree(res.run_dir, copy, ignore=shutil.ignore_patterns("optuna.db", "report", "trials"))
+    meta = json.loads((copy / "study.json").read_text())
+    meta["optuna_url"] = f"sqlite:///{copy / 'optuna.db'}"
+    (copy / "study.json").write_text(json.dumps(meta))
+    moved = results(copy)
+    assert moved.source == "duckdb" and len(moved.trials()) == len(res.trials())
+    with pytest.raises(AutomlError, match="Optuna storage .* does not exist"):
+        moved.importances()
+    assert not (copy / "optuna.db").exists()            # reading never creates an empty storage
+    page = build_report(copy, png=False).html.read_text()
+    assert "cannot open the Optuna storage for importances: AutomlError" in page
+    assert page.count("<svg") == len(PLOT_NAMES)
+    assert page.count('<tr class="state-PRUNED">') == int((res.trials()["state"] == "PRUNED").sum())
+
+
 def test_report_command_names_a_bad_target(tmp_path, capsys):
     from automl_pt.cli import main
 
