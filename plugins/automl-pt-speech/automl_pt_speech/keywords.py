@@ -27,7 +27,7 @@ import subprocess
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -165,9 +165,13 @@ def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
 
 def build_keywords_dataset(out_dir: Path | str, words: Sequence[str] = DEFAULT_WORDS,
                            per_word: int = 120, splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
-                           seed: int = 0, workers: int | None = None) -> dict[str, Path]:
+                           seed: int = 0, workers: int | None = None,
+                           unlabeled_per_word: int = 60) -> dict[str, Path]:
     """Synthesize ``per_word`` clips per word, split them per word into train / validation /
-    test, write folder trees and ``<split>.csv`` tables. Returns ``{split: folder}``."""
+    test, write folder trees and ``<split>.csv`` tables. ``unlabeled_per_word`` further clips
+    per word (other voices and settings, drawn with another seed) go, named only by number, into
+    the flat folder ``unlabeled/``: the in-domain pool for continued pre-training
+    (``[pretrain] data``); 0 writes none. Returns ``{split: folder}``."""
     if per_word < 3:
         raise ValueError("per_word must be at least 3 (one clip per split)")
     out = Path(out_dir)
@@ -192,8 +196,25 @@ def build_keywords_dataset(out_dir: Path | str, words: Sequence[str] = DEFAULT_W
         path = write_clip(spec, audio, rate, out / split / spec.word / f"{spec.word}-{spec.index:05d}")
         return split, path.relative_to(out).as_posix(), spec.word
 
+    extra = [replace(spec, index=per_word + spec.index)   # other clips than the labelled ones
+             for spec in plan_clips(list(dict.fromkeys(words)), unlabeled_per_word, seed + 7919)]
+    order = np.random.default_rng(seed + 2).permutation(len(extra))
+    unlabeled, unlabeled_tmp = out / "unlabeled", out / ".unlabeled.tmp"
+    shutil.rmtree(unlabeled_tmp, ignore_errors=True)
+    if extra:
+        unlabeled_tmp.mkdir(parents=True)
+
+    def make_unlabeled(item: tuple[int, ClipSpec]) -> None:
+        rank, spec = item
+        audio, rate = synthesize(spec)
+        write_clip(spec, audio, rate, unlabeled_tmp / f"clip-{rank:05d}")
+
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         rows = list(pool.map(make, specs))
+        list(pool.map(make_unlabeled, [(int(r), extra[k]) for r, k in enumerate(order)]))
+    if extra:
+        shutil.rmtree(unlabeled, ignore_errors=True)
+        os.replace(unlabeled_tmp, unlabeled)
     for name in SPLIT_NAMES:
         table = out / f"{name}.csv"
         tmp = table.with_name(f".{table.name}.tmp")
@@ -202,7 +223,10 @@ def build_keywords_dataset(out_dir: Path | str, words: Sequence[str] = DEFAULT_W
             writer.writerow(("audio", "label"))
             writer.writerows((path, word) for split, path, word in rows if split == name)
         os.replace(tmp, table)
-    return {name: out / name for name in SPLIT_NAMES}
+    folders = {name: out / name for name in SPLIT_NAMES}
+    if extra:
+        folders["unlabeled"] = unlabeled
+    return folders
 
 
 def main(argv: Sequence[str] | None = None, default_out: Path | str = Path("studies/data/keywords")) -> int:
@@ -211,15 +235,18 @@ def main(argv: Sequence[str] | None = None, default_out: Path | str = Path("stud
     parser.add_argument("--words", default=",".join(DEFAULT_WORDS), help="comma-separated words")
     parser.add_argument("--per-word", type=int, default=120, help="clips per word (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--unlabeled-per-word", type=int, default=60,
+                        help="clips per word for the unlabeled pool, 0: none (default: %(default)s)")
     args = parser.parse_args(argv)
     words = [w.strip() for w in args.words.split(",") if w.strip()]
     try:
-        folders = build_keywords_dataset(args.out, words, args.per_word, seed=args.seed)
+        folders = build_keywords_dataset(args.out, words, args.per_word, seed=args.seed,
+                                         unlabeled_per_word=args.unlabeled_per_word)
     except EspeakMissing as exc:
         parser.exit(1, f"error: {exc}\n")
     for name, folder in folders.items():
         n = sum(1 for p in folder.rglob("*") if p.is_file())
-        print(f"{name}: {n} clips, {len(words)} words -> {folder}")
+        print(f"{name}: {n} clips, {'no labels' if name == 'unlabeled' else f'{len(words)} words'} -> {folder}")
     return 0
 
 

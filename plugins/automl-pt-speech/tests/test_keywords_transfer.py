@@ -16,7 +16,10 @@ from automl_pt_speech.keywords import build_keywords_dataset, plan_clips
 
 def test_keyword_builder_writes_trees_and_tables(tmp_path, espeak):
     folders = build_keywords_dataset(tmp_path / "kw", words=("yes", "no", "stop"), per_word=10,
-                                     seed=3)
+                                     seed=3, unlabeled_per_word=2)
+    unlabeled = sorted(folders["unlabeled"].iterdir())   # flat, named by number only
+    assert len(unlabeled) == 6 and all(f.name.startswith("clip-") for f in unlabeled)
+    assert all(check_audio_file(f) is None for f in unlabeled)
     for split, n in (("train", 6), ("validation", 2), ("test", 2)):
         table = pd.read_csv(tmp_path / "kw" / f"{split}.csv")
         assert len(table) == 3 * n and sorted(set(table["label"])) == ["no", "stop", "yes"]
@@ -64,7 +67,7 @@ def test_whisper_tiny_en_transfers_to_keywords(tmp_path, espeak, whisper_ct2):
 
     data = tmp_path / "kw"
     build_keywords_dataset(data, words=("yes", "no", "up", "down", "left", "right"), per_word=30,
-                           seed=7)
+                           unlabeled_per_word=0, seed=7)
     # the same architecture, randomly initialised (a local encoder-only folder)
     config = WhisperConfig.from_pretrained(converted_whisper_dir(whisper_ct2, "whisper-tiny-en"))
     torch.manual_seed(0)

@@ -83,7 +83,9 @@ def build_fortunes_dataset(
     at ``per_topic``, and split by the ``splits`` fractions (train, validation, test;
     test takes the remainder). Each split is shuffled again. Output is fully
     determined by the arguments and the installed fortunes files.
-    Returns ``{"train": path, "validation": path, "test": path}``.
+    The entries beyond the ``per_topic`` cap become ``unlabeled.csv`` (a ``text`` column
+    only): the in-domain unlabeled pool for continued pre-training (``[pretrain] data``).
+    Returns ``{"train": path, "validation": path, "test": path, "unlabeled": path}``.
     """
     if len(splits) != 3 or any(f < 0 for f in splits) or sum(splits) > 1 + 1e-9:
         raise ValueError(f"splits must be three non-negative fractions summing to <= 1, got {splits}")
@@ -93,10 +95,12 @@ def build_fortunes_dataset(
     seen = Counter(text for entries in by_topic.values() for text in entries)
     rng = random.Random(seed)
     rows: dict[str, list[tuple[str, str]]] = {name: [] for name in SPLIT_NAMES}
+    unlabeled: list[str] = []
     for topic, entries in by_topic.items():
         entries = [text for text in entries if seen[text] == 1]  # drop ambiguous cross-topic texts
         rng.shuffle(entries)
         if per_topic is not None:
+            unlabeled.extend(entries[per_topic:])
             entries = entries[:per_topic]
         n_train = int(len(entries) * splits[0])
         n_val = int(len(entries) * splits[1])
@@ -110,13 +114,21 @@ def build_fortunes_dataset(
         rng.shuffle(rows[name])
         paths[name] = out / f"{name}.csv"
         _write_csv(paths[name], rows[name])
+    rng.shuffle(unlabeled)
+    paths["unlabeled"] = out / "unlabeled.csv"
+    tmp = out / ".unlabeled.csv.tmp"
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text"])
+        writer.writerows([text] for text in unlabeled)
+    tmp.replace(paths["unlabeled"])
     return paths
 
 
 def _summarize(path: Path) -> str:
     """One-line summary of a written split: row count and per-label counts."""
     with path.open(encoding="utf-8", newline="") as fh:
-        labels = Counter(row["label"] for row in csv.DictReader(fh))
+        labels = Counter(row.get("label", "(unlabeled)") for row in csv.DictReader(fh))
     counts = ", ".join(f"{label}={n}" for label, n in sorted(labels.items()))
     return f"{path.stem}: {sum(labels.values())} rows ({counts}) -> {path}"
 

@@ -91,12 +91,16 @@ def _write_pngs(images: np.ndarray, picks: dict[int, list[int]], folder: Path) -
 
 def build_fashion_mnist(out_dir: Path | str, train_per_class: int = 150,
                         validation_per_class: int = 50, test_per_class: int = 100, seed: int = 0,
-                        data_dir: Path | str = FASHION_MNIST_DIR) -> dict[str, Path]:
+                        data_dir: Path | str = FASHION_MNIST_DIR,
+                        unlabeled: int = 3000) -> dict[str, Path]:
     """Write ``train`` / ``validation`` / ``test`` class-per-folder trees under ``out_dir``,
     with the given number of images per class, drawn with ``numpy.random.default_rng(seed)``;
     validation images are disjoint from training images. Existing split folders are replaced.
     Output is fully determined by the arguments and the installed data.
-    Returns ``{"train": path, "validation": path, "test": path}``."""
+    ``unlabeled`` further training images (disjoint from train and validation, drawn after
+    them) go, without their classes, into the flat folder ``unlabeled/``: the in-domain pool for
+    continued pre-training (``[pretrain] data``); 0 writes none.
+    Returns ``{"train": path, "validation": path, "test": path[, "unlabeled": path]}``."""
     import shutil
 
     for n in (train_per_class, validation_per_class, test_per_class):
@@ -120,6 +124,20 @@ def build_fashion_mnist(out_dir: Path | str, train_per_class: int = 150,
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         paths[name] = folder
+    if unlabeled > 0:
+        taken |= {i for idx in validation.values() for i in idx}
+        rest = np.array([i for i in range(len(y_train)) if i not in taken])
+        pick = np.sort(rng.choice(rest, size=min(unlabeled, len(rest)), replace=False))
+        folder, tmp = out / "unlabeled", out / ".unlabeled.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        from PIL import Image
+
+        for i in pick:
+            Image.fromarray(x_train[i]).save(tmp / f"{int(i):05d}.png", format="PNG")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        paths["unlabeled"] = folder
     return paths
 
 
@@ -133,15 +151,18 @@ def main(argv: Sequence[str] | None = None,
     parser.add_argument("--test-per-class", type=int, default=100, help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR, help="IDX files (default: %(default)s)")
+    parser.add_argument("--unlabeled", type=int, default=3000,
+                        help="images for the unlabeled pool (flat folder), 0: none (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         paths = build_fashion_mnist(args.out, args.train_per_class, args.validation_per_class,
-                                    args.test_per_class, args.seed, args.data_dir)
+                                    args.test_per_class, args.seed, args.data_dir, args.unlabeled)
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(1, f"error: {exc}\n")
     for name, path in paths.items():
         n = sum(1 for _ in path.rglob("*.png"))
-        print(f"{name}: {n} images in {len(CLASS_NAMES)} classes -> {path}")
+        what = "without classes" if name == "unlabeled" else f"in {len(CLASS_NAMES)} classes"
+        print(f"{name}: {n} images {what} -> {path}")
     return 0
 
 

@@ -44,6 +44,10 @@ def test_builds_disjoint_stratified_trees(tmp_path, fake_fashion):
     train = {p.name for p in paths["train"].rglob("*.png")}
     validation = {p.name for p in paths["validation"].rglob("*.png")}
     assert not train & validation
+    # the unlabeled pool: a flat folder of the remaining training images (10 of the fake 60)
+    unlabeled = sorted(paths["unlabeled"].iterdir())
+    assert len(unlabeled) == 60 - 10 * (3 + 2) and all(f.suffix == ".png" for f in unlabeled)
+    assert not {f.name for f in unlabeled} & (train | validation)
     again = build_fashion_mnist(tmp_path / "again", 3, 2, 2, seed=1, data_dir=fake_fashion)
     assert {p.name for p in again["train"].rglob("*.png")} == train      # deterministic
 
