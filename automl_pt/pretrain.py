@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
@@ -111,16 +112,13 @@ class PretrainObjective(nn.Module):
         super().__init__()
         self.backbone = backbone
 
-    def loss(self, batch: dict[str, "torch.Tensor"], generator: "torch.Generator") -> "torch.Tensor":
+    def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
 
-def info_nce(a: "torch.Tensor", b: "torch.Tensor", temperature: float) -> "torch.Tensor":
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE (NT-Xent) over ``2N`` embeddings: row ``i`` of ``a`` must pick row ``i``
     of ``b`` (and vice versa) among the other ``2N - 1`` embeddings of the batch."""
-    import torch
-    import torch.nn.functional as F
-
     n = a.shape[0]
     z = F.normalize(torch.cat([a, b]).float(), dim=-1)
     sim = (z @ z.T) / temperature
@@ -132,8 +130,6 @@ def info_nce(a: "torch.Tensor", b: "torch.Tensor", temperature: float) -> "torch
 
 def _concat_views(a: dict, b: dict) -> dict | None:
     """Both views in one batch (one forward pass) when their tensors line up."""
-    import torch
-
     if a.keys() != b.keys() or any(a[k].shape[1:] != b[k].shape[1:] for k in a):
         return None
     return {k: torch.cat([a[k], b[k]]) for k in a}
@@ -350,10 +346,8 @@ class _Stage:
         self.key = directory.name
 
     def run(self) -> None:
-        import torch
-
         from .study import resolve_device
-        from .training import device_autocast
+        from .training import device_autocast, lr_lambda
         from .trial import seed_everything
 
         cfg, s = self.plan.config, self.settings
@@ -379,8 +373,6 @@ class _Stage:
         total = int(s.steps or s.epochs * steps_per_epoch)
         optimizer = torch.optim.AdamW(_param_groups(objective, s.weight_decay), lr=s.learning_rate,
                                       fused=device.type == "cuda")
-        from .training import lr_lambda
-
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, s.warmup_ratio, "cosine"))
         step, losses = 0, []
         resumed = self._resume(objective, optimizer, scheduler)
@@ -462,8 +454,6 @@ class _Stage:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _resume(self, objective, optimizer, scheduler) -> tuple[int, list] | None:
-        import torch
-
         path = self.directory / RESUME_FILE
         if not path.is_file():
             return None
@@ -478,8 +468,6 @@ class _Stage:
         return int(state["step"]), [tuple(row) for row in state["losses"]]
 
     def _save_resume(self, objective, optimizer, scheduler, step: int, losses: list) -> None:
-        import torch
-
         path = self.directory / RESUME_FILE
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
