@@ -61,8 +61,11 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
 
         predictor = load(model_dir)
     out = Path(out) if out is not None else model_dir.parent / "export" / fmt
-    if out.resolve() == model_dir.resolve():
-        raise ExportFormatError(f"{out}: the output folder must differ from the model folder")
+    if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
+        raise ExportFormatError(f"{out}: the output folder must lie outside the model folder {model_dir}")
+    if out.exists() and any(out.iterdir()) and not (out / EXPORT_CONFIG).is_file():
+        raise ExportFormatError(f"{out}: exists and is not an earlier export (no {EXPORT_CONFIG}); "
+                                "choose an empty or new folder: it would be replaced")
     backbone = predictor.model.backbone
     if fmt == "safetensors":
         if not backbone.library_formats:

@@ -222,6 +222,17 @@ def test_unsupported_formats_fail_clearly_and_write_nothing(models, tmp_path):
     with pytest.raises(ExportFormatError, match="unknown export format 'keras'"):
         export_model(models["text"], "keras", tmp_path / "keras")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # a folder that is not an earlier export is never replaced; an earlier export is
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportFormatError, match="is not an earlier export"):
+        export_model(models["text"], "hf", tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ExportFormatError, match="must lie outside the model folder"):
+        export_model(models["text"], "native", models["text"] / "copy")
+    first = export_model(models["text"], "hf", tmp_path / "again")
+    assert export_model(models["text"], "hf", first) == first and (first / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "mine"]   # no temp folders left
 
 
 def test_cli_export_formats(models, tmp_path, capsys):
