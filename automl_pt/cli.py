@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import AutomlError
+from .errors import AutomlError, ConfigError
 
 
 def _console(stderr: bool = False):
@@ -317,9 +317,15 @@ def cmd_label_efficiency(args: argparse.Namespace) -> int:
     study_file = _study_file_of(target) if target.is_dir() else target
     starts = [s.strip() for s in args.starts.split(",") if s.strip()] if args.starts else None
     overrides = {"resources": {"devices": args.devices}} if args.devices else {}
+    params = {}
+    for item in args.param or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: expected NAME=VALUE, e.g. --param epochs=10")
+        params[key.strip()] = _scalar(value.strip())
     report = label_efficiency(study_file, budgets=args.budgets.split(","), seeds=args.seeds,
                               starts=starts, out=args.out, progress=not args.quiet,
-                              console=_console(stderr=True), **overrides)
+                              console=_console(stderr=True), params=params, **overrides)
     console = _console()
     summary = report.summary
     if len(summary):
@@ -330,6 +336,16 @@ def cmd_label_efficiency(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"plot: {report.png}\npage: {report.html}")
     return 0
+
+
+def _scalar(text: str) -> Any:
+    """``"10"`` -> 10, ``"3e-4"`` -> 0.0003, ``"full"`` -> ``"full"``."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _study_file_of(run_dir: Path) -> Path:
@@ -416,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per budget and start (default: %(default)s)")
     p.add_argument("--starts", help="comma-separated: random, pretrained, continued (default: all "
                    "three; continued only with a [pretrain] section)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="replace one of the best trial's hyperparameters (repeatable), "
+                   "e.g. --param epochs=10")
     p.add_argument("--devices", help="override resources.devices (the first device is used)")
     p.add_argument("--out", "-o", help="folder for label-efficiency.png / .html "
                    "(default: RUN_DIR/label-efficiency)")

@@ -200,10 +200,13 @@ def _append(path: Path, row: dict) -> None:
 
 def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 16, "all"),
                      seeds: int = 3, starts: Sequence[str] | None = None, out: str | Path | None = None,
-                     progress: bool = True, console: Any = None, **overrides: Any) -> LabelEfficiency:
+                     progress: bool = True, console: Any = None, host: Any = None,
+                     params: dict | None = None, **overrides: Any) -> LabelEfficiency:
     """Run (or finish) the label-efficiency experiment of a study whose search has completed
     trials; returns the runs and writes ``label-efficiency.png`` / ``.html`` to ``out``
-    (default ``<run dir>/label-efficiency/``)."""
+    (default ``<run dir>/label-efficiency/``). ``params`` replace some of the best trial's
+    hyperparameters (e.g. ``{"epochs": 10}`` for tiny budgets); ``overrides`` are study-file
+    sections, as for :meth:`Study.from_config`."""
     import torch
 
     from .study import OPTUNA_FILE, RESULTS_FILE, DriverLock, Study, _best_trial, resolve_device
@@ -212,7 +215,7 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     budgets = parse_budgets(budgets)
     if int(seeds) < 1:
         raise ConfigError(f"seeds = {seeds}: needs at least 1")
-    study = Study.from_config(config, **overrides)
+    study = Study.from_config(config, host=host, **overrides)
     prepared = study.prepare()
     has_pretrain = study.config.pretrain is not None
     notes: list[str] = []
@@ -235,7 +238,14 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     if best is None:
         raise AutomlError(f"study {study.name!r} has no completed trial in {study.run_dir}; run "
                           f"'automl-pt run {study.config.source or 'STUDY.toml'}' first")
-    base = dict(best.params)
+    from .registry import did_you_mean
+
+    for key in params or {}:
+        if key not in best.params and key not in prepared.space:
+            known = sorted(set(best.params) | set(prepared.space))
+            raise ConfigError(f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; the best "
+                              f"trial has {', '.join(sorted(best.params))}")
+    base = {**best.params, **(params or {})}
     base.pop("init", None)
     data = prepared.data
     eval_split = data.test if data.test is not None else data.validation

@@ -107,10 +107,17 @@ def test_cli_writes_the_plot_where_asked(finished, tmp_path):
     out = tmp_path / "le-out"
     proc = subprocess.run([sys.executable, "-m", "automl_pt.cli", "label-efficiency", str(path),
                            "--budgets", "1", "--seeds", "1", "--starts", "random,pretrained",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--param", "epochs=2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert (out / "label-efficiency.png").is_file() and (out / "label-efficiency.html").is_file()
     assert "random" in proc.stdout and "pretrained" in proc.stdout
+    rows = _rows(path.parent / "run")
+    assert {json.loads(p)["epochs"] for p in rows["params"]} == {1, 2}   # the study's and --param's
+    bad = subprocess.run([sys.executable, "-m", "automl_pt.cli", "label-efficiency", str(path),
+                          "--param", "epoch=2"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "unknown hyperparameter 'epoch'" in bad.stderr
+    assert "did you mean 'epochs'" in bad.stderr
 
 
 def test_bad_input_is_named(tmp_path, tiny_bert, topic_data, finished):
