@@ -212,6 +212,9 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     from .study import OPTUNA_FILE, RESULTS_FILE, DriverLock, Study, _best_trial, resolve_device
     from .trial import TrialRunner
 
+    from .plots import require_matplotlib
+
+    require_matplotlib()  # the plot is the point: fail before any run, not after all of them
     budgets = parse_budgets(budgets)
     if int(seeds) < 1:
         raise ConfigError(f"seeds = {seeds}: needs at least 1")
@@ -368,11 +371,12 @@ class _bar:
 def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None):
     """Matplotlib figure: ``metric`` vs. labels per class (log scale), one line per start point,
     mean over seeds with the min-max band. Usable in a notebook."""
-    import matplotlib.pyplot as plt
+    from .plots import _figure
 
     summary = summarize(runs)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    if ax is None:  # no pyplot: the caller's (notebook's) backend and figure list stay untouched
+        fig = _figure(7.0, 4.5)
+        ax = fig.subplots()
     else:
         fig = ax.figure
     for start in [s for s in STARTS if s in set(summary["start"])] + \
@@ -394,26 +398,19 @@ def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = Non
     ax.legend(title="start point", loc="lower right")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
 def write_plots(report: LabelEfficiency, out_dir: Path, title: str = "") -> tuple[Path, Path]:
     """``label-efficiency.png`` and a self-contained ``label-efficiency.html`` (the plot as an
     inline image, the summary and every run as tables), both written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = plot(report.runs, report.metric, title)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", dpi=110)
     svg = io.StringIO()
     fig.savefig(svg, format="svg")
-    plt.close(fig)
     png = out_dir / "label-efficiency.png"
     _atomic_write(png, buf.getvalue())
     page = out_dir / "label-efficiency.html"
