@@ -348,17 +348,16 @@ class _bar:
 
     def __init__(self, progress: bool, console: Any, total: int, done: int):  # noqa: ARG002
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("label efficiency"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.description}"),
-                                 console=console or Console(stderr=True), transient=False)
+        from .progress import progress_bar
+
+        self.progress = progress_bar(console or Console(stderr=True))
         self.progress.start()
-        suffix = f" ({done} already done)" if done else ""
-        self.task = self.progress.add_task(suffix, total=total)
+        suffix = f" ({done} done before)" if done else ""
+        self.task = self.progress.add_task(f"label efficiency{suffix}", total=total, info="")
 
     def update(self, text: str) -> None:
-        self.progress.update(self.task, description=text)
+        self.progress.update(self.task, info=text)
 
     def advance(self) -> None:
         self.progress.advance(self.task)

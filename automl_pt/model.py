@@ -15,6 +15,21 @@ import torch
 from torch import nn
 
 
+def state_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                   optional: tuple[str, ...] = ()) -> str | None:
+    """Why ``state`` does not fit a module whose ``state_dict()`` is ``own`` ("missing: ...;
+    unexpected: ...; wrong shape: ..."), or ``None`` when it fits. Keys starting with one of
+    ``optional`` may be missing or extra."""
+    missing = [k for k in own if k not in state and not (optional and k.startswith(optional))]
+    unexpected = [k for k in state if k not in own and not (optional and k.startswith(optional))]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+             for label, items in (("missing", missing), ("unexpected", unexpected),
+                                  ("wrong shape", shapes)) if items]
+    return "; ".join(parts) or None
+
+
 class Preprocessor:
     """Turns raw inputs (texts, image paths, audio paths) into tensors, once per dataset.
 

@@ -301,18 +301,13 @@ def load_backbone_weights(backbone: "Backbone", directory: Path, name: str = "")
     except Exception as exc:
         raise BackboneError(f"backbone {name!r}: cannot read continued-pretraining checkpoint "
                             f"{path}: {type(exc).__name__}: {exc}") from exc
-    optional = tuple(getattr(backbone, "trial_modules", ()))
+    from .model import state_mismatch
+
     own = backbone.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(optional)]
-    unexpected = [k for k in state if k not in own and not k.startswith(optional)]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected),
-                                      ("wrong shape", shapes)) if items]
+    mismatch = state_mismatch(own, state, tuple(getattr(backbone, "trial_modules", ())))
+    if mismatch:
         raise BackboneError(f"backbone {name!r}: continued-pretraining checkpoint {path} does not "
-                            f"fit the backbone ({'; '.join(parts)})")
+                            f"fit the backbone ({mismatch})")
     backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
@@ -523,12 +518,9 @@ class _Bar:
 
     def __enter__(self) -> "_Bar":
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from .progress import progress_bar
 
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                      TextColumn("{task.fields[info]}"), console=self.console)
+            self._progress = progress_bar(self.console)
             self._progress.__enter__()
             self._task = self._progress.add_task(self.label, total=self.total,
                                                  completed=self.completed, info="")

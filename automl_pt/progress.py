@@ -8,6 +8,18 @@ from typing import Any
 from .training import TrainerCallback
 
 
+def progress_bar(console: Any = None, transient: bool = False):
+    """The project's rich progress layout: description, bar, n/N, elapsed, remaining, and an
+    ``info`` field (add tasks with ``info=""``). Shared by studies, pre-training and label
+    efficiency so they look alike."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                    console=console, transient=transient)
+
+
 class StudyProgress(TrainerCallback):
     def __init__(self, total_trials: int | None, metric: str, enabled: bool = True,
                  console: Any = None):
@@ -21,13 +33,7 @@ class StudyProgress(TrainerCallback):
 
     def __enter__(self) -> "StudyProgress":
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                      TextColumn("{task.fields[info]}"), console=self.console,
-                                      transient=False)
+            self._progress = progress_bar(self.console)
             self._progress.__enter__()
             self._trials_task = self._progress.add_task("trials", total=self.total, info="")
             self._steps_task = self._progress.add_task("trial", total=None, info="", visible=False)

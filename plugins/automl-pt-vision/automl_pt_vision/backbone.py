@@ -312,17 +312,12 @@ def load_weights(model: torch.nn.Module, path: Path, display: str) -> None:
     for head in (classifiers,) if isinstance(classifiers, str) else classifiers:
         state.pop(f"{head}.weight", None)
         state.pop(f"{head}.bias", None)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected),
-                                      ("wrong shape", shapes)) if items]
+    from automl_pt.model import state_mismatch
+
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
         raise BackboneError(f"backbone {display!r}: {path} does not fit timm model "
-                            f"{model.pretrained_cfg.get('architecture', '?')!r} ({'; '.join(parts)})")
+                            f"{model.pretrained_cfg.get('architecture', '?')!r} ({mismatch})")
     model.load_state_dict(state, strict=True)
 
 
