@@ -28,6 +28,17 @@ MANIFEST = "automl_pt.json"
 FORMAT_VERSION = 1
 
 
+def swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out``, replacing what is there: the old folder is moved
+    aside first and removed last, so ``out`` is never half-written."""
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str, float] | None:
     """Rebuild the best trial's model, score it once on the test split, write ``best/``
     atomically (a temp folder renamed into place). Returns the test metrics (or ``None``)."""
@@ -93,12 +104,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
                "objective": {prepared.metric: best.value}}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    old = study.run_dir / ".best.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, out)
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -98,12 +98,9 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    from .export import swap_in
+
+    swap_in(tmp, out)
     return out
 
 
