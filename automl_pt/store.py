@@ -284,8 +284,8 @@ class Results:
             return frame
         done = frame[frame["state"] == "COMPLETE"].sort_values(
             "value", ascending=self.direction == "minimize", kind="stable")
-        cols = ["number", "value", "backbone", "strategy", "learning_rate", "epochs",
-                "batch_size", "best_epoch", "duration_s"]
+        cols = ["number", "value", "backbone", "init", "strategy", "learning_rate", "epochs",
+                "batch_size", "best_epoch", "duration_s"]   # init: studies with [pretrain]
         out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
         out.insert(0, "rank", range(1, len(out) + 1))
         return out.rename(columns={"number": "trial", "value": self.metric})
