@@ -50,6 +50,7 @@ from torch import nn
 from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
 from .errors import AutomlError, BackboneError, ConfigError, PluginError
 from .registry import Objective, did_you_mean
+from .progress import LiveBar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import StudyConfig
@@ -508,7 +509,7 @@ def _param_groups(module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-class _Bar:
+class _Bar(LiveBar):
     """A rich progress bar for one backbone's stage (a no-op when disabled)."""
 
     def __init__(self, enabled: bool, console: Any, label: str, total: int, completed: int):
@@ -525,14 +526,6 @@ class _Bar:
             self._task = self._progress.add_task(self.label, total=self.total,
                                                  completed=self.completed, info="")
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def log(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(message)
 
     def advance(self) -> None:
         if self._progress is not None:

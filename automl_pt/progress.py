@@ -20,7 +20,22 @@ def progress_bar(console: Any = None, transient: bool = False):
                     console=console, transient=transient)
 
 
-class StudyProgress(TrainerCallback):
+class LiveBar:
+    """What every live progress display here shares: leave it on ``__exit__``, print a line
+    above it with ``log`` (no-ops while ``_progress`` is ``None``: disabled or not entered)."""
+
+    _progress: Any = None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def log(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(message)
+
+
+class StudyProgress(LiveBar, TrainerCallback):
     def __init__(self, total_trials: int | None, metric: str, enabled: bool = True,
                  console: Any = None):
         self.enabled = enabled
@@ -38,14 +53,6 @@ class StudyProgress(TrainerCallback):
             self._trials_task = self._progress.add_task("trials", total=self.total, info="")
             self._steps_task = self._progress.add_task("trial", total=None, info="", visible=False)
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def log(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(message)
 
     def trial_started(self, number: int, params: dict) -> None:
         if self._progress is not None:

@@ -527,7 +527,7 @@ def test_readme_example_runs(tmp_path, tiny_bert, topic_data, monkeypatch, capsy
     code = _block(root / "README.md", r"<!-- readme-test: pretrain -->\s*```python\n(.*?)```")
     study = pretrain_study(tmp_path, tiny_bert, space="epochs = 1\nbatch_size = [8]\nstrategy = [\"full\"]")
     monkeypatch.chdir(tmp_path)
-    code = code.replace("studies/fortunes-pretrain.toml", str(study)).replace('"minilm-l6"', repr(str(tiny_bert)))
+    code = code.replace("studies/quickstart-text.toml", str(study)).replace('"minilm-l6"', repr(str(tiny_bert)))
     exec(compile(code, "README.md:pretrain", "exec"), {})
     out = capsys.readouterr().out
     assert "first" in out and "init" in out
