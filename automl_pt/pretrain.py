@@ -49,8 +49,8 @@ from torch import nn
 
 from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
 from .errors import AutomlError, BackboneError, ConfigError, PluginError
-from .registry import Objective, did_you_mean
 from .progress import LiveBar
+from .registry import Objective, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import StudyConfig
