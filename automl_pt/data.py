@@ -30,6 +30,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def subset(self, positions: np.ndarray, name: str | None = None) -> "Split":
+        """The examples at ``positions`` (an index array), same source."""
+        return Split(name or self.name, [self.inputs[i] for i in positions], self.labels[positions],
+                     self.rows[positions], self.source)
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for x in self.inputs:
@@ -232,9 +237,7 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
     held_mask[held] = True
 
     def take(mask: np.ndarray, name: str) -> Split:
-        pos = np.flatnonzero(mask)
-        return Split(name, [split.inputs[i] for i in pos], split.labels[pos], split.rows[pos],
-                     split.source)
+        return split.subset(np.flatnonzero(mask), name)
 
     if not held_mask.any():
         raise DataError(f"{split.source}: too few examples to hold out a validation set; give "

@@ -107,13 +107,6 @@ def subset_indices(labels: np.ndarray, per_class: int | str, seed: int) -> np.nd
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
 
 
-def _subset(split: Any, idx: np.ndarray) -> Any:
-    from .data import Split
-
-    return Split(split.name, [split.inputs[i] for i in idx], split.labels[idx], split.rows[idx],
-                 split.source)
-
-
 class _Run:
     """The slice of an Optuna trial that :meth:`TrialRunner.run_trial` uses: a number (the seed
     offset), user attrs, and reports that never prune."""
@@ -306,7 +299,7 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
 
     data = prepared.data
     idx = subset_indices(data.train.labels, budget, study.config.study.seed + seed)
-    runner.data = StudyData(_subset(data.train, idx), data.validation, data.test, data.label_names,
+    runner.data = StudyData(data.train.subset(idx), data.validation, data.test, data.label_names,
                             data.skipped)
     params = {**base, "init": start}
     if start == "random" and params.get("strategy") != "full":

@@ -28,6 +28,13 @@ MASK_FRACTION = 0.10
 N_MASKS = 2
 
 
+def as_float_audio(audio: torch.Tensor) -> torch.Tensor:
+    """Waveforms as float in [-1, 1]: int16 PCM (the decode cache's format) is scaled."""
+    if audio.dtype == torch.int16:
+        return audio.float() / 32768.0
+    return audio.float()
+
+
 def _uniform(g: torch.Generator, n: int, low: Any, high: Any, device: torch.device) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=g, device=device)
 
@@ -96,8 +103,7 @@ def make_augment(backbone: Any, strength: float) -> Callable | None:
     rate = int(getattr(backbone, "sample_rate", 16000))
 
     def augment(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        audio = batch["audio"]
-        audio = audio.float() / 32768.0 if audio.dtype == torch.int16 else audio.float()
+        audio = as_float_audio(batch["audio"])
         length = batch["length"]
         device, b = audio.device, audio.shape[0]
         g = torch.Generator(device=device)

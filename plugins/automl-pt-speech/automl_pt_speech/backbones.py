@@ -33,6 +33,7 @@ from torch import nn
 from automl_pt.errors import BackboneError
 from automl_pt.model import Backbone, Preprocessor
 
+from .augment import as_float_audio
 from .preprocess import AudioPreprocessor, load_saved_max_seconds
 
 SETTINGS_FILE = "automl_pt_speech.json"
@@ -64,12 +65,6 @@ class Pooling(nn.Module):
         scores = self.score(hidden).squeeze(-1).float().masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1).to(hidden.dtype)
         return (weights.unsqueeze(-1) * hidden).sum(dim=1)
-
-
-def _as_float_audio(audio: torch.Tensor) -> torch.Tensor:
-    if audio.dtype == torch.int16:
-        return audio.float() / 32768.0
-    return audio.float()
 
 
 class AudioBackbone(Backbone):
@@ -184,7 +179,7 @@ class WhisperEncoderBackbone(AudioBackbone):
     def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """Whisper's log-mel features ``(B, n_mels, frames)``: the clip padded to the window
         (or to an even number of frames), power STFT, Slaney mel, log10, max-8 floor, scaled."""
-        audio = _as_float_audio(audio)
+        audio = as_float_audio(audio)
         samples = audio.shape[1]
         target = int(round(self.window * self.sample_rate)) if self.window is not None else samples
         step = 2 * self.hop_length  # the encoder's stride-2 convolution wants an even frame count
@@ -251,7 +246,7 @@ class WaveformBackbone(AudioBackbone):
         self.max_seconds_limit = 30.0
 
     def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        audio = _as_float_audio(batch["audio"])
+        audio = as_float_audio(batch["audio"])
         length = batch["length"]
         mask = torch.arange(audio.shape[1], device=audio.device)[None, :] < length[:, None]
         if self.normalize:
@@ -286,7 +281,7 @@ class ASTBackbone(AudioBackbone):
         self.max_seconds_limit = model.config.max_length * 0.01
 
     def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        audio = _as_float_audio(audio).cpu().numpy()
+        audio = as_float_audio(audio).cpu().numpy()
         clips = [a[:int(n)] for a, n in zip(audio, length.cpu().tolist())]
         feats = self.extractor(clips, sampling_rate=self.sample_rate, return_tensors="pt")
         return feats["input_values"].to(length.device)

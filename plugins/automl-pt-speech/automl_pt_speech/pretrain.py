@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from .augment import (MAX_SHIFT_SECONDS, MAX_SPEED_DELTA, SNR_HIGH_DB, SNR_SPAN_DB, add_noise,
-                      speed_and_shift)
+                      as_float_audio, speed_and_shift)
 
 MASK_FRACTION = 0.15
 N_TIME_MASKS = 2
@@ -44,8 +44,7 @@ def make_audio_views(backbone: Any, strength: float = 1.0) -> Callable:
     rate = int(getattr(backbone, "sample_rate", 16000))
 
     def one(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        audio = batch["audio"]
-        audio = audio.float() / 32768.0 if audio.dtype == torch.int16 else audio.float()
+        audio = as_float_audio(batch["audio"])
         length = batch["length"]
         device, b = audio.device, audio.shape[0]
 
