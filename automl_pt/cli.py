@@ -450,7 +450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutomlError as exc:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        console = _console(stderr=True)
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        for problem in problems:  # a study file's problems one per line, like a compiler's
+            console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
+        if len(problems) > 1:
+            console.print(f"{len(problems)} errors; nothing was run or written")
         return exc.exit_code
     except KeyboardInterrupt:
         _console(stderr=True).print("[yellow]interrupted[/]: run the same command again to resume")

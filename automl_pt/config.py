@@ -62,7 +62,9 @@ class DataSection:
 
 @dataclass
 class SearchSection:
-    backbones: list[str]
+    #: candidate backbones; empty in a study file that leaves them out, until
+    #: :meth:`automl_pt.Study.prepare` fills in the task's default backbones
+    backbones: list[str] = field(default_factory=list)
     sampler: str = "tpe"
     pruner: str = "hyperband"
     space: dict[str, Any] = field(default_factory=dict)
@@ -171,7 +173,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "on_bad_file": ((str,), "error | skip"),
     },
     "search": {
-        "backbones": ((list, str), "candidate backbones"),
+        "backbones": ((list, str), "candidate backbones (default: the task's)"),
         "sampler": ((str,), "tpe | random | gp | grid"),
         "pruner": ((str,), "hyperband | median | none"),
         "space": ((dict,), "search-space overrides"),
@@ -205,16 +207,23 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "options": ((dict,), "objective-specific settings"),
     },
 }
-_REQUIRED = {"study": ("name",), "task": ("type",), "data": ("train",), "search": ("backbones",)}
+_REQUIRED = {"study": ("name",), "task": ("type",), "data": ("train",)}
 _DEVICES_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+(,\d+)*)$")
 
 
 class _Where:
-    """Finds the line of a key in the study file text, for error messages."""
+    """Finds the line of a key in the study file text, for error messages, and collects the
+    problems found (:meth:`add`) so that one run reports all of them (:meth:`check`)."""
 
     def __init__(self, source: Path | None, text: str | None):
         self.source = source
         self.lines = text.splitlines() if text else []
+        self.problems: list[str] = []
+
+    @classmethod
+    def of(cls, config: "StudyConfig") -> "_Where":
+        source = config.source
+        return cls(source, source.read_text(encoding="utf-8") if source and source.is_file() else None)
 
     def line_of(self, section: str, key: str | None) -> int | None:
         if not self.lines:
@@ -237,12 +246,29 @@ class _Where:
             return self.line_of(section.rsplit(".", 1)[0], section.rsplit(".", 1)[1])
         return None
 
-    def error(self, section: str, key: str | None, message: str) -> ConfigError:
-        dotted = f"{section}.{key}" if key else section
+    def message(self, section: str, key: str | None, message: str) -> str:
         where = str(self.source) if self.source else "config"
         line = self.line_of(section, key)
         loc = f"{where}:{line}" if line else where
-        return ConfigError(f"{loc}: [{section}] {key}: {message}" if key else f"{loc}: [{dotted}]: {message}")
+        return f"{loc}: [{section}] {key}: {message}" if key else f"{loc}: [{section}]: {message}"
+
+    def error(self, section: str, key: str | None, message: str) -> ConfigError:
+        return ConfigError(self.message(section, key, message))
+
+    def add(self, section: str, key: str | None, message: str) -> None:
+        """Record a problem and go on checking (see :meth:`check`)."""
+        line = self.message(section, key, message)
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def check(self) -> None:
+        """Raise one :class:`ConfigError` listing every problem recorded so far, in file order."""
+        if self.problems:
+            raise ConfigError(problems=sorted(self.problems, key=self._order))
+
+    def _order(self, problem: str) -> tuple[int, int]:
+        match = re.match(r"^.*?:(\d+): ", problem)
+        return (0, int(match.group(1))) if match else (1, 0)
 
 
 def parse_duration(value: Any) -> float:
@@ -262,7 +288,19 @@ def parse_duration(value: Any) -> float:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read and structurally validate a study file. Raises :class:`ConfigError`."""
+    """Read and structurally validate a study file. Raises :class:`ConfigError` listing every
+    problem found."""
+    config, where = parse_config(path, overrides)
+    where.check()
+    return config
+
+
+def parse_config(path: str | Path, overrides: dict[str, Any] | None = None
+                 ) -> tuple[StudyConfig, _Where]:
+    """Like :func:`load_config`, but returns the config with its problems instead of raising:
+    values with a problem are left at their defaults, so later checks (the plugins') can still
+    run and every problem of a study file is reported at once. Raises :class:`ConfigError` only
+    when the file is missing or is not TOML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found")
@@ -273,13 +311,22 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> St
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     if overrides:
         raw = _deep_merge(raw, overrides)
-    return _build(raw, source=path.resolve(), base_dir=path.resolve().parent, text=text)
+    where = _Where(path.resolve(), text)
+    return _build(raw, path.resolve(), path.resolve().parent, where), where
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> StudyConfig:
     """Validate a config given as a dict (same keys as a study file). Data entries may also be
     pandas DataFrames, lists of dicts or Hugging Face datasets."""
-    return _build(copy.copy(raw), source=None, base_dir=Path(base_dir).resolve(), text=None)
+    config, where = parse_dict(raw, base_dir)
+    where.check()
+    return config
+
+
+def parse_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> tuple[StudyConfig, _Where]:
+    """:func:`config_from_dict` returning its problems (see :func:`parse_config`)."""
+    where = _Where(None, None)
+    return _build(copy.copy(raw), None, Path(base_dir).resolve(), where), where
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
@@ -289,177 +336,235 @@ def _deep_merge(a: dict, b: dict) -> dict:
     return out
 
 
-def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str | None) -> StudyConfig:
-    where = _Where(source, text)
-    for section in raw:
+# placeholders for required values that have a problem: the config still builds, the problem is
+# reported, and nothing runs (where.check() raises before any use)
+_PLACEHOLDER = {("study", "name"): "study", ("task", "type"): "", ("data", "train"): None}
+
+
+def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Where) -> StudyConfig:
+    """Check every section and key, recording each problem in ``where``; a value with a problem
+    falls back to its default (or a placeholder) so that the rest is still checked."""
+    for section in list(raw):
         if section not in _SCHEMA:
-            raise where.error(section, None, f"unknown section{did_you_mean(section, list(_SCHEMA))}; "
-                              f"sections are {', '.join('[' + s + ']' for s in _SCHEMA)}")
-        if not isinstance(raw[section], dict):
-            raise where.error(section, None, "must be a table")
+            where.add(section, None, f"unknown section{did_you_mean(section, list(_SCHEMA))}; "
+                      f"sections are {', '.join('[' + s + ']' for s in _SCHEMA)}")
+        elif not isinstance(raw[section], dict):
+            where.add(section, None, "must be a table")
     for section, keys in _REQUIRED.items():
         for key in keys:
-            if key not in raw.get(section, {}):
-                raise where.error(section, key, f"missing required key ({_SCHEMA[section][key][1]})")
+            if not isinstance(raw.get(section), dict) or key not in raw[section]:
+                where.add(section, key, f"missing required key ({_SCHEMA[section][key][1]})")
 
+    values = _typed_values(raw, source, where)
+    for (section, key), placeholder in _PLACEHOLDER.items():
+        values[section].setdefault(key, placeholder)
+    s = values["study"]
+    if not re.fullmatch(r"[\w.\-]+", s["name"]) or not s["name"].strip("."):
+        where.add("study", "name", "use letters, digits, '.', '-' or '_' only (and not only dots)")
+        s["name"] = "study"
+    if "direction" in s and s["direction"] not in DIRECTIONS:
+        where.add("study", "direction", f"must be one of {', '.join(DIRECTIONS)}"
+                  f"{did_you_mean(s.pop('direction'), DIRECTIONS)}")
+    for key in ("trials", "max_failures"):
+        if key in s and s[key] < 1:
+            where.add("study", key, "must be at least 1")
+            s.pop(key)
+    _duration(where, s, "study", "timeout")
+    if "plugins" in s and not all(isinstance(p, str) and p for p in s["plugins"]):
+        where.add("study", "plugins", "must be a list of module names")
+        s.pop("plugins")
+
+    _check_data(where, values["data"], base_dir)
+    _check_search(where, values["search"])
+    _check_resources(where, values["resources"])
+    st = values["storage"]
+    for key in ("heartbeat_interval", "grace_period"):
+        if key in st and st[key] < 1:
+            where.add("storage", key, "must be at least 1 second")
+            st.pop(key)
+    if st.get("grace_period", 40) <= st.get("heartbeat_interval", 10):
+        where.add("storage", "grace_period", "must be longer than heartbeat_interval")
+        st.pop("grace_period", None), st.pop("heartbeat_interval", None)
+    run_dir = Path(st.get("dir", f"runs/{s['name']}")).expanduser()
+    st["dir"] = (run_dir if run_dir.is_absolute() else base_dir / run_dir).resolve()
+    optuna_url = st.get("optuna", "sqlite")
+    if optuna_url != "sqlite" and not re.match(r"^(sqlite|postgresql|mysql)(\+\w+)?://", optuna_url):
+        where.add("storage", "optuna", "use \"sqlite\" (a file in the run directory) or an "
+                  "RDB URL such as postgresql://user@host/db")
+        st.pop("optuna")
+
+    pretrain = (_pretrain_section(where, values["pretrain"], base_dir)
+                if isinstance(raw.get("pretrain"), dict) else None)
+    return StudyConfig(
+        pretrain=pretrain, study=StudySection(**s), task=TaskSection(**values["task"]),
+        data=DataSection(**values["data"]), search=SearchSection(**values["search"]),
+        resources=ResourcesSection(**values["resources"]), storage=StorageSection(**st),
+        source=source, raw=raw)
+
+
+def _typed_values(raw: dict[str, Any], source: Path | None, where: _Where) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` of the keys that exist and have the right type."""
     values: dict[str, dict[str, Any]] = {}
     for section, schema in _SCHEMA.items():
         values[section] = {}
-        for key, value in raw.get(section, {}).items():
+        table = raw.get(section)
+        for key, value in (table.items() if isinstance(table, dict) else ()):
             if section == "data" and key.endswith("_column") and key != "label_column":
                 if not isinstance(value, str):
-                    raise where.error(section, key, f"expected a string, got {type(value).__name__}")
+                    where.add(section, key, f"expected a string, got {type(value).__name__}")
+                    continue
                 values[section].setdefault("columns", {})[key] = value
                 continue
             if key not in schema:
-                raise where.error(section, key, f"unknown key{did_you_mean(key, list(schema))}; "
-                                  f"known keys: {', '.join(schema)}")
+                where.add(section, key, f"unknown key{did_you_mean(key, list(schema))}; "
+                          f"known keys: {', '.join(schema)}")
+                continue
             types, _ = schema[key]
             is_data_object = section == "data" and key in ("train", "validation", "test") and source is None
             if not is_data_object and (not isinstance(value, types) or isinstance(value, bool)):
                 expected = " or ".join(t.__name__ for t in types)
-                raise where.error(section, key, f"expected {expected}, got {type(value).__name__} {value!r}")
+                where.add(section, key, f"expected {expected}, got {type(value).__name__} {value!r}")
+                continue
             values[section][key] = value
+    return values
 
-    s = values["study"]
-    if not s["name"].strip() or not re.fullmatch(r"[\w.\-]+", s["name"]):
-        raise where.error("study", "name", "use letters, digits, '.', '-' or '_' only")
-    if "direction" in s and s["direction"] not in DIRECTIONS:
-        raise where.error("study", "direction", f"must be one of {', '.join(DIRECTIONS)}"
-                          f"{did_you_mean(s['direction'], DIRECTIONS)}")
-    if "trials" in s and s["trials"] < 1:
-        raise where.error("study", "trials", "must be at least 1")
-    if "timeout" in s:
+
+def _duration(where: _Where, values: dict[str, Any], section: str, key: str) -> None:
+    if key in values:
         try:
-            s["timeout"] = parse_duration(s["timeout"])
+            values[key] = parse_duration(values[key])
         except ValueError as exc:
-            raise where.error("study", "timeout", str(exc)) from None
-    if "max_failures" in s and s["max_failures"] < 1:
-        raise where.error("study", "max_failures", "must be at least 1")
-    if "plugins" in s and not all(isinstance(p, str) for p in s["plugins"]):
-        raise where.error("study", "plugins", "must be a list of module names")
+            where.add(section, key, str(exc))
+            values.pop(key)
 
-    d = values["data"]
+
+def _check_data(where: _Where, d: dict[str, Any], base_dir: Path) -> None:
     for split in ("train", "validation", "test"):
         if split in d and isinstance(d[split], str):
             p = Path(d[split]).expanduser()
             p = p if p.is_absolute() else base_dir / p
             if not p.exists():
-                raise where.error("data", split, f"file not found: {p}")
+                where.add("data", split, f"file not found: {p}")
             d[split] = p
-    if "validation_fraction" in d and not 0 < d["validation_fraction"] < 1:
-        raise where.error("data", "validation_fraction", "must be between 0 and 1 (exclusive)")
-    if "max_length" in d and d["max_length"] < 1:
-        raise where.error("data", "max_length", "must be at least 1")
-    if "image_size" in d and d["image_size"] < 8:
-        raise where.error("data", "image_size", "must be at least 8 (pixels)")
-    if "on_bad_file" in d and d["on_bad_file"] not in ON_BAD_FILE:
-        raise where.error("data", "on_bad_file", f"must be one of {', '.join(ON_BAD_FILE)}")
+    for key, ok, message in (
+            ("validation_fraction", lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)"),
+            ("max_length", lambda v: v >= 1, "must be at least 1"),
+            ("image_size", lambda v: v >= 8, "must be at least 8 (pixels)"),
+            ("on_bad_file", lambda v: v in ON_BAD_FILE, f"must be one of {', '.join(ON_BAD_FILE)}")):
+        if key in d and not ok(d[key]):
+            where.add("data", key, message)
+            d.pop(key)
 
-    se = values["search"]
-    if isinstance(se["backbones"], str):
+
+def _check_search(where: _Where, se: dict[str, Any]) -> None:
+    """``[search]``; ``backbones`` may be left out (the task's default backbones are used)."""
+    if isinstance(se.get("backbones"), str):
         se["backbones"] = [se["backbones"]]
-    if not se["backbones"] or not all(isinstance(b, str) and b for b in se["backbones"]):
-        raise where.error("search", "backbones", "must be a non-empty list of backbone names")
-    if len(set(se["backbones"])) != len(se["backbones"]):
-        raise where.error("search", "backbones", "lists a backbone twice")
+    backbones = se.get("backbones", [])
+    if "backbones" in se and (not backbones or not all(isinstance(b, str) and b for b in backbones)):
+        where.add("search", "backbones", "must be a non-empty list of backbone names (or leave it "
+                  "out for the task's default backbones)")
+        se["backbones"] = []
+    elif len(set(backbones)) != len(backbones):
+        where.add("search", "backbones", "lists a backbone twice")
+    se.setdefault("backbones", [])
     for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if key in se and se[key] not in allowed:
-            raise where.error("search", key, f"unknown {key} {se[key]!r}{did_you_mean(se[key], allowed)}; "
-                              f"choose one of {', '.join(allowed)}")
-    for name, spec in se.get("space", {}).items():
-        _check_space_entry(where, name, spec)
+            where.add("search", key, f"unknown {key} {se[key]!r}{did_you_mean(se[key], allowed)}; "
+                      f"choose one of {', '.join(allowed)}")
+            se.pop(key)
+    space = se.get("space", {})
+    for name in list(space):
+        if not _check_space_entry(where, name, space[name]):
+            space.pop(name)
 
-    r = values["resources"]
+
+def _check_resources(where: _Where, r: dict[str, Any]) -> None:
     if "devices" in r and not _DEVICES_RE.match(r["devices"]):
-        raise where.error("resources", "devices", f"{r['devices']!r} is not auto, cpu, cuda or cuda:0,1,...")
+        where.add("resources", "devices", f"{r.pop('devices')!r} is not auto, cpu, cuda or cuda:0,1,...")
     for key in ("trials_per_device", "micro_batch_size", "num_threads"):
         if key in r and r[key] < 1:
-            raise where.error("resources", key, "must be at least 1")
-    if "trial_timeout" in r:
-        try:
-            r["trial_timeout"] = parse_duration(r["trial_timeout"])
-        except ValueError as exc:
-            raise where.error("resources", "trial_timeout", str(exc)) from None
-
+            where.add("resources", key, "must be at least 1")
+            r.pop(key)
+    _duration(where, r, "resources", "trial_timeout")
     if "workers" in r and r["workers"] not in ("process", "inline"):
-        raise where.error("resources", "workers", "must be \"process\" or \"inline\"")
-
-    st = values["storage"]
-    for key in ("heartbeat_interval", "grace_period"):
-        if key in st and st[key] < 1:
-            raise where.error("storage", key, "must be at least 1 second")
-    if st.get("grace_period", 40) <= st.get("heartbeat_interval", 10):
-        raise where.error("storage", "grace_period", "must be longer than heartbeat_interval")
-    run_dir = Path(st.get("dir", f"runs/{s['name']}")).expanduser()
-    st["dir"] = (run_dir if run_dir.is_absolute() else base_dir / run_dir).resolve()
-    optuna_url = st.get("optuna", "sqlite")
-    if optuna_url != "sqlite" and not re.match(r"^(sqlite|postgresql|mysql)(\+\w+)?://", optuna_url):
-        raise where.error("storage", "optuna", "use \"sqlite\" (a file in the run directory) or an "
-                          "RDB URL such as postgresql://user@host/db")
-
-    pretrain = _pretrain_section(where, values["pretrain"], base_dir) if "pretrain" in raw else None
-    return StudyConfig(
-        pretrain=pretrain, study=StudySection(**s), task=TaskSection(**values["task"]), data=DataSection(**d),
-        search=SearchSection(**se), resources=ResourcesSection(**r), storage=StorageSection(**st),
-        source=source, raw=raw)
+        where.add("resources", "workers", "must be \"process\" or \"inline\"")
+        r.pop("workers")
 
 
-def _pretrain_section(where: _Where, p: dict[str, Any], base_dir: Path) -> PretrainSection:
-    """Validate ``[pretrain]`` (the objective name is checked against the plugins later)."""
+def _pretrain_section(where: _Where, p: dict[str, Any], base_dir: Path) -> PretrainSection | None:
+    """Validate ``[pretrain]`` (the objective name is checked against the plugins later);
+    ``None`` when its data is missing (the problem is recorded)."""
     if "data" not in p:
-        raise where.error("pretrain", None, "missing required key data (the unlabeled data path)")
+        where.add("pretrain", None, "missing required key data (the unlabeled data path)")
+        return None
     path = Path(p["data"]).expanduser()
     path = path if path.is_absolute() else base_dir / path
     if not path.exists():
-        raise where.error("pretrain", "data", f"file not found: {path}")
+        where.add("pretrain", "data", f"file not found: {path}")
     p["data"] = path
     if "epochs" in p and "steps" in p:
-        raise where.error("pretrain", "steps", "give epochs or steps, not both")
+        where.add("pretrain", "steps", "give epochs or steps, not both")
+        p.pop("steps")
     for key, low in (("epochs", 1), ("steps", 1), ("batch_size", 2), ("checkpoint_every", 1)):
         if key in p and p[key] < low:
-            raise where.error("pretrain", key, f"must be at least {low}")
+            where.add("pretrain", key, f"must be at least {low}")
+            p.pop(key)
     for key in ("learning_rate", "temperature"):
         if key in p and not (math.isfinite(p[key]) and p[key] > 0):
-            raise where.error("pretrain", key, "must be a positive number")
+            where.add("pretrain", key, "must be a positive number")
+            p.pop(key)
     for key, high in (("warmup_ratio", 1.0), ("mask_probability", 1.0)):
         if key in p and not 0 <= p[key] < high:
-            raise where.error("pretrain", key, f"must be in [0, {high:g})")
+            where.add("pretrain", key, f"must be in [0, {high:g})")
+            p.pop(key)
     if "weight_decay" in p and p["weight_decay"] < 0:
-        raise where.error("pretrain", "weight_decay", "must not be negative")
+        where.add("pretrain", "weight_decay", "must not be negative")
+        p.pop("weight_decay")
     if "objective" in p and not p["objective"].strip():
-        raise where.error("pretrain", "objective", "must name an objective")
+        where.add("pretrain", "objective", "must name an objective")
+        p.pop("objective")
     return PretrainSection(**p)
 
 
-def _check_space_entry(where: _Where, name: str, spec: Any) -> None:
+def _check_space_entry(where: _Where, name: str, spec: Any) -> bool:
+    """Check the shape of one ``[search.space]`` entry (its values are checked against the
+    parameter's domain once the plugins are loaded: :func:`automl_pt.search.build_search_space`).
+    Returns whether it is usable; problems are recorded in ``where``."""
     section = "search.space"
     if isinstance(spec, list):
         if not spec:
-            raise where.error(section, name, "an empty list leaves nothing to choose")
-        return
+            where.add(section, name, "an empty list leaves nothing to choose")
+            return False
+        return True
     if isinstance(spec, (str, int, float, bool)):
-        return
+        return True
     if not isinstance(spec, dict):
-        raise where.error(section, name, "use a list (categorical), a value (fixed) or "
-                          "{ low = ..., high = ..., log = true }")
+        where.add(section, name, "use a list (categorical), a value (fixed) or "
+                  "{ low = ..., high = ..., log = true }")
+        return False
     unknown = set(spec) - {"low", "high", "log", "step"}
     if unknown:
         bad = sorted(unknown)[0]
-        raise where.error(section, name, f"unknown range key {bad!r}"
-                          f"{did_you_mean(bad, ['low', 'high', 'log', 'step'])}; use low, high, log, step")
+        where.add(section, name, f"unknown range key {bad!r}"
+                  f"{did_you_mean(bad, ['low', 'high', 'log', 'step'])}; use low, high, log, step")
+        return False
     if "low" not in spec or "high" not in spec:
-        raise where.error(section, name, "a range needs both low and high")
+        where.add(section, name, "a range needs both low and high")
+        return False
     low, high = spec["low"], spec["high"]
     for k, v in (("low", low), ("high", high)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise where.error(section, name, f"{k} must be a number, got {v!r}")
+            where.add(section, name, f"{k} must be a number, got {v!r}")
+            return False
+    problems = len(where.problems)
     if low > high:
-        raise where.error(section, name, f"impossible range: low ({low}) > high ({high})")
+        where.add(section, name, f"impossible range: low ({low}) > high ({high})")
     if spec.get("log") and low <= 0:
-        raise where.error(section, name, f"a log range needs low > 0, got {low}")
+        where.add(section, name, f"a log range needs low > 0, got {low}")
     if "step" in spec and (isinstance(spec["step"], bool) or not isinstance(spec["step"], (int, float))
                            or spec["step"] <= 0):
-        raise where.error(section, name, "step must be a positive number")
+        where.add(section, name, "step must be a positive number")
     if "log" in spec and not isinstance(spec["log"], bool):
-        raise where.error(section, name, "log must be true or false")
+        where.add(section, name, "log must be true or false")
+    return len(where.problems) == problems

@@ -241,6 +241,10 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
             known = sorted(set(best.params) | set(prepared.space))
             raise ConfigError(f"unknown hyperparameter {key!r}{did_you_mean(key, known)}; the best "
                               f"trial has {', '.join(sorted(best.params))}")
+        param = prepared.space.get(key)
+        problem = param.domain.problem(params[key]) if param is not None and param.domain else None
+        if problem:
+            raise ConfigError(f"--param {key}: {problem}")
     base = {**best.params, **(params or {})}
     base.pop("init", None)
     data = prepared.data

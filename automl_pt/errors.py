@@ -14,9 +14,16 @@ class AutomlError(Exception):
 
 
 class ConfigError(AutomlError):
-    """A study file or config dict is invalid (unknown key, wrong type, impossible range...)."""
+    """A study file or config dict is invalid (unknown key, wrong type, impossible range...).
+
+    ``problems`` lists every problem found (one line each, ``file:line: [section] key: what``);
+    the message is those lines joined, so a study file with three mistakes reports all three."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", problems: list[str] | None = None):
+        self.problems = list(problems) if problems else [message]
+        super().__init__(message if problems is None else "\n".join(self.problems))
 
 
 class DataError(AutomlError):
@@ -27,6 +34,12 @@ class DataError(AutomlError):
 
 class PluginError(AutomlError):
     """A plugin failed to load or misbehaved."""
+
+
+class PluginNotFoundError(PluginError):
+    """A plugin module that a study names cannot be imported (bad input: exit code 2)."""
+
+    exit_code = 2
 
 
 class BackboneError(AutomlError):

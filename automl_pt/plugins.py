@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, PluginNotFoundError
 from .registry import Registry
 
 hookimpl = pluggy.HookimplMarker("automl_pt")
@@ -154,8 +154,9 @@ def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
             if pm.has_plugin(name) or pm.is_registered(plugin):
                 continue
             pm.register(plugin, name=name)
-        except Exception as exc:
-            raise PluginError(f"plugin {item!r} could not be loaded: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # a module the caller named: their input, not a plugin's bug
+            raise PluginNotFoundError(f"plugin {item!r} could not be loaded: {type(exc).__name__}: "
+                                      f"{exc}") from exc
         module_name = getattr(plugin, "__name__", name)
         records.append(PluginRecord(name, module_name, _dist_version(module_name), False))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -19,10 +20,59 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass(frozen=True)
+class Domain:
+    """Every value a hyperparameter may take at all (the searched range is a part of it): what a
+    study file's fixed value, choice list or range for it is checked against before anything runs.
+
+    ``kind`` is ``float`` (any number), ``int`` (an integer) or ``choice`` (one of ``choices``).
+    ``low`` / ``high`` bound numbers; ``open_low`` / ``open_high`` make a bound exclusive.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is outside this domain (``"5.0 is not a number in [0, 1)"``), or
+        ``None`` when it is inside."""
+        if self.kind == "choice":
+            if any(value == c and type(value) is type(c) for c in self.choices):
+                return None
+            return f"{value!r} is not {self.describe()}" + (
+                did_you_mean(value, [str(c) for c in self.choices]) if isinstance(value, str) else "")
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or (self.kind == "int" and not isinstance(value, int)) or not math.isfinite(value):
+            return f"{value!r} is not {self.describe()}"
+        below = self.low is not None and (value < self.low or (self.open_low and value == self.low))
+        above = self.high is not None and (value > self.high or (self.open_high and value == self.high))
+        return f"{value!r} is not {self.describe()}" if below or above else None
+
+    def describe(self) -> str:
+        """``"a number in [0, 1)"``, ``"an integer >= 1"``, ``"one of 'a', 'b'"``."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(repr, self.choices))
+        what = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            return (f"{what} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.open_high else ']'}")
+        if self.low is not None:
+            return f"{what} {'>' if self.open_low else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if self.open_high else '<='} {self.high:g}"
+        return what
+
+
+@dataclass(frozen=True)
 class Param:
     """One hyperparameter of the search space.
 
     ``kind`` is ``float``, ``int`` or ``categorical``; ``fixed`` is a categorical of one choice.
+    ``domain`` is every value the parameter may take (see :class:`Domain`); a plugin that
+    overrides a parameter of another plugin or of the core may leave it out to keep theirs.
+    Without any, the domain is inferred from the default: numbers of its kind, or its choices.
     """
 
     name: str
@@ -32,6 +82,18 @@ class Param:
     log: bool = False
     step: float | None = None
     choices: tuple[Any, ...] = ()
+    domain: Domain | None = None
+
+    def inferred_domain(self) -> Domain:
+        """``domain``, or the one the default implies."""
+        if self.domain is not None:
+            return self.domain
+        if self.kind in ("int", "float"):
+            return Domain(self.kind)
+        if self.choices and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                for c in self.choices):
+            return Domain("int" if all(isinstance(c, int) for c in self.choices) else "float")
+        return Domain("choice", choices=self.choices)
 
     def suggest(self, trial: Any) -> Any:
         """Ask an Optuna trial for a value of this parameter."""
@@ -97,6 +159,9 @@ class TaskInfo:
     # training so bad files are reported (or skipped with ``data.on_bad_file = "skip"``).
     input_is_path: bool = False
     check_input: Callable[[Any], str | None] | None = None
+    # The backbones a study of this task searches when its ``[search] backbones`` is left out:
+    # catalog names that work offline, small enough for a first run on a CPU.
+    default_backbones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,62 +2,81 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from .builtin.search_space import STRATEGIES
 from .config import StudyConfig, _Where
 from .registry import Param, TaskInfo, did_you_mean
 
 
-def build_search_space(config: StudyConfig, task: TaskInfo, host: Any) -> dict[str, Param]:
-    """Merge every plugin's fragment (first-called plugin wins), add ``backbone`` as a
-    categorical over ``search.backbones``, then apply ``[search.space]``."""
-    fragments = host.hook.automl_pt_search_space(task=task, config=config)
+def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
+                       where: _Where | None = None) -> dict[str, Param]:
+    """Merge every plugin's fragment (first-called plugin wins; a parameter keeps the domain of
+    the first fragment that gives one), add ``backbone`` as a categorical over
+    ``search.backbones``, then apply ``[search.space]``, checking each fixed value, choice and
+    range bound against the parameter's domain. Problems are recorded in ``where`` (the
+    study's collector; without one, :class:`ConfigError` lists them); an override with a
+    problem leaves the default in place."""
+    collect = where is not None
+    where = where if collect else _Where.of(config)
+    fragments = [f or {} for f in host.hook.automl_pt_search_space(task=task, config=config)]
     space: dict[str, Param] = {}
     for fragment in reversed(fragments):
-        space.update(fragment or {})
+        space.update(fragment)
+    for name, param in space.items():
+        domain = next((f[name].domain for f in fragments if name in f and f[name].domain), None)
+        space[name] = replace(param, domain=domain or param.inferred_domain())
     space = {"backbone": Param("backbone", "categorical", choices=tuple(config.search.backbones)),
              **space}
-    where = _Where(config.source, config.source.read_text() if config.source else None)
     for name, spec in config.search.space.items():
         if name == "backbone":
-            raise where.error("search.space", name, "set the candidates with search.backbones")
-        if name not in space:
-            raise where.error("search.space", name, f"unknown hyperparameter{did_you_mean(name, list(space))}; "
-                              f"known: {', '.join(sorted(space))}")
-        space[name] = _override(where, space[name], spec)
-    if "strategy" in space:
-        for s in space["strategy"].choices:
-            if s not in STRATEGIES:
-                raise where.error("search.space", "strategy",
-                                  f"unknown strategy {s!r}{did_you_mean(str(s), STRATEGIES)}; "
-                                  f"choose from {', '.join(STRATEGIES)}")
+            where.add("search.space", name, "set the candidates with search.backbones")
+        elif name not in space:
+            where.add("search.space", name, f"unknown hyperparameter{did_you_mean(name, list(space))}; "
+                      f"known: {', '.join(sorted(space))}")
+        else:
+            space[name] = _override(where, space[name], spec)
     if config.search.sampler == "grid":
         ranged = [p.name for p in space.values() if p.kind != "categorical"]
         if ranged:
-            raise where.error("search", "sampler", "the grid sampler needs a finite list for every "
-                              f"hyperparameter; give [search.space] lists or values for: {', '.join(ranged)}")
+            where.add("search", "sampler", "the grid sampler needs a finite list for every "
+                      f"hyperparameter; give [search.space] lists or values for: {', '.join(ranged)}")
+    if not collect:
+        where.check()
     return space
 
 
 def _override(where: _Where, default: Param, spec: Any) -> Param:
-    if isinstance(spec, list):
-        return Param(default.name, "categorical", choices=tuple(spec))
+    """The parameter as ``[search.space]`` sets it (a list, a value or a range), or ``default``
+    when the setting has a problem (recorded in ``where``)."""
+    domain = default.domain or default.inferred_domain()
+    name = default.name
     if not isinstance(spec, dict):
-        return Param(default.name, "categorical", choices=(spec,))
+        choices = spec if isinstance(spec, list) else [spec]
+        bad = [f"{problem}" for c in choices if (problem := domain.problem(c))]
+        if bad:
+            where.add("search.space", name, "; ".join(bad))
+            return default
+        return Param(name, "categorical", choices=tuple(choices), domain=domain)
+    if domain.kind == "choice":
+        where.add("search.space", name, f"{name} is categorical ({domain.describe()}); give a "
+                  "list of choices instead of a range")
+        return default
     low, high = spec["low"], spec["high"]
-    wants_int = default.kind == "int" or (
-        default.kind == "categorical" and all(isinstance(c, int) for c in default.choices))
-    if wants_int and not (isinstance(low, int) and isinstance(high, int)):
-        raise where.error("search.space", default.name, f"{default.name} is an integer; low and high "
-                          "must be integers")
-    if default.kind == "categorical" and not wants_int:
-        raise where.error("search.space", default.name, f"{default.name} is categorical "
-                          f"{default.describe()}; give a list of choices instead of a range")
-    kind = "int" if wants_int else "float"
-    if kind == "int" and low < 1 and default.name in ("epochs", "batch_size"):
-        raise where.error("search.space", default.name, "must be at least 1")
-    return Param(default.name, kind, low, high, log=bool(spec.get("log", False)), step=spec.get("step"))
+    if domain.kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
+        where.add("search.space", name, f"{name} is an integer; low and high must be integers")
+        return default
+    bad = [f"{end} {problem}" for end, v in (("low", low), ("high", high)) if (problem := domain.problem(v))]
+    if bad:
+        where.add("search.space", name, "; ".join(bad))
+        return default
+    # a range keeps the default's scale unless it says otherwise: learning rates stay log-scale
+    log = bool(spec.get("log", default.log and default.kind != "categorical"))
+    if log and low <= 0:
+        where.add("search.space", name, f"{name} is searched on a log scale: low must be > 0, got "
+                  f"{low} (or set log = false)")
+        return default
+    return Param(name, domain.kind, low, high, log=log, step=spec.get("step"), domain=domain)
 
 
 def suggest_params(trial: Any, space: dict[str, Param]) -> dict[str, Any]:

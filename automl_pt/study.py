@@ -21,8 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import StudyConfig, config_from_dict, load_config
-from .errors import AutomlError, ConfigError
+from .config import StudyConfig, _Where, load_config, parse_config, parse_dict
+from .errors import AutomlError, ConfigError, PluginNotFoundError
 from .plugins import PluginHost, create_plugin_host
 from .registry import TaskInfo, did_you_mean
 from .store import OPTUNA_FILE, RESULTS_FILE, ResultStore, Results, load_results
@@ -61,6 +61,61 @@ class _Prepared:
     pretrain: Any = None   # automl_pt.pretrain.PretrainPlan when the study has [pretrain]
 
 
+def _study_host(cfg: StudyConfig, where: _Where) -> PluginHost:
+    """The plugin host of a study: installed plugins plus the modules ``[study] plugins`` names
+    (one that cannot be imported is a problem of the study file, at its line)."""
+    try:
+        return create_plugin_host(extra=cfg.study.plugins)
+    except PluginNotFoundError as exc:
+        where.add("study", "plugins", str(exc))
+        return create_plugin_host()
+
+
+def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
+                          ) -> tuple[TaskInfo | None, str, str, dict]:
+    """Check what needs the plugins: the task, its metric and columns, the backbones (the
+    task's defaults where ``[search] backbones`` is left out, filled into ``cfg``) and the
+    search space. Records every problem in ``where``; returns ``(task, metric, direction,
+    space)`` with ``task = None`` when the task is unknown."""
+    from .search import build_search_space
+    from .trial import resolve_backbone
+
+    registry = host.registry
+    if cfg.task.type not in registry.tasks:
+        if cfg.task.type:
+            where.add("task", "type", f"unknown task {cfg.task.type!r}"
+                      f"{did_you_mean(cfg.task.type, list(registry.tasks))}; installed tasks: "
+                      f"{', '.join(sorted(registry.tasks)) or 'none'}{host.failure_hint()}")
+        return None, "", "", {}
+    task = registry.tasks[cfg.task.type]
+    metric = cfg.study.metric or task.default_metric
+    direction = cfg.study.direction or "maximize"
+    if metric not in task.metrics and metric not in registry.metrics:
+        known = sorted(set(task.metrics) | set(registry.metrics))
+        where.add("study", "metric", f"unknown metric {metric!r}{did_you_mean(metric, known)}; "
+                  f"task {task.name!r} computes {', '.join(task.metrics)}; registered "
+                  f"metrics: {', '.join(known)}")
+    elif not cfg.study.direction:
+        direction = "maximize" if registry.metrics[metric].greater_is_better else "minimize"
+    for key in cfg.data.columns:
+        if key != task.input_key:
+            where.add("data", key, f"unknown key for task {task.name!r}"
+                      f"{did_you_mean(key, [task.input_key])}; it reads {task.input_key}")
+    if not cfg.search.backbones and "backbones" not in (cfg.raw.get("search") or {}):
+        cfg.search.backbones = list(task.default_backbones)
+        if not cfg.search.backbones:
+            where.add("search", "backbones", f"task {task.name!r} has no default backbones; "
+                      "list the candidates (catalog names: automl-pt backbones)")
+    for name in cfg.search.backbones:
+        if resolve_backbone(name, task.modality, host) is None:
+            names = [b.name for b in registry.list_backbones(modality=task.modality)]
+            where.add("search", "backbones", f"unknown {task.modality} backbone {name!r}"
+                      f"{did_you_mean(name, names)}; use a catalog name "
+                      f"({', '.join(names) or 'none installed'}), a hub name such as "
+                      f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
+    return task, metric, direction, build_search_space(cfg, task, host, where)
+
+
 class Study:
     """A study defined by a :class:`StudyConfig`. Nothing is written until :meth:`run`."""
 
@@ -73,15 +128,23 @@ class Study:
     def from_config(cls, config: str | Path | dict | StudyConfig, host: PluginHost | None = None,
                     base_dir: str | Path = ".", **overrides: Any) -> "Study":
         """From a study file path, a dict with the study-file keys, or a :class:`StudyConfig`.
-        ``overrides`` are merged section-wise: ``Study.from_config(path, study={"trials": 3})``."""
+        ``overrides`` are merged section-wise: ``Study.from_config(path, study={"trials": 3})``.
+        Raises :class:`ConfigError` listing every problem of the file: its structure's, and
+        (where the plugins load) the task's, metric's, backbones' and search space's too."""
         if isinstance(config, StudyConfig):
             return cls(config, host)
         if isinstance(config, dict):
             merged = dict(config)
             for k, v in overrides.items():
                 merged[k] = {**merged.get(k, {}), **v}
-            return cls(config_from_dict(merged, base_dir=base_dir), host)
-        return cls(load_config(config, overrides=overrides or None), host)
+            cfg, where = parse_dict(merged, base_dir=base_dir)
+        else:
+            cfg, where = parse_config(config, overrides=overrides or None)
+        if where.problems:  # report the plugin-level problems with the structural ones
+            with contextlib.suppress(AutomlError):
+                check_against_plugins(cfg, host or _study_host(cfg, where), where)
+            where.check()
+        return cls(cfg, host)
 
     @property
     def run_dir(self) -> Path:
@@ -94,62 +157,36 @@ class Study:
     # -- validation (nothing on disk) -----------------------------------------------------
     def prepare(self) -> _Prepared:
         """Load plugins, check task / metric / backbones / search space, read and check the data.
-        Raises :class:`ConfigError`, :class:`DataError`, :class:`BackboneError`."""
+        Raises :class:`ConfigError` (every problem of the study file at once),
+        :class:`DataError`, :class:`BackboneError`."""
         if self._prepared is not None:
             return self._prepared
         from .config import _Where
         from .data import load_study_data
-        from .search import build_search_space
 
         cfg = self.config
-        where = _Where(cfg.source, cfg.source.read_text() if cfg.source else None)
-        host = self._host or create_plugin_host(extra=cfg.study.plugins)
-        registry = host.registry
-        if cfg.task.type not in registry.tasks:
-            raise where.error("task", "type", f"unknown task {cfg.task.type!r}"
-                              f"{did_you_mean(cfg.task.type, list(registry.tasks))}; installed tasks: "
-                              f"{', '.join(sorted(registry.tasks)) or 'none'}{host.failure_hint()}")
-        task = registry.tasks[cfg.task.type]
-        metric = cfg.study.metric or task.default_metric
-        if metric not in task.metrics and metric not in registry.metrics:
-            known = sorted(set(task.metrics) | set(registry.metrics))
-            raise where.error("study", "metric", f"unknown metric {metric!r}{did_you_mean(metric, known)}; "
-                              f"task {task.name!r} computes {', '.join(task.metrics)}; registered "
-                              f"metrics: {', '.join(known)}")
-        direction = cfg.study.direction or (
-            "maximize" if registry.metrics[metric].greater_is_better else "minimize")
-        for key in cfg.data.columns:
-            if key != task.input_key:
-                raise where.error("data", key, f"unknown key for task {task.name!r}"
-                                  f"{did_you_mean(key, [task.input_key])}; it reads {task.input_key}")
-        from .trial import resolve_backbone
+        where = _Where.of(cfg)
+        host = self._host or _study_host(cfg, where)
+        task, metric, direction, space = check_against_plugins(cfg, host, where)
+        plan = None
+        if cfg.pretrain is not None and task is not None:  # objective checked up front
+            from .pretrain import PretrainPlan
 
-        for name in cfg.search.backbones:
-            if resolve_backbone(name, task.modality, host) is None:
-                names = [b.name for b in registry.list_backbones(modality=task.modality)]
-                raise where.error("search", "backbones", f"unknown {task.modality} backbone {name!r}"
-                                  f"{did_you_mean(name, names)}; use a catalog name "
-                                  f"({', '.join(names) or 'none installed'}), a hub name such as "
-                                  f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
-        space = build_search_space(cfg, task, host)
+            plan = PretrainPlan(cfg, host, task)
+            try:
+                plan.objective()
+            except ConfigError as exc:
+                where.problems.extend(exc.problems)
+        where.check()
+        registry = host.registry
         data = load_study_data(cfg, task, registry)
         floor = registry.metrics[metric].min_classes if metric in registry.metrics else 0
         if len(data.label_names) <= floor:
             raise where.error("study", "metric", f"{metric} needs more than {floor} classes; the data "
                               f"has {len(data.label_names)}")
         self._prepared = _Prepared(host, task, metric, direction, space, data)
-        if cfg.pretrain is not None:  # [pretrain]: objective and unlabeled data checked up front
-            from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
-            from .pretrain import PretrainPlan
-
-            plan = PretrainPlan(cfg, host, task)
-            plan.objective()
+        if plan is not None:  # the unlabeled data checked up front
             plan.split()
-            for choice in space["init"].choices if "init" in space else ():
-                if choice not in (*INIT_CHOICES, RANDOM_INIT):
-                    raise where.error("search.space", "init", f"unknown init {choice!r}"
-                                      f"{did_you_mean(str(choice), INIT_CHOICES)}; choose from "
-                                      f"{', '.join((*INIT_CHOICES, RANDOM_INIT))}")
             self._prepared.pretrain = plan
         return self._prepared
 

@@ -152,3 +152,93 @@ def test_cli_bad_data_exits_2_without_run_dir(study, topic_data):
     assert proc.returncode == 2, proc.stderr
     assert "never seen in train" in proc.stderr and "'astrology'" in proc.stderr
     assert not (study.parent / "run").exists()
+
+
+# -- [search.space] values are checked against each parameter's domain, before anything runs --
+@pytest.mark.parametrize("entry,expected", [
+    ('epochs = "two"', "'two' is not an integer >= 1"),
+    ("epochs = 0", "0 is not an integer >= 1"),
+    ("epochs = 2.5", "2.5 is not an integer >= 1"),
+    ("batch_size = [0]", "0 is not an integer >= 1"),
+    ("dropout = 5.0", "5.0 is not a number in [0, 1)"),
+    ("label_smoothing = -1", "-1 is not a number in [0, 1)"),
+    ('learning_rate = "abc"', "'abc' is not a number > 0"),
+    ("learning_rate = { low = -1, high = 1 }", "low -1 is not a number > 0"),
+    ("weight_decay = [0.01, -0.1]", "-0.1 is not a number >= 0"),
+    ('schedule = "cosin"', "'cosin' is not one of 'cosine', 'linear' (did you mean 'cosine'?)"),
+    ("strategy = [1]", "1 is not one of 'linear_probe'"),
+])
+def test_search_space_values_are_checked_against_their_domain(tmp_path, tiny_bert, topic_data,
+                                                             text_host, entry, expected):
+    key = entry.split()[0]
+    path = study_toml(tmp_path, tiny_bert, space=entry if key == "learning_rate" else
+                      f"{entry}\nbatch_size = [8]" if key != "batch_size" else entry)
+    if key == "learning_rate":  # replace the fixture's own learning_rate range
+        text = path.read_text().replace("learning_rate = { low = 1e-4, high = 3e-3, log = true }\n", "")
+        path.write_text(text)
+    msg = _error(path, text_host)
+    assert f"{path}:{_line_of(path, entry)}: [search.space] {key}: {expected}" in msg, msg
+
+
+def test_cli_rejects_a_late_failing_space_value_before_writing(study):
+    _edit(study, "batch_size = [8]", "batch_size = [0]")
+    proc = subprocess.run([sys.executable, "-m", "automl_pt.cli", "run", str(study)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{study}:{_line_of(study, 'batch_size = [0]')}: [search.space] batch_size" in proc.stderr
+    assert "Traceback" not in proc.stderr and "ZeroDivisionError" not in proc.stderr
+    assert not (study.parent / "run").exists()
+
+
+def test_a_range_keeps_the_default_scale(tmp_path, tiny_bert, topic_data, text_host):
+    path = study_toml(tmp_path, tiny_bert)
+    text = path.read_text().replace("learning_rate = { low = 1e-4, high = 3e-3, log = true }",
+                                    "learning_rate = { low = 1e-4, high = 3e-3 }\n"
+                                    "dropout = { low = 0.0, high = 0.2 }")
+    path.write_text(text)
+    space = Study.from_config(path, host=text_host).prepare().space
+    assert space["learning_rate"].log and not space["dropout"].log
+    path.write_text(text.replace("high = 3e-3 }", "high = 3e-3, log = false }"))
+    assert not Study.from_config(path, host=text_host).prepare().space["learning_rate"].log
+
+
+def test_every_problem_of_a_study_file_is_reported_at_once(study, text_host, capsys):
+    _edit(study, "trials = 3", "trails = 3")                          # structure: unknown key
+    _edit(study, "max_length = 32", "max_length = -4")                # structure: a value
+    _edit(study, 'pruner = "none"', 'pruner = "hyperbnd"')            # structure: a name
+    _edit(study, "batch_size = [8]", "batch_size = [8]\ndropout = 5.0")  # the plugins': a domain
+    _edit(study, "seed = 0", 'seed = 0\nmetric = "acuracy"')          # the plugins': a metric
+    with pytest.raises(ConfigError) as info:
+        Study.from_config(study, host=text_host)
+    expected = [(_line_of(study, needle), key) for needle, key in (
+        ("trails", "[study] trails"), ("acuracy", "[study] metric"),
+        ("max_length", "[data] max_length"), ("hyperbnd", "[search] pruner"),
+        ("dropout = 5.0", "[search.space] dropout"))]
+    assert [p.split(": ", 1)[0] for p in info.value.problems] == [f"{study}:{n}" for n, _ in expected]
+    for problem, (_, key) in zip(info.value.problems, expected):
+        assert f": {key}: " in problem
+    assert main(["run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 5 and "5 errors" in err and "Traceback" not in err
+    assert not (study.parent / "run").exists()
+
+
+def test_backbones_default_to_the_tasks(study, text_host):
+    text = study.read_text()
+    study.write_text(re.sub(r'backbones = \[.*\]\n', "", text))
+    study_ = Study.from_config(study, host=text_host)
+    assert study_.config.search.backbones == []
+    prepared = study_.prepare()
+    assert study_.config.search.backbones == ["minilm-l6"]
+    assert prepared.space["backbone"].choices == ("minilm-l6",)
+    study.write_text(text.replace(f'backbones = ["{text.split("backbones = [")[1].split("]")[0][1:-1]}"]',
+                                  "backbones = []"))
+    assert "must be a non-empty list" in _error(study, text_host)
+
+
+def test_an_unimportable_study_plugin_is_a_study_file_error(study, capsys):
+    _edit(study, "seed = 0", 'seed = 0\nplugins = ["no_such_plugin_module"]')
+    assert main(["run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert f"{study}:{_line_of(study, 'plugins =')}: [study] plugins" in err
+    assert "no_such_plugin_module" in err and not (study.parent / "run").exists()

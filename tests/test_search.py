@@ -76,5 +76,5 @@ def test_space_overrides_keep_types(tmp_path, tiny_bert, topic_data, text_host):
     with pytest.raises(ConfigError, match="strategy is categorical"):
         Study.from_config(path, host=text_host).prepare()
     path = study_toml(tmp_path, tiny_bert, space='strategy = ["full", "lora"]')
-    with pytest.raises(ConfigError, match="unknown strategy 'lora'"):
+    with pytest.raises(ConfigError, match="'lora' is not one of 'linear_probe', 'full'"):
         Study.from_config(path, host=text_host).prepare()

@@ -4,7 +4,7 @@ implementation runs last, so theirs win); the study's ``[search.space]`` overrid
 from __future__ import annotations
 
 from ..plugins import hookimpl
-from ..registry import Param
+from ..registry import Domain, Param
 
 STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze")
 # ``init``: where a trial's backbone weights come from (see automl_pt.pretrain). "continued" is
@@ -14,19 +14,27 @@ INIT_CHOICES = ("pretrained", "continued")
 RANDOM_INIT = "random"
 
 
+POSITIVE = Domain("float", low=0.0, open_low=True)
+FRACTION = Domain("float", low=0.0, high=1.0, open_high=True)      # [0, 1)
+AT_LEAST_ONE = Domain("int", low=1)
+
+
 def default_space() -> dict[str, Param]:
+    """The core's parameters, each with the domain the training loop accepts (a plugin that
+    redefines one keeps this domain unless it gives its own)."""
     params = [
-        Param("strategy", "categorical", choices=STRATEGIES),
-        Param("learning_rate", "float", 1e-5, 1e-3, log=True),
-        Param("head_lr_multiplier", "float", 1.0, 100.0, log=True),
-        Param("layer_decay", "float", 0.6, 1.0),
-        Param("weight_decay", "float", 1e-6, 0.1, log=True),
-        Param("warmup_ratio", "float", 0.0, 0.2),
-        Param("epochs", "int", 1, 5),
-        Param("batch_size", "categorical", choices=(16, 32)),
-        Param("dropout", "float", 0.0, 0.3),
-        Param("label_smoothing", "float", 0.0, 0.2),
-        Param("schedule", "categorical", choices=("cosine", "linear")),
+        Param("strategy", "categorical", choices=STRATEGIES, domain=Domain("choice", choices=STRATEGIES)),
+        Param("learning_rate", "float", 1e-5, 1e-3, log=True, domain=POSITIVE),
+        Param("head_lr_multiplier", "float", 1.0, 100.0, log=True, domain=POSITIVE),
+        Param("layer_decay", "float", 0.6, 1.0, domain=Domain("float", low=0.0, high=1.0, open_low=True)),
+        Param("weight_decay", "float", 1e-6, 0.1, log=True, domain=Domain("float", low=0.0)),
+        Param("warmup_ratio", "float", 0.0, 0.2, domain=FRACTION),
+        Param("epochs", "int", 1, 5, domain=AT_LEAST_ONE),
+        Param("batch_size", "categorical", choices=(16, 32), domain=AT_LEAST_ONE),
+        Param("dropout", "float", 0.0, 0.3, domain=FRACTION),
+        Param("label_smoothing", "float", 0.0, 0.2, domain=FRACTION),
+        Param("schedule", "categorical", choices=("cosine", "linear"),
+              domain=Domain("choice", choices=("cosine", "linear"))),
     ]
     return {p.name: p for p in params}
 
@@ -35,5 +43,6 @@ def default_space() -> dict[str, Param]:
 def automl_pt_search_space(task, config):
     space = default_space()
     if getattr(config, "pretrain", None) is not None:
-        space["init"] = Param("init", "categorical", choices=INIT_CHOICES)
+        space["init"] = Param("init", "categorical", choices=INIT_CHOICES,
+                              domain=Domain("choice", choices=(*INIT_CHOICES, RANDOM_INIT)))
     return space

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from automl_pt import hookimpl
 from automl_pt.errors import BackboneError
-from automl_pt.registry import BackboneInfo, DataReader, Param, TaskInfo
+from automl_pt.registry import BackboneInfo, DataReader, Domain, Param, TaskInfo
 
 MODALITY = "audio"
 TASK = "audio-classification"
@@ -55,7 +55,7 @@ def automl_pt_register_tasks(register):
     register.task(TaskInfo(
         name=TASK, modality=MODALITY, create=lambda: ClassificationTask(TASK),
         metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="audio_column",
-        input_is_path=True, check_input=check_input,
+        input_is_path=True, check_input=check_input, default_backbones=(WHISPER_CATALOG,),
         description="single-label audio classification (keyword spotting, speaker, emotion): "
                     "class-per-folder trees or tables with an audio path column"))
 
@@ -160,7 +160,8 @@ def automl_pt_search_space(task, config):
         "epochs": Param("epochs", "int", 2, 6),
         "dropout": Param("dropout", "float", 0.0, 0.2),
         "pooling": Param("pooling", "categorical", choices=("mean", "attention")),
-        "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0),
+        "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0,
+                                       domain=Domain("float", low=0.0, high=1.0)),
     }
 
 

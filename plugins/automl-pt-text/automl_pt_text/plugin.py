@@ -42,6 +42,7 @@ def automl_pt_register_tasks(register):
         name="text-classification", modality=MODALITY,
         create=lambda: ClassificationTask("text-classification"),
         metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="text_column",
+        default_backbones=("minilm-l6",),
         description="single-label text classification (a text column and a label column)"))
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from automl_pt import hookimpl
-from automl_pt.registry import BackboneInfo, DataReader, Param, TaskInfo
+from automl_pt.registry import BackboneInfo, DataReader, Domain, Param, TaskInfo
 
 MODALITY = "image"
 TASK = "image-classification"
@@ -34,6 +34,7 @@ def automl_pt_register_tasks(register):
         name=TASK, modality=MODALITY, create=_create_task,
         metrics=("accuracy", "macro_f1", "top5_accuracy"), default_metric="accuracy",
         input_key="image_column", input_is_path=True, check_input=_check_image,
+        default_backbones=("mobilenetv2-100",),
         description="single-label image classification: a class-per-folder tree, or a table "
                     "with an image path column (relative to the table) and a label column"))
 
@@ -129,7 +130,8 @@ def automl_pt_search_space(task, config):
         "learning_rate": Param("learning_rate", "float", 1e-4, 3e-3, log=True),
         "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 30.0, log=True),
         "batch_size": Param("batch_size", "categorical", choices=(32, 64)),
-        "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0),
+        "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0,
+                                       domain=Domain("float", low=0.0, high=1.0)),
         "mixup": Param("mixup", "categorical", choices=MIX_CHOICES),
     }
 
