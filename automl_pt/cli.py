@@ -231,13 +231,28 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict INPUT with the model in MODEL_DIR. Inputs are checked as the API checks them
+    (:meth:`Predictor.predict`): a bad one is one error line, exit 2; a table without rows
+    prints a warning and writes an empty result."""
+    import warnings
+
+    from .errors import DataError, DataWarning
     from .export import load
 
-    predictor = load(args.model_dir, device=args.device)
     path = Path(args.input)
     if not path.exists():
-        raise AutomlError(f"{path}: input file or folder not found")
-    prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
+        raise DataError(f"{path}: {'file' if path.suffix else 'file or folder'} not found")
+    predictor = load(args.model_dir, device=args.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            from rich.markup import escape
+
+            _console(stderr=True).print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     frame = prediction.to_frame()
     if args.output:
         out = Path(args.output)

@@ -105,11 +105,7 @@ def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: st
         raise DataError(f"{source}: {name} data is empty")
     rows = np.arange(1, len(frame) + 1)
     inputs = frame[input_col].tolist()
-    empty = np.array([x is None or (isinstance(x, float) and np.isnan(x)) or
-                      (isinstance(x, str) and not x.strip()) for x in inputs])
-    if empty.any():
-        raise DataError(f"{source}: {int(empty.sum())} empty value(s) in column {input_col!r} "
-                        f"({name}), data rows {_rows(rows[empty])}")
+    check_not_empty(inputs, rows, input_col, name, source)
     labels: list[str | None] = [None] * len(frame)
     if label_col in frame.columns:
         raw = frame[label_col].tolist()
@@ -120,6 +116,38 @@ def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: st
                             f"({name}), data rows {_rows(rows[missing])}")
         labels = [None if m else _label_str(v) for v, m in zip(raw, missing)]
     return inputs, labels, rows
+
+
+def is_empty_value(x: Any) -> bool:
+    """Whether an input value is missing: ``None``, NaN or a blank string."""
+    return x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and not x.strip())
+
+
+def check_not_empty(inputs: list, rows: np.ndarray, column: str, name: str, source: str) -> None:
+    """Raise :class:`DataError` listing the data ``rows`` (1-based) of ``inputs`` that are empty
+    (see :func:`is_empty_value`); ``name`` is the split (``train``...), ``source`` the table."""
+    empty = np.array([is_empty_value(x) for x in inputs], dtype=bool)
+    if empty.any():
+        raise DataError(f"{source}: {int(empty.sum())} empty value(s) in column {column!r} "
+                        f"({name}), data rows {_rows(rows[empty])}")
+
+
+def input_problems(task: TaskInfo, inputs: list) -> list[tuple[int, str]]:
+    """``(position, reason)`` for every input the task's ``check_input`` rejects (an exception
+    in the check is a reason too; a missing library is raised). Empty when the task has none."""
+    if task.check_input is None:
+        return []
+    problems = []
+    for i, x in enumerate(inputs):
+        try:
+            reason = task.check_input(x)
+        except ImportError:
+            raise  # a missing library is not a bad file
+        except Exception as exc:  # report the file as bad, with what went wrong
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason:
+            problems.append((i, reason))
+    return problems
 
 
 def _label_str(v: Any) -> str:
@@ -193,16 +221,8 @@ def _check_inputs(task: TaskInfo, inputs: list, labels: list, rows: np.ndarray, 
                   source: str, on_bad_file: str):
     """Run the task's ``check_input`` on every input; raise listing the bad ones, or drop them
     (``on_bad_file = "skip"``) and return what was skipped."""
-    bad = []
-    for i, x in enumerate(inputs):
-        try:
-            reason = task.check_input(x)
-        except ImportError:
-            raise  # a missing library is not a bad file
-        except Exception as exc:  # report the file as bad, with what went wrong
-            reason = f"{type(exc).__name__}: {exc}"
-        if reason:
-            bad.append({"row": int(rows[i]), "input": str(x), "reason": reason, "index": i})
+    bad = [{"row": int(rows[i]), "input": str(inputs[i]), "reason": reason, "index": i}
+           for i, reason in input_problems(task, inputs)]
     if not bad:
         return inputs, labels, rows, []
     if on_bad_file != "skip":

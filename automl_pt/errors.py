@@ -52,3 +52,7 @@ class ModelLoadError(AutomlError):
     """An exported model directory is missing files or is inconsistent."""
 
     exit_code = 2
+
+
+class DataWarning(UserWarning):
+    """Input data that is suspicious but usable (a table without rows: nothing to predict)."""

@@ -199,71 +199,18 @@ class Predictor:
         (one text per line); for images and audio: one file, a folder (every image / audio file
         under it, sorted), in-memory images (numpy ``HxW[xC]`` arrays, ``NxHxWxC`` batches, PIL
         images, bytes) or waveforms (1-D float arrays at the model's sample rate, 2-D batches,
-        ``(array, rate)`` pairs). Raises :class:`DataError` naming what is wrong."""
-        import pandas as pd
+        ``(array, rate)`` pairs).
 
-        from .errors import DataError
+        Inputs are checked before anything is predicted, as training checks its data: tables
+        must have no empty values (1-based data rows are named); a text model takes only
+        non-empty strings and refuses file names it would otherwise read as texts (an existing
+        image / audio / other non-table file, or a lone string such as ``x.csv`` naming no file);
+        image and audio files must pass the task's ``check_input`` (the reasons training gives).
+        A table file without rows warns (:class:`DataWarning`) and predicts nothing. Raises
+        :class:`DataError` naming every offending row or item (``inputs[i]``, counted from 0)."""
+        from .inputs import InputReader
 
-        modality = self.modality
-        if isinstance(inputs, (str, Path)):
-            path = Path(inputs)
-            if path.is_dir():
-                if not self.task_info.input_is_path:
-                    raise DataError(f"{path}: a folder is not a {modality} input; give a table file, "
-                                    "a .txt file or a list")
-                files = _media_files(path, modality)
-                if not files:
-                    raise DataError(f"{path}: no {modality} files in this folder (looked for "
-                                    f"{modality}/* types by file extension, hidden files skipped)")
-                return files, files
-            if path.is_file() and path.suffix.lower() in _TABLE_SUFFIXES:
-                return self._table(path)
-            if path.is_file() and modality == "text" and path.suffix.lower() == ".txt":
-                lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-                return lines, None
-            if self.task_info.input_is_path:
-                if not path.is_file():
-                    raise DataError(f"{path}: {modality} file not found")
-                return [str(path)], [str(path)]
-            return [str(inputs)], None
-        if isinstance(inputs, pd.DataFrame):
-            if self.input_column not in inputs.columns:
-                raise DataError(f"input has no column {self.input_column!r} "
-                                f"(columns: {', '.join(map(str, inputs.columns))})")
-            items = inputs[self.input_column].tolist()
-            return items, self._names(items)
-        if isinstance(inputs, bytes):
-            return [inputs], None
-        if isinstance(inputs, np.ndarray) and modality in ("image", "audio"):
-            single = inputs.ndim in (2, 3) if modality == "image" else inputs.ndim == 1
-            return ([inputs] if single else list(inputs)), None
-        if modality == "audio" and _is_waveform_pair(inputs):
-            return [inputs], None
-        if modality == "image" and type(inputs).__module__.startswith("PIL."):
-            return [inputs], None
-        items = list(inputs)
-        return items, self._names(items)
-
-    def _names(self, items: list[Any]) -> list[str] | None:
-        """File names for the output table, where the inputs are all file paths."""
-        if self.task_info.input_is_path and items and all(isinstance(x, (str, Path)) for x in items):
-            return [str(x) for x in items]
-        return None
-
-    def _table(self, table: Path) -> tuple[list[Any], list[str] | None]:
-        from .data import read_frame
-        from .errors import DataError
-
-        frame = read_frame(table, self.host.registry, {"base_dir": str(table.parent)}, "input")
-        if self.input_column not in frame.columns:
-            raise DataError(f"{table}: no column {self.input_column!r} (columns: "
-                            f"{', '.join(map(str, frame.columns))})")
-        items = frame[self.input_column].tolist()
-        if self.task_info.input_is_path:
-            # relative paths in a table are relative to the table's folder, as in training
-            items = [str(p) if Path(str(p)).is_absolute() else str(table.parent / str(p)) for p in items]
-            return items, items
-        return items, None
+        return InputReader(self.task_info, self.input_column, self.host.registry).read(inputs)
 
     def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
         """Predict labels and probabilities (see :meth:`_inputs` for what ``inputs`` may be).
@@ -302,29 +249,6 @@ class Predictor:
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
         return Prediction([self.label_names[i] for i in p.argmax(axis=1)], p, self.label_names,
                           names)
-
-
-_TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"})
-
-
-def _media_files(folder: Path, modality: str) -> list[str]:
-    """Files under ``folder`` whose extension's MIME type is ``<modality>/*`` (sorted; hidden
-    files and folders skipped)."""
-    import mimetypes
-
-    found = []
-    for f in sorted(folder.rglob("*")):
-        if any(part.startswith(".") for part in f.relative_to(folder).parts) or not f.is_file():
-            continue
-        kind = mimetypes.guess_type(f.name)[0] or ""
-        if kind.startswith(f"{modality}/"):
-            found.append(str(f))
-    return found
-
-
-def _is_waveform_pair(x: Any) -> bool:
-    return (isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray)
-            and isinstance(x[1], (int, np.integer)))
 
 
 class _nothing:
