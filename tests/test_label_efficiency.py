@@ -128,6 +128,8 @@ def test_bad_input_is_named(tmp_path, tiny_bert, topic_data, finished):
         parse_budgets([0])
     with pytest.raises(ConfigError, match="unknown start point 'scratch'"):
         label_efficiency(path, budgets=[1], seeds=1, starts=["scratch"], progress=False)
+    with pytest.raises(ConfigError, match=r"--param dropout: 5.0 is not a number in \[0, 1\)"):
+        label_efficiency(path, budgets=[1], seeds=1, params={"dropout": 5.0}, progress=False)
     fresh = study_toml(tmp_path, tiny_bert)               # never run, no [pretrain]
     with pytest.raises(ConfigError, match=r"'continued' needs a \[pretrain\]"):
         label_efficiency(fresh, budgets=[1], starts=["continued"], progress=False)
