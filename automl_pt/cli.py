@@ -242,7 +242,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if not path.exists():
         raise DataError(f"{path}: {'file' if path.suffix else 'file or folder'} not found")
-    predictor = load(args.model_dir, device=args.device)
+    predictor = load(args.model_dir, device=args.device, trust_remote_code=args.trust_remote_code)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
@@ -420,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let the backbone loader run code shipped in the model folder (transformers "
+                        "auto_map); only for folders you trust. Nothing in a folder can turn it on")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="re-export the best trial of a study to RUN_DIR/best, or write "

@@ -10,6 +10,22 @@ An exported model directory holds:
 
 :func:`load` rebuilds the model through the plugins (the backbone folder is resolved as a local
 backbone), so predictions need no access to the original run directory or any hub.
+
+Loading contract: a model folder is data, never code, whoever wrote it. Loading may read the
+manifest, the weights (safetensors) and the plugin's own files in ``backbone/``; it may not
+
+* run code the folder brings: ``trust_remote_code`` reaches the loader only from the caller
+  (``load(..., trust_remote_code=True)``, ``automl-pt predict --trust-remote-code``), and the
+  manifest's ``data_options`` may hold only plain preprocessing values
+  (:data:`automl_pt.provenance.LOADER_OPTIONS`, else :class:`ModelLoadError`);
+* import a module the folder names: plugins come from installed entry points and built-ins (or
+  the host the caller passes), never from the manifest or the current directory;
+* let another plugin load it: manifest format 2 records the plugin that wrote the backbone and
+  the task (``backbone_plugin`` / ``task_plugin``: pluggy name, module, distribution, version)
+  and ``backbone_class`` (module + qualname); only that plugin is asked to load ``backbone/``,
+  and a different class, or a plugin that is not installed, is a :class:`ModelLoadError` naming
+  the package (``pip install ...``). Format 1 folders (no provenance) load through the plugin
+  that provides their task, without the class check; their ``plugins`` list is ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +41,9 @@ import numpy as np
 from .errors import ModelLoadError
 
 MANIFEST = "automl_pt.json"
-FORMAT_VERSION = 1
+#: 2: the manifest records backbone_plugin, task_plugin and backbone_class (no "plugins" list)
+FORMAT_VERSION = 2
+SUPPORTED_FORMATS = (1, 2)
 
 
 def swap_in(tmp: Path, out: Path) -> None:
@@ -90,6 +108,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     prep.save(tmp / "backbone")
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
     cfg = study.config
+    from .provenance import class_path, plugin_provenance
+
     manifest = {
         "format_version": FORMAT_VERSION, "study": study.name, "task": prepared.task.name,
         "modality": prepared.task.modality, "backbone": params["backbone"],
@@ -97,7 +117,10 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
         "labels": prepared.data.label_names,
         "input_column": cfg.input_column(prepared.task.input_key,
                                          prepared.task.input_key.removesuffix("_column")),
-        "data_options": {"max_length": cfg.data.max_length}, "plugins": cfg.study.plugins,
+        "data_options": {"max_length": cfg.data.max_length},
+        "backbone_plugin": plugin_provenance(runner.host, info.plugin),
+        "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
+        "backbone_class": class_path(backbone),
         "params": params, "trial": best.number, "metric": prepared.metric,
     }
     metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
@@ -137,14 +160,21 @@ class Prediction:
 
 
 class Predictor:
-    """An exported model ready to predict. Create with :func:`automl_pt.load`."""
+    """An exported model ready to predict. Create with :func:`automl_pt.load`.
 
-    def __init__(self, directory: str | Path, device: str = "cpu", host: Any = None):
+    ``host``: the plugin host to load with (default: installed entry points and built-ins; never
+    modules named by the folder). ``trust_remote_code``: the caller's permission for the backbone
+    loader to run code shipped in the folder (off by default; never read from the folder).
+    Raises :class:`ModelLoadError` (see the module's loading contract)."""
+
+    def __init__(self, directory: str | Path, device: str = "cpu", host: Any = None,
+                 trust_remote_code: bool = False):
         import torch
         from safetensors.torch import load_file
 
         from .model import TrialModel
         from .plugins import create_plugin_host
+        from .provenance import installed_plugin, loader_options
 
         self.directory = Path(directory)
         manifest_path = self.directory / MANIFEST
@@ -155,23 +185,21 @@ class Predictor:
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{manifest_path}: corrupt manifest: {exc}") from exc
         m = self.manifest
-        if m.get("format_version") != FORMAT_VERSION:
+        if m.get("format_version") not in SUPPORTED_FORMATS:
             raise ModelLoadError(f"{manifest_path}: format_version {m.get('format_version')!r} is not "
-                                 f"supported (expected {FORMAT_VERSION})")
-        self.host = host or create_plugin_host(extra=m.get("plugins") or [])
+                                 f"supported (expected {' or '.join(map(str, SUPPORTED_FORMATS))})")
+        options = loader_options(m.get("data_options"), manifest_path, self.directory, trust_remote_code)
+        self.host = host or create_plugin_host()
+        # the plugin that wrote the task must be here (else: name the package to install)
+        task_plugin = (installed_plugin(self.host, m.get("task_plugin"), "task_plugin", manifest_path)
+                       if m["format_version"] >= 2 else None)
         registry = self.host.registry
         if m["task"] not in registry.tasks:
             raise ModelLoadError(f"{manifest_path}: task {m['task']!r} is not provided by any installed "
                                  f"plugin{self.host.failure_hint()}")
         self.task_info = registry.tasks[m["task"]]
         self.label_names: list[str] = list(m["labels"])
-        options = {**(m.get("data_options") or {}), "base_dir": str(self.directory)}
-        info = self.host.hook.automl_pt_resolve_backbone(name=str(self.directory / "backbone"),
-                                                         modality=m["modality"])
-        if info is None:
-            raise ModelLoadError(f"{self.directory / 'backbone'}: no installed plugin can load this "
-                                 f"{m['modality']} backbone{self.host.failure_hint()}")
-        backbone = info.load(options)
+        backbone = _load_backbone(self.host, m, self.directory, self.task_info, task_plugin, options)
         self.preprocessor = (self.host.hook.automl_pt_preprocessor(
             backbone=backbone, task=self.task_info, options=options) or backbone.preprocessor(options))
         self.task = self.task_info.create()
@@ -259,8 +287,38 @@ class _nothing:
         return None
 
 
-def load(directory: str | Path, device: str = "cpu") -> Predictor:
-    """Load an exported model (``<run dir>/best``) for prediction."""
-    return Predictor(directory, device=device)
+def _load_backbone(host: Any, m: dict[str, Any], directory: Path, task_info: Any,
+                   task_plugin: str | None, options: dict[str, Any]) -> Any:
+    """Load ``directory/backbone`` through the one plugin that wrote it. Format 2: the manifest's
+    ``backbone_plugin``; ``task_plugin`` (the installed plugin the manifest's ``task_plugin``
+    names) must be the one providing the task, and the loaded class must be the recorded
+    ``backbone_class``. Format 1 (``task_plugin`` None): the plugin that provides the task."""
+    from .provenance import check_backbone_class, installed_plugin
+
+    where = directory / MANIFEST
+    if task_plugin is not None:
+        if task_info.plugin != task_plugin:
+            raise ModelLoadError(f"{where}: plugin {task_plugin!r}, which wrote this model, does not "
+                                 f"provide task {m['task']!r} (installed: from plugin {task_info.plugin!r})")
+        plugin = installed_plugin(host, m.get("backbone_plugin"), "backbone_plugin", where)
+    else:
+        plugin = task_info.plugin
+    info = host.resolve_backbone(str(directory / "backbone"), task_info.modality, only=plugin)
+    if info is None:
+        raise ModelLoadError(f"{directory / 'backbone'}: plugin {plugin!r}, which wrote this model, "
+                             f"cannot load it as a {task_info.modality} backbone{host.failure_hint()}")
+    backbone = info.load(options)
+    if task_plugin is not None:
+        check_backbone_class(backbone, m, plugin, where)
+    return backbone
+
+
+def load(directory: str | Path, device: str = "cpu", *, trust_remote_code: bool = False,
+         host: Any = None) -> Predictor:
+    """Load an exported model (``<run dir>/best``) for prediction. ``trust_remote_code=True``
+    lets the backbone loader run code shipped in the folder (transformers ``auto_map``): only
+    for folders you trust; nothing in the folder can turn it on. ``host``: the plugin host to
+    load with (default: installed plugins). Raises :class:`ModelLoadError`."""
+    return Predictor(directory, device=device, host=host, trust_remote_code=trust_remote_code)
 
 

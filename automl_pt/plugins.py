@@ -41,11 +41,17 @@ BUILTIN_PLUGINS = (
 
 @dataclass
 class PluginRecord:
+    """One registered plugin: its pluggy ``name`` (the entry-point name, or the module / object
+    name of a plugin registered by the caller), the ``module`` it came from, and the installed
+    ``distribution`` that provides it with its ``version`` ("" and "?" when no installed package
+    owns it)."""
+
     name: str
     module: str
     version: str
     builtin: bool
     hooks: list[str] = field(default_factory=list)
+    distribution: str = ""
 
 
 @dataclass
@@ -83,6 +89,27 @@ class PluginHost:
             self._registry = registry
         return self._registry
 
+    def record(self, name: str) -> PluginRecord | None:
+        """The :class:`PluginRecord` of the plugin registered as ``name`` (``None`` if unknown)."""
+        return next((r for r in self.plugins if r.name == name), None)
+
+    def resolve_backbone(self, name: str, modality: str, only: str | None = None) -> Any:
+        """The first answer of the ``automl_pt_resolve_backbone`` hooks (pluggy's call order),
+        as a :class:`BackboneInfo` whose ``plugin`` is the plugin that answered; ``None`` when
+        none does. ``only``: ask that plugin alone (the one that wrote an exported model), so
+        another plugin that claims the same folder is never asked."""
+        from dataclasses import replace
+
+        kwargs = {"name": name, "modality": modality}
+        for impl in reversed(self.pm.hook.automl_pt_resolve_backbone.get_hookimpls()):
+            plugin = self.pm.get_name(impl.plugin)
+            if (only is not None and plugin != only) or impl.hookwrapper or getattr(impl, "wrapper", False):
+                continue
+            info = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            if info is not None:
+                return info if info.plugin == plugin else replace(info, plugin=plugin)
+        return None
+
     def failure_hint(self) -> str:
         if not self.failed:
             return ""
@@ -97,17 +124,19 @@ def _names_from_env(var: str) -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def _dist_version(module_name: str, ep: metadata.EntryPoint | None = None) -> str:
+def _distribution(module_name: str, ep: metadata.EntryPoint | None = None) -> tuple[str, str]:
+    """``(distribution name, version)`` of the installed package that provides ``module_name``
+    (or entry point ``ep``); ``("", "?")`` when no installed package owns it."""
     if ep is not None and getattr(ep, "dist", None) is not None:
-        return ep.dist.version
-    top = module_name.split(".")[0]
+        return ep.dist.metadata["Name"] or ep.dist.name, ep.dist.version
+    top = module_name.split(".")[0].split(":")[0]
     try:
         dists = metadata.packages_distributions().get(top, [])
         if dists:
-            return metadata.version(dists[0])
+            return dists[0], metadata.version(dists[0])
     except Exception:
         pass
-    return "?"
+    return "", "?"
 
 
 def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
@@ -121,14 +150,14 @@ def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
     pm.add_hookspecs(hookspecs)
     records: list[PluginRecord] = []
     failed: dict[str, str] = {}
-    core_version = _dist_version("automl_pt")
+    core_dist, core_version = _distribution("automl_pt")
 
     if builtins:
         for module_name in BUILTIN_PLUGINS:
             module = importlib.import_module(module_name)
             pm.register(module, name=module_name.rsplit(".", 1)[-1])
             records.append(PluginRecord(module_name.rsplit(".", 1)[-1], module_name,
-                                        core_version, True))
+                                        core_version, True, distribution=core_dist))
 
     if entry_points:
         allow = _names_from_env(ALLOW_ENV)
@@ -144,7 +173,8 @@ def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
             except Exception as exc:
                 failed[ep.name] = f"{type(exc).__name__}: {exc}"
                 continue
-            records.append(PluginRecord(ep.name, ep.value, _dist_version(ep.value, ep), False))
+            dist, version = _distribution(ep.value, ep)
+            records.append(PluginRecord(ep.name, ep.value, version, False, distribution=dist))
 
     for item in extra:
         try:
@@ -157,8 +187,9 @@ def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
         except Exception as exc:  # a module the caller named: their input, not a plugin's bug
             raise PluginNotFoundError(f"plugin {item!r} could not be loaded: {type(exc).__name__}: "
                                       f"{exc}") from exc
-        module_name = getattr(plugin, "__name__", name)
-        records.append(PluginRecord(name, module_name, _dist_version(module_name), False))
+        module_name = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}:{name}"
+        dist, version = _distribution(module_name)
+        records.append(PluginRecord(name, module_name, version, False, distribution=dist))
 
     try:
         pm.check_pending()

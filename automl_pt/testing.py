@@ -119,6 +119,9 @@ class PluginContract:
         again = host.hook.automl_pt_resolve_backbone(name=str(out), modality=modality)
         assert again is not None, "the exported folder does not resolve as a local backbone"
         reloaded = again.load({}).eval()
+        # an exported model records its backbone class and refuses to load as another one
+        assert type(reloaded) is type(backbone), (
+            f"the exported folder reloads as {type(reloaded).__qualname__}, not {type(backbone).__qualname__}")
         prep2 = reloaded.preprocessor({})
         enc2 = prep2.encode(inputs)
         with torch.no_grad():

@@ -80,10 +80,12 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def resolve_backbone(name: str, modality: str, host: Any) -> BackboneInfo | None:
+    """A catalog backbone, else the first plugin's answer to ``automl_pt_resolve_backbone``;
+    either way ``info.plugin`` names the plugin that provides it (the export records it)."""
     info = host.registry.find_backbone(name)
     if info is not None and info.modality == modality:
         return info
-    return host.hook.automl_pt_resolve_backbone(name=name, modality=modality)
+    return host.resolve_backbone(name, modality)
 
 
 class _EpochRecorder(TrainerCallback):

@@ -320,7 +320,11 @@ def load_audio_backbone(source: str, name: str, options: dict,
     hyperparameters: ``pooling``); ``backbone_options`` come from the backbone name
     (``NAME?window=30``). An exported folder's saved settings (pooling, window, fitted maximum
     duration) are the defaults. ``params["init"] == "random"`` builds the same architecture with
-    random weights. Raises :class:`BackboneError`.
+    random weights. ``trust_remote_code`` stays off unless ``options['trust_remote_code'] is
+    True``, which the core sets only from its caller (``automl_pt.load(...,
+    trust_remote_code=True)``, ``automl-pt predict --trust-remote-code``), never from a study or
+    model file. Raises :class:`BackboneError` (also for a model that needs custom code when it
+    is off).
     """
     from transformers import AutoConfig
 
@@ -328,7 +332,7 @@ def load_audio_backbone(source: str, name: str, options: dict,
 
     quiet_transformers()
     random_init = wants_random_init(options)
-    trust = bool(options.get("trust_remote_code", False))
+    trust = options.get("trust_remote_code") is True
     settings = _folder_settings(source) if Path(source).is_dir() else {}
     params = options.get("params") or {}
     pooling = str(params.get("pooling") or settings.get("pooling") or "mean")
@@ -338,6 +342,13 @@ def load_audio_backbone(source: str, name: str, options: dict,
     except OSError as exc:
         where = "local folder" if Path(source).exists() else "Hugging Face hub id"
         raise BackboneError(f"backbone {name!r}: cannot load {where} {source!r}: {exc}") from exc
+    except ValueError as exc:
+        if "custom code" not in str(exc):
+            raise
+        from automl_pt.provenance import TRUST_HINT
+
+        raise BackboneError(f"backbone {name!r}: {source!r} needs custom code (transformers "
+                            f"auto_map), which is off; {TRUST_HINT}") from exc
     model_type = config.model_type
     keep = {}
     if Path(source).is_dir() and load_saved_max_seconds(Path(source)) is not None:

@@ -90,15 +90,17 @@ def quiet_transformers() -> None:
 
 def load_transformers_backbone(source: str, name: str, options: dict) -> TransformersTextBackbone:
     """Load model + tokenizer from a hub id or a local folder. ``trust_remote_code`` stays off
-    unless ``options['trust_remote_code']`` is true. With ``init = "random"`` in
-    ``options['params']`` the same architecture is built with random weights
-    (``AutoModel.from_config``)."""
+    unless ``options['trust_remote_code'] is True``: the core sets it only from its caller
+    (``automl_pt.load(..., trust_remote_code=True)``, ``automl-pt predict --trust-remote-code``),
+    never from a study or model file. With ``init = "random"`` in ``options['params']`` the same
+    architecture is built with random weights (``AutoModel.from_config``). Raises
+    :class:`BackboneError` (also for a model that needs custom code when it is off)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from automl_pt.pretrain import wants_random_init
 
     quiet_transformers()
-    trust = bool(options.get("trust_remote_code", False))
+    trust = options.get("trust_remote_code") is True
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
         if wants_random_init(options):
@@ -109,4 +111,16 @@ def load_transformers_backbone(source: str, name: str, options: dict) -> Transfo
     except OSError as exc:
         where = "local folder" if Path(source).exists() else "Hugging Face hub id"
         raise BackboneError(f"backbone {name!r}: cannot load {where} {source!r}: {exc}") from exc
+    except ValueError as exc:
+        if "custom code" not in str(exc):
+            raise
+        raise custom_code_error(name, source) from exc
     return TransformersTextBackbone(model, tokenizer, name, source)
+
+
+def custom_code_error(name: str, source: str) -> BackboneError:
+    """transformers refused to run the model's custom code (``auto_map``): say how to allow it."""
+    from automl_pt.provenance import TRUST_HINT
+
+    return BackboneError(f"backbone {name!r}: {source!r} needs custom code (transformers auto_map), "
+                         f"which is off; {TRUST_HINT}")
