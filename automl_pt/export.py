@@ -185,6 +185,7 @@ class Predictor:
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{manifest_path}: corrupt manifest: {exc}") from exc
         m = self.manifest
+        _check_manifest(m, manifest_path)
         if m.get("format_version") not in SUPPORTED_FORMATS:
             raise ModelLoadError(f"{manifest_path}: format_version {m.get('format_version')!r} is not "
                                  f"supported (expected {' or '.join(map(str, SUPPORTED_FORMATS))})")
@@ -311,6 +312,21 @@ def _load_backbone(host: Any, m: dict[str, Any], directory: Path, task_info: Any
     if task_plugin is not None:
         check_backbone_class(backbone, m, plugin, where)
     return backbone
+
+
+def _check_manifest(m: Any, path: Path) -> None:
+    """:class:`ModelLoadError` naming the key when the manifest lacks one loading needs or has
+    one of the wrong type (a hand-edited or truncated manifest is bad input, not a crash)."""
+    if not isinstance(m, dict):
+        raise ModelLoadError(f"{path}: the manifest is a JSON {type(m).__name__}, not an object")
+    for key, kind in (("task", str), ("modality", str), ("labels", list), ("input_column", str)):
+        if not isinstance(m.get(key), kind):
+            problem = "missing" if key not in m else f"not a {kind.__name__}: {m[key]!r}"
+            raise ModelLoadError(f"{path}: key {key!r} is {problem}; re-export the model")
+    if not m["labels"] or not all(isinstance(x, str) for x in m["labels"]):
+        raise ModelLoadError(f"{path}: key 'labels' must be a non-empty list of label names")
+    if not isinstance(m.get("params", {}), dict):
+        raise ModelLoadError(f"{path}: key 'params' must be an object")
 
 
 def load(directory: str | Path, device: str = "cpu", *, trust_remote_code: bool = False,

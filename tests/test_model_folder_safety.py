@@ -264,3 +264,18 @@ def test_only_the_plugin_that_wrote_the_folder_is_asked(model, text_model, forma
     predictor = automl_pt.load(model, host=host)
     assert greedy.asked == []
     same(predictor.predict(TEXTS), automl_pt.load(text_model).predict(TEXTS))
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"task": None}, "key 'task' is missing"),
+    ({"labels": "a,b"}, "key 'labels' is not a list"),
+    ({"labels": [1, 2]}, "key 'labels' must be a non-empty list of label names"),
+    ({"input_column": None}, "key 'input_column' is missing"),
+])
+def test_a_manifest_missing_what_loading_needs_is_named(model, change, expected):
+    edit_manifest(model, **change)
+    with pytest.raises(ModelLoadError, match=expected):
+        automl_pt.load(model)
+    (model / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(ModelLoadError, match="a JSON list, not an object"):
+        automl_pt.load(model)
