@@ -127,7 +127,9 @@ def _sync(target: str) -> None:
         _console(stderr=True).print("a driver is running this study here; it keeps DuckDB in sync")
         return
     prepared = study.prepare()
-    study.run_dir.mkdir(parents=True, exist_ok=True)
+    from .rundir import claim_run_dir
+
+    claim_run_dir(study.config)   # this machine's copy of the run directory, or a new one
     meta = study._meta(prepared)
     if not (study.run_dir / "study.json").exists():
         from .study import _atomic_json
@@ -257,6 +259,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     model (RUN_DIR/best, or TARGET itself when it is an exported model folder; rebuilt first if
     missing) in that format to --out (default RUN_DIR/export/FORMAT)."""
     from .export import MANIFEST
+    from .rundir import claim_run_dir
     from .study import Study
 
     target = Path(args.target)
@@ -270,12 +273,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         model_dir = target
     else:
         study_file = target if target.is_file() else _study_file_of(target)
-        model_dir = Study.from_config(study_file).run_dir / "best"
+        config = Study.from_config(study_file).config
+        claim_run_dir(config, create=False)   # RUN_DIR/export/FORMAT is written into it
+        model_dir = config.run_dir / "best"
         if (model_dir / MANIFEST).is_file():
             return _export_format(model_dir, args)
         model_dir = None
     if model_dir is None:
         study = Study.from_config(target if target.is_file() else _study_file_of(target))
+        claim_run_dir(study.config, create=False)   # before the Optuna storage is opened
         prepared = study.prepare()
         metrics = study.export(prepared, study.optuna_study(prepared, heartbeat=False))
         _console().print(f"exported {study.run_dir / 'best'}" + (f"; test {metrics}" if metrics else ""))

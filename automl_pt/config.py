@@ -322,8 +322,9 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, text: str |
             values[section][key] = value
 
     s = values["study"]
-    if not s["name"].strip() or not re.fullmatch(r"[\w.\-]+", s["name"]):
-        raise where.error("study", "name", "use letters, digits, '.', '-' or '_' only")
+    if not re.fullmatch(r"[\w.\-]+", s["name"]) or not s["name"].strip("."):
+        raise where.error("study", "name", "use letters, digits, '.', '-' or '_' only, not only dots "
+                          "(the name is a folder name: runs/NAME)")
     if "direction" in s and s["direction"] not in DIRECTIONS:
         raise where.error("study", "direction", f"must be one of {', '.join(DIRECTIONS)}"
                           f"{did_you_mean(s['direction'], DIRECTIONS)}")

@@ -131,6 +131,9 @@ def build_runtime(payload: dict, device_name: str, callbacks: list) -> tuple[Any
         config = config_from_dict(payload["raw"], base_dir=payload.get("base_dir", "."))
     study = Study(config)
     prepared = study.prepare()
+    from .rundir import claim_run_dir
+
+    claim_run_dir(config)   # trials/ and cache/ are written here; a new machine makes its own
     ostudy = study.optuna_study(prepared, heartbeat=True)
     threads = payload.get("threads")
     if threads:
