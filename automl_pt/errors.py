@@ -39,3 +39,8 @@ class ModelLoadError(AutomlError):
     """An exported model directory is missing files or is inconsistent."""
 
     exit_code = 2
+
+
+class DataWarning(UserWarning):
+    """Input data that is read, but perhaps not as meant (a label written two ways...). The
+    command line prints each as one ``warning:`` line."""

@@ -156,6 +156,11 @@ def run_one_trial(ostudy: Any, runner: Any) -> Any:
 
 def worker_main(conn: Any, payload: dict, device: str, slot: int, parent_pid: int) -> None:
     """Entry point of a driver-managed worker process (``multiprocessing`` spawn target)."""
+    import warnings
+
+    from .errors import DataWarning
+
+    warnings.simplefilter("ignore", DataWarning)   # the driver has shown them, once
     device_name = _visible_device(device)
     _exit_with_parent(parent_pid)
     _interrupt_on_sigterm()
