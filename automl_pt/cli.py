@@ -88,6 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from .study import results as load
 
+    if args.format == "parquet" and not args.output:
+        raise ConfigError("--format parquet needs --output FILE")
+    if args.output:
+        _output_file(args.output, "--output")
     if args.sync:
         _sync(args.target)
     res = load(args.target)
@@ -105,8 +109,6 @@ def cmd_results(args: argparse.Namespace) -> int:
     elif args.format == "json":
         out = frame.to_json(orient="records", date_format="iso", indent=2)
     else:
-        if not args.output:
-            raise AutomlError("--format parquet needs --output FILE")
         frame.to_parquet(args.output, index=False)
         return 0
     if args.output:
@@ -127,7 +129,9 @@ def _sync(target: str) -> None:
         _console(stderr=True).print("a driver is running this study here; it keeps DuckDB in sync")
         return
     prepared = study.prepare()
-    study.run_dir.mkdir(parents=True, exist_ok=True)
+    from .rundir import claim_run_dir
+
+    claim_run_dir(study.config)   # this machine's copy of the run directory, or a new one
     meta = study._meta(prepared)
     if not (study.run_dir / "study.json").exists():
         from .study import _atomic_json
@@ -233,26 +237,18 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict INPUT with the model in MODEL_DIR. Inputs are checked as the API checks them
     (:meth:`Predictor.predict`): a bad one is one error line, exit 2; a table without rows
-    prints a warning and writes an empty result."""
-    import warnings
-
-    from .errors import DataError, DataWarning
+    prints a warning (see :func:`main`) and writes an empty result."""
+    from .errors import DataError
     from .export import load
 
     path = Path(args.input)
     if not path.exists():
-        raise DataError(f"{path}: {'file' if path.suffix else 'file or folder'} not found")
-    predictor = load(args.model_dir, device=args.device, trust_remote_code=args.trust_remote_code)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
-    for w in caught:
-        if issubclass(w.category, DataWarning):
-            from rich.markup import escape
-
-            _console(stderr=True).print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        raise DataError(f"{path}: input file or folder not found")
+    if args.output:
+        _output_file(args.output, "--output")
+    predictor = load(args.model_dir, device=_torch_device(args.device),
+                     trust_remote_code=args.trust_remote_code)
+    prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
     frame = prediction.to_frame()
     if args.output:
         out = Path(args.output)
@@ -272,6 +268,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     model (RUN_DIR/best, or TARGET itself when it is an exported model folder; rebuilt first if
     missing) in that format to --out (default RUN_DIR/export/FORMAT)."""
     from .export import MANIFEST
+    from .rundir import claim_run_dir
     from .study import Study
 
     target = Path(args.target)
@@ -285,12 +282,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         model_dir = target
     else:
         study_file = target if target.is_file() else _study_file_of(target)
-        model_dir = Study.from_config(study_file).run_dir / "best"
+        config = Study.from_config(study_file).config
+        claim_run_dir(config, create=False)   # RUN_DIR/export/FORMAT is written into it
+        model_dir = config.run_dir / "best"
         if (model_dir / MANIFEST).is_file():
             return _export_format(model_dir, args)
         model_dir = None
     if model_dir is None:
         study = Study.from_config(target if target.is_file() else _study_file_of(target))
+        claim_run_dir(study.config, create=False)   # before the Optuna storage is opened
         prepared = study.prepare()
         metrics = study.export(prepared, study.optuna_study(prepared, heartbeat=False))
         _console().print(f"exported {study.run_dir / 'best'}" + (f"; test {metrics}" if metrics else ""))
@@ -316,6 +316,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (and PNGs of its plots) about a study."""
     from .report import build_report
 
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: is a folder; give the HTML file to write")
     report = build_report(args.target, out=args.out, png=not args.no_png)
     console = _console()
     console.print(f"report: {report.html}")
@@ -353,6 +355,46 @@ def cmd_label_efficiency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file(path: str, flag: str) -> Path:
+    """An output file a command may write: not a folder, in a folder that exists. Raises
+    :class:`ConfigError`."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{flag} {out}: is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{flag} {out}: the folder {out.parent} does not exist")
+    return out
+
+
+def _torch_device(spec: str) -> str:
+    """``spec`` when it names a device of this machine (cpu, cuda, cuda:N, mps...); else
+    :class:`ConfigError`."""
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {spec!r}: not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ConfigError(f"--device {spec!r}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {spec!r}: MPS is not available on this machine")
+    return spec
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _scalar(text: str) -> Any:
     """``"10"`` -> 10, ``"3e-4"`` -> 0.0003, ``"full"`` -> ``"full"``."""
     for kind in (int, float):
@@ -364,12 +406,17 @@ def _scalar(text: str) -> Any:
 
 
 def _study_file_of(run_dir: Path) -> Path:
+    """The study file a run directory was run from. Raises :class:`ConfigError` when ``run_dir``
+    is not a run directory or was run from Python."""
     meta = run_dir / "study.json"
-    if not meta.exists():
-        raise AutomlError(f"{run_dir}: not a run directory (no study.json)")
-    source = json.loads(meta.read_text())["config"].get("source")
+    if not meta.is_file():
+        raise ConfigError(f"{run_dir}: not a study file or run directory (no study.json)")
+    try:
+        source = json.loads(meta.read_text())["config"].get("source")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{meta}: not a study.json automl_pt wrote ({type(exc).__name__}: {exc})") from None
     if not source:
-        raise AutomlError(f"{run_dir}: the study was not run from a file; export from Python")
+        raise ConfigError(f"{run_dir}: the study was not run from a file; export from Python")
     return Path(source)
 
 
@@ -383,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study file (TOML)")
     p.add_argument("--trials", type=int, help="override study.trials")
     p.add_argument("--devices", help="override resources.devices (auto | cpu | cuda | cuda:0,1)")
-    p.add_argument("--top", type=int, default=10, help="leaderboard rows to show")
+    p.add_argument("--top", type=_positive_int, default=10, help="leaderboard rows to show")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -392,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     p.add_argument("--output", "-o", help="write to this file")
     p.add_argument("--all", action="store_true", help="every trial with every column")
-    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--top", type=_positive_int, default=20)
     p.add_argument("--sync", action="store_true",
                    help="first mirror every trial of the Optuna storage (all machines) into DuckDB")
     p.set_defaults(func=cmd_results)
@@ -418,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir")
     p.add_argument("input")
     p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the backbone loader run code shipped in the model folder (transformers "
@@ -462,7 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 ok; 2 bad input (an :class:`AutomlError` whose
+    ``exit_code`` is 2, or a bad option: one ``error:`` line); 1 a failure of the tool; 130
+    interrupted. automl_pt's warnings (:class:`~automl_pt.errors.DataWarning`) print as one
+    ``warning:`` line each."""
+    import warnings
+
     args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning(shown)
     try:
         return int(args.func(args) or 0)
     except AutomlError as exc:
@@ -478,6 +533,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("[yellow]interrupted[/]: run the same command again to resume")
         return 130
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(default: Any) -> Any:
+    """A ``warnings.showwarning`` printing :class:`DataWarning` as ``warning: MESSAGE`` on stderr
+    (others as ``default`` does)."""
+    from .errors import DataWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if not issubclass(category, DataWarning):
+            return default(message, category, filename, lineno, file, line)
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+        return None
+
+    return show
 
 
 if __name__ == "__main__":  # pragma: no cover

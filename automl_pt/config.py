@@ -360,7 +360,8 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
         values[section].setdefault(key, placeholder)
     s = values["study"]
     if not re.fullmatch(r"[\w.\-]+", s["name"]) or not s["name"].strip("."):
-        where.add("study", "name", "use letters, digits, '.', '-' or '_' only (and not only dots)")
+        where.add("study", "name", "use letters, digits, '.', '-' or '_' only, not only dots "
+                  "(the name is a folder name: runs/NAME)")
         s["name"] = "study"
     if "direction" in s and s["direction"] not in DIRECTIONS:
         where.add("study", "direction", f"must be one of {', '.join(DIRECTIONS)}"

@@ -94,7 +94,11 @@ def read_frame(source: Any, registry: Registry, options: dict, what: str):
 
 
 def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: str,
-                    require_labels: bool = True) -> tuple[list[Any], list[str | None], np.ndarray]:
+                    require_labels: bool = True, variants: dict | None = None
+                    ) -> tuple[list[Any], list[str | None], np.ndarray]:
+    """Inputs, label strings (``None`` where missing) and 1-based rows of a split's frame.
+    ``variants`` (label -> {how it is written: (source, first row)}) collects how each label is
+    written, for :func:`_warn_label_variants`."""
     import pandas as pd
 
     for col in (input_col, label_col) if require_labels else (input_col,):
@@ -115,6 +119,10 @@ def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: st
             raise DataError(f"{source}: {int(missing.sum())} missing label(s) in column {label_col!r} "
                             f"({name}), data rows {_rows(rows[missing])}")
         labels = [None if m else _label_str(v) for v, m in zip(raw, missing)]
+        if variants is not None:
+            for v, label, row in zip(raw, labels, rows):
+                if label is not None:
+                    variants.setdefault(label, {}).setdefault(_written(v), (source, int(row)))
     return inputs, labels, rows
 
 
@@ -156,6 +164,45 @@ def _label_str(v: Any) -> str:
     return str(v).strip()
 
 
+def _written(v: Any) -> str:
+    """How a label value is written: ``1``, ``1.0``, ``'1'``, ``' spam'``."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
+def _warn_label_variants(variants: dict[str, dict[str, tuple[str, int]]], label_names: list[str],
+                         train_source: str) -> None:
+    """A :class:`DataWarning` for every label written more than one way (they are read as one
+    label: ``1`` / ``1.0`` / ``"1"``, ``"spam"`` / ``"spam "``), and for distinct labels that are
+    the same number (``"1"`` and ``"1.0"``: two classes)."""
+    import math
+    import warnings
+
+    from .errors import DataWarning
+
+    for label, ways in variants.items():
+        if len(ways) < 2:
+            continue
+        places: dict[str, list[str]] = {}
+        for source, row in ways.values():
+            places.setdefault(source, []).append(str(row))
+        where = "; ".join(f"{src} row{'s' if len(r) > 1 else ''} {', '.join(r)}" for src, r in places.items())
+        warnings.warn(f"label {label!r} is written {len(ways)} ways: {', '.join(ways)} (first at {where}); "
+                      "they are read as one label", DataWarning, stacklevel=3)
+    numbers: dict[float, list[str]] = {}
+    for name in label_names:
+        try:
+            value = float(name)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            numbers.setdefault(value, []).append(name)
+    for names in numbers.values():
+        if len(names) > 1:
+            warnings.warn(f"{train_source}: labels {' and '.join(map(repr, names))} are different "
+                          "classes but the same number; write each class one way if they are one",
+                          DataWarning, stacklevel=3)
+
+
 def _describe(source: Any) -> str:
     return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
 
@@ -171,12 +218,14 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
 
     parsed = {}
     skipped: dict[str, list[dict[str, Any]]] = {}
+    variants: dict[str, dict[str, tuple[str, int]]] = {}
     for name in ("train", "validation", "test"):
         source = getattr(config.data, name)
         if source is None:
             continue
         frame = read_frame(source, registry, options, f"data.{name}")
-        inputs, labels, rows = _frame_to_split(frame, name, input_col, label_col, _describe(source))
+        inputs, labels, rows = _frame_to_split(frame, name, input_col, label_col, _describe(source),
+                                               variants=variants)
         if task.input_is_path:
             base = Path(source).parent if isinstance(source, (str, Path)) and Path(source).is_file() \
                 else Path(options["base_dir"])
@@ -190,6 +239,7 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
 
     (train_inputs, train_labels, train_rows), train_src = parsed["train"]
     label_names = sorted(set(train_labels), key=_natural_key)
+    _warn_label_variants(variants, label_names, train_src)
     if len(label_names) < 2:
         raise DataError(f"{train_src}: training data has {len(label_names)} distinct label(s); "
                         "classification needs at least 2")

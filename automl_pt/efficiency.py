@@ -225,8 +225,11 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
         raise ConfigError(f"start point 'continued' needs a [pretrain] section in "
                           f"{study.config.source or 'the study'}")
 
+    from .rundir import claim_run_dir
+
+    claim_run_dir(study.config, create=False)   # runs and plots go into the study's run dir
     if study.config.storage.optuna == "sqlite" and not (study.run_dir / OPTUNA_FILE).exists():
-        raise AutomlError(f"{study.run_dir}: the study has not run yet; run "
+        raise ConfigError(f"{study.run_dir}: the study has not run yet; run "
                           f"'automl-pt run {study.config.source or 'STUDY.toml'}' first (label "
                           "efficiency re-uses its best hyperparameters)")
     ostudy = study.optuna_study(prepared, heartbeat=False)

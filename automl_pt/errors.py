@@ -55,4 +55,5 @@ class ModelLoadError(AutomlError):
 
 
 class DataWarning(UserWarning):
-    """Input data that is suspicious but usable (a table without rows: nothing to predict)."""
+    """Input data that is read, but perhaps not as meant (a label written two ways, a table
+    without rows: nothing to predict). The command line prints each as one ``warning:`` line."""

@@ -48,13 +48,44 @@ SUPPORTED_FORMATS = (1, 2)
 
 def swap_in(tmp: Path, out: Path) -> None:
     """Put the finished folder ``tmp`` at ``out``, replacing what is there: the old folder is moved
-    aside first and removed last, so ``out`` is never half-written."""
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
+    aside (to a new hidden name) first and removed last, so ``out`` is never half-written. Only
+    a missing or empty folder or an automl_pt export is replaced: anything else raises
+    :class:`ModelLoadError` and ``tmp`` is removed (:func:`automl_pt.rundir.check_replaceable`)."""
+    from .rundir import check_replaceable
+
+    try:
+        check_replaceable(out, error=ModelLoadError)
+    except ModelLoadError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
     if out.exists():
-        out.rename(old)
+        old = _new_dir(out, "old")
+        out.rename(old / out.name)
     tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(out: Path) -> Path:
+    """A new hidden folder next to ``out`` to write an export into before :func:`swap_in` (a new
+    name every time: nothing that is already there is ever removed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return _new_dir(out, "tmp")
+
+
+def _new_dir(out: Path, kind: str) -> Path:
+    """A folder ``.<name>.<random>.<kind>`` next to ``out`` that did not exist (made with the
+    usual permissions, unlike ``tempfile.mkdtemp``'s private ones)."""
+    import secrets
+
+    while True:
+        path = out.parent / f".{out.name}.{secrets.token_hex(4)}.{kind}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
 
 
 def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str, float] | None:
@@ -66,6 +97,10 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     from .model import TrialModel
     from .training import evaluate
 
+    from .rundir import check_replaceable
+
+    out = study.run_dir / "best"
+    check_replaceable(out, "run directory's best/ folder", error=ModelLoadError)  # fail before the work
     best = ostudy.best_trial
     params = dict(best.params)
     weights = runner.trial_dir(best.number) / "model.safetensors"
@@ -93,40 +128,42 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
                                               runner.metrics, runner.device, 64, prep.collate)
         test_predictions = (np.asarray(prepared.data.test.labels), np.asarray(test_pred))
 
-    out = study.run_dir / "best"
-    tmp = study.run_dir / ".best.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "backbone").mkdir(parents=True)
-    if test_predictions is not None:  # for the report's confusion matrix: label indices
-        import pandas as pd
+    tmp = staging_dir(out)
+    try:
+        (tmp / "backbone").mkdir()
+        if test_predictions is not None:  # for the report's confusion matrix: label indices
+            import pandas as pd
 
-        true, pred = test_predictions
-        pd.DataFrame({"true": true.astype("int64"), "pred": pred.astype("int64")}).to_parquet(
-            tmp / "test_predictions.parquet", index=False)
-    model.cpu()
-    backbone.export(tmp / "backbone")
-    prep.save(tmp / "backbone")
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
-    cfg = study.config
-    from .provenance import class_path, plugin_provenance
+            true, pred = test_predictions
+            pd.DataFrame({"true": true.astype("int64"), "pred": pred.astype("int64")}).to_parquet(
+                tmp / "test_predictions.parquet", index=False)
+        model.cpu()
+        backbone.export(tmp / "backbone")
+        prep.save(tmp / "backbone")
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
+        cfg = study.config
+        from .provenance import class_path, plugin_provenance
 
-    manifest = {
-        "format_version": FORMAT_VERSION, "study": study.name, "task": prepared.task.name,
-        "modality": prepared.task.modality, "backbone": params["backbone"],
-        "backbone_source": info.source, "feature_dim": backbone.feature_dim,
-        "labels": prepared.data.label_names,
-        "input_column": cfg.input_column(prepared.task.input_key,
-                                         prepared.task.input_key.removesuffix("_column")),
-        "data_options": {"max_length": cfg.data.max_length},
-        "backbone_plugin": plugin_provenance(runner.host, info.plugin),
-        "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
-        "backbone_class": class_path(backbone),
-        "params": params, "trial": best.number, "metric": prepared.metric,
-    }
-    metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
-               "objective": {prepared.metric: best.value}}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        manifest = {
+            "format_version": FORMAT_VERSION, "study": study.name, "task": prepared.task.name,
+            "modality": prepared.task.modality, "backbone": params["backbone"],
+            "backbone_source": info.source, "feature_dim": backbone.feature_dim,
+            "labels": prepared.data.label_names,
+            "input_column": cfg.input_column(prepared.task.input_key,
+                                             prepared.task.input_key.removesuffix("_column")),
+            "data_options": {"max_length": cfg.data.max_length},
+            "backbone_plugin": plugin_provenance(runner.host, info.plugin),
+            "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
+            "backbone_class": class_path(backbone),
+            "params": params, "trial": best.number, "metric": prepared.metric,
+        }
+        metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
+                   "objective": {prepared.metric: best.value}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     swap_in(tmp, out)
     del model
     if torch.cuda.is_available():

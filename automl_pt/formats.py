@@ -63,9 +63,9 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     out = Path(out) if out is not None else model_dir.parent / "export" / fmt
     if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
         raise ExportFormatError(f"{out}: the output folder must lie outside the model folder {model_dir}")
-    if out.exists() and any(out.iterdir()) and not (out / EXPORT_CONFIG).is_file():
-        raise ExportFormatError(f"{out}: exists and is not an earlier export (no {EXPORT_CONFIG}); "
-                                "choose an empty or new folder: it would be replaced")
+    from .rundir import check_replaceable
+
+    check_replaceable(out, error=ExportFormatError)   # a user's folder is never replaced
     backbone = predictor.model.backbone
     if fmt == "safetensors":
         if not backbone.library_formats:
@@ -75,15 +75,14 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     else:
         fmt_written = fmt
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    from .export import staging_dir, swap_in
+
+    tmp = staging_dir(out)
     try:
         if fmt_written == "native":
-            shutil.copytree(model_dir, tmp)
+            shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
             details: dict[str, Any] = {"files": {"model": "automl_pt.json + backbone/ + head.safetensors"}}
         else:
-            tmp.mkdir(parents=True)
             try:  # exports trace and check on the CPU; the predictor gets its device back
                 predictor.model.cpu()
                 details = _WRITERS[fmt_written](predictor, tmp)
@@ -98,8 +97,6 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from .export import swap_in
-
     swap_in(tmp, out)
     return out
 

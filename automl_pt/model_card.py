@@ -5,34 +5,54 @@ every one of them)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from .formats import EXPORT_CONFIG, ExportFormatError
 
 
+def md(value: Any) -> str:
+    """``value`` as Markdown text that shows as written: HTML (``<script>``) as entities, Markdown
+    punctuation (emphasis, links, code, table cells ``|``) backslash-escaped, newlines as spaces."""
+    text = " ".join(str(value).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\`*\[\]|~!#])", r"\\\1", text)
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+
+
+def code(value: Any) -> str:
+    """``value`` as a Markdown code span (fenced by more backticks than it holds); not for
+    table cells (a ``|`` would split the cell: use :func:`md` there)."""
+    text = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def model_card(config: dict[str, Any], folder: Path) -> str:
     """The folder's ``README.md``: what the model is, how well it did, how it was found, and a
-    snippet that loads it in its format."""
+    snippet that loads it in its format. Every value from the data or the study (labels, paths,
+    names, parameter values) is escaped (:func:`md`, :func:`code`)."""
     labels = config["labels"]
     metrics = config.get("metrics") or {}
-    lines = [f"# {config.get('study')}: {config.get('task')} ({config.get('format')} export)", "",
-             f"A {config.get('modality')} classifier over {len(labels)} labels "
-             f"({', '.join(map(str, labels))}), fine-tuned from `{config.get('backbone')}` "
-             f"({config.get('backbone_source')}) by automl_pt.", ""]
+    lines = [f"# {md(config.get('study'))}: {md(config.get('task'))} ({md(config.get('format'))} export)",
+             "", f"A {md(config.get('modality'))} classifier over {len(labels)} labels "
+             f"({', '.join(map(md, labels))}), fine-tuned from {code(config.get('backbone'))} "
+             f"({md(config.get('backbone_source'))}) by automl_pt.", ""]
     lines += ["## Scores", "", "| split | " + " | ".join(["metric", "value"]) + " |", "| --- | --- | --- |"]
     for split in ("validation", "test"):
         for name, value in (metrics.get(split) or {}).items():
             if isinstance(value, (int, float)):
-                lines.append(f"| {split} | {name} | {value:.4f} |")
-    lines += ["", f"Optimised metric: `{config.get('metric')}` (validation), best trial "
-              f"{config.get('trial')}.", ""]
+                lines.append(f"| {split} | {md(name)} | {value:.4f} |")
+    lines += ["", f"Optimised metric: {code(config.get('metric'))} (validation), best trial "
+              f"{md(config.get('trial'))}.", ""]
     data = config.get("data")
     if data:
         lines += ["## Data", ""]
         for split, path in data.get("files", {}).items():
             count = data.get("counts", {}).get(split)
-            lines.append(f"- {split}: `{path}`" + (f" ({count} examples)" if count is not None else ""))
+            lines.append(f"- {md(split)}: {code(path)}" + (f" ({count} examples)" if count is not None else ""))
         if data.get("counts", {}).get("skipped_total"):
             lines.append(f"- unreadable files left out: {data['counts']['skipped_total']}")
         lines.append("")
@@ -41,14 +61,14 @@ def model_card(config: dict[str, Any], folder: Path) -> str:
         lines += ["## Search", ""]
         for key in ("backbones", "sampler", "pruner", "trials"):
             if search.get(key) is not None:
-                lines.append(f"- {key}: {search[key]}")
+                lines.append(f"- {key}: {md(search[key])}")
         space = search.get("space") or search.get("overrides") or {}
         if space:
             lines += ["", "| parameter | searched over |", "| --- | --- |"]
-            lines += [f"| {k} | {v} |" for k, v in space.items()]
+            lines += [f"| {md(k)} | {md(v)} |" for k, v in space.items()]
         lines.append("")
     lines += ["## Best parameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in (config.get("params") or {}).items()]
+    lines += [f"| {md(k)} | {md(v)} |" for k, v in (config.get("params") or {}).items()]
     lines += ["", "## Preprocessing", "", "What the automl_pt model (and an onnx / torchscript export) "
               "takes: " + config["preprocessing"]["steps"] + ".", "",
               "Settings: `" + json.dumps({k: v for k, v in config["preprocessing"].items()
@@ -61,7 +81,9 @@ def model_card(config: dict[str, Any], folder: Path) -> str:
         lines += [f"The head (`head.safetensors`: {', '.join(config['head']['keys'])}) is a linear "
                   f"layer over the backbone's features, {config['head']['applied_to']}; it is not "
                   "a transformers head, so the snippet applies it by hand.", ""]
-    lines += ["## How to load", "", "```python", load_snippet(config, folder).rstrip(), "```", "",
+    snippet = load_snippet(config, folder).rstrip()
+    fence = "`" * max(3, max((len(run) + 1 for run in re.findall(r"`+", snippet)), default=0))
+    lines += ["## How to load", "", f"{fence}python", snippet, fence, "",
               f"Everything about this export is in `{EXPORT_CONFIG}`.", ""]
     return "\n".join(lines)
 

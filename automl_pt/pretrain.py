@@ -321,6 +321,9 @@ def run_pretraining(study: Any, prepared: Any, backbone_name: str, progress: boo
     ``study`` is an :class:`automl_pt.Study`, ``prepared`` what ``study.prepare()`` returned.
     Raises :class:`ConfigError` (no ``[pretrain]``, unknown objective), :class:`DataError`,
     :class:`BackboneError`, :class:`PluginError`."""
+    from .rundir import claim_run_dir
+
+    claim_run_dir(study.config)   # the stage writes RUN_DIR/pretrain/
     plan = _plan_of(study, prepared)
     objective_info = plan.objective()
     directory = plan.directory(backbone_name)

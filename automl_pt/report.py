@@ -315,6 +315,10 @@ def build_report(target: str | Path | Results, out: str | Path | None = None, pn
     """Write the HTML page (default ``<run dir>/report/report.html``) and, with ``png``, one PNG
     per main plot next to it. The page is written atomically (temp file + rename)."""
     res = target if isinstance(target, Results) else resolve_results(target)
+    if not out:
+        from .rundir import check_run_dir
+
+        check_run_dir(res.run_dir, res.study, create=False)   # report/ goes into the run dir
     html_path = Path(out) if out else res.run_dir / REPORT_DIR / REPORT_FILE
     html_path.parent.mkdir(parents=True, exist_ok=True)
     matplotlib = plots.require_matplotlib()

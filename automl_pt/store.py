@@ -304,13 +304,8 @@ class Results:
         import optuna
 
         meta = json.loads((self.run_dir / "study.json").read_text())
-        url = meta["optuna_url"]
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-            from .errors import AutomlError
-
-            raise AutomlError(f"{self.run_dir}: the Optuna storage {url} does not exist (was the run "
-                              "directory moved or copied without it?)")
-        return optuna.load_study(study_name=self.study, storage=open_storage_url(url))
+        return optuna.load_study(study_name=self.study,
+                                 storage=open_storage_url(_existing_storage(meta["optuna_url"], self.run_dir)))
 
     def importances(self):
         """Hyperparameter importances by Optuna's default evaluator over the completed trials:
@@ -372,18 +367,26 @@ class Results:
 def load_results(run_dir: Path, study_name: str | None = None, live: bool | None = None) -> Results:
     """Read a run directory's results from DuckDB. While a driver runs the study (``live``;
     detected from its lock by default) or when the file is locked or missing, rebuild the same
-    frames from the Optuna storage and the Parquet files instead: never a lock error."""
+    frames from the Optuna storage and the Parquet files instead: never a lock error. Raises
+    :class:`ConfigError` when ``run_dir`` is not a run directory (no study.json, or not one
+    automl_pt wrote) or its SQLite storage is missing (reading never creates one)."""
     import duckdb
 
+    from .errors import ConfigError
+    from .rundir import STUDY_JSON_KEYS
     from .study import driver_running
 
     run_dir = Path(run_dir)
     meta_path = run_dir / "study.json"
-    if not meta_path.exists():
-        from .errors import AutomlError
-
-        raise AutomlError(f"{run_dir}: not a run directory (no study.json); run a study first")
-    meta = json.loads(meta_path.read_text())
+    if not meta_path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no study.json); run a study first")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{meta_path}: not valid JSON ({exc}); not a study.json automl_pt wrote") from None
+    missing = [k for k in STUDY_JSON_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ConfigError(f"{meta_path}: not a study.json automl_pt wrote (no {', '.join(missing)})")
     study_name = study_name or meta["study"]
     store = ResultStore(run_dir / RESULTS_FILE)
     if live is None:
@@ -404,11 +407,22 @@ def load_results(run_dir: Path, study_name: str | None = None, live: bool | None
     except (duckdb.IOException, duckdb.CatalogException, duckdb.ConnectionException):
         import optuna
 
-        storage = open_storage_url(meta["optuna_url"])
+        storage = open_storage_url(_existing_storage(meta["optuna_url"], run_dir))
         optuna_study = optuna.load_study(study_name=study_name, storage=storage)
         return Results(study_name, run_dir, meta["metric"], meta["direction"],
                        trials_frame(optuna_study, study_name),
                        epochs_frame(run_dir, study_name, optuna_study), dict(meta), source="optuna")
+
+
+def _existing_storage(url: str, run_dir: Path) -> str:
+    """``url``, after checking that a SQLite storage file exists (readers never create one).
+    Raises :class:`ConfigError`."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        from .errors import ConfigError
+
+        raise ConfigError(f"{run_dir}: the Optuna storage {url} does not exist (was the run "
+                          "directory moved or copied without it?)")
+    return url
 
 
 def open_storage_url(url: str):

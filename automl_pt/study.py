@@ -233,7 +233,9 @@ class Study:
     def run(self, progress: bool = True, console: Any = None) -> Results:
         """Run (or resume) the study until ``study.trials`` trials have finished (complete or
         pruned) or ``study.timeout`` passes; then score the best trial on the test set and
-        export it to ``<run dir>/best``. Returns the :class:`Results`.
+        export it to ``<run dir>/best``. Returns the :class:`Results`. The run directory must be
+        new, empty or this study's (:func:`automl_pt.rundir.claim_run_dir`; else
+        :class:`ConfigError` before anything is written).
 
         Trials run in one worker process per device slot (``resources.devices`` ×
         ``resources.trials_per_device``); ``resources.workers = "inline"`` runs them in this
@@ -242,7 +244,9 @@ class Study:
 
         prepared = self.prepare()
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        from .rundir import claim_run_dir
+
+        claim_run_dir(cfg)   # new, empty or automl_pt's own: never a user's folder
         with DriverLock(self.run_dir), _sigterm_as_interrupt():
             meta = self._meta(prepared)
             _atomic_json(self.run_dir / "study.json", meta)
@@ -289,8 +293,12 @@ class Study:
 
     def export(self, prepared: _Prepared, ostudy: Any) -> dict[str, float] | None:
         """Rebuild the best trial on this driver's first device, score it on the test split and
-        write ``<run dir>/best``; returns the test metrics (``None`` without test data)."""
+        write ``<run dir>/best``; returns the test metrics (``None`` without test data). Raises
+        :class:`ConfigError` when the run directory is not this study's."""
         from .export import export_best
+        from .rundir import claim_run_dir
+
+        claim_run_dir(self.config, create=False)
         from .trial import TrialRunner
 
         runner = TrialRunner(self.config, prepared.host, prepared.task, prepared.data, prepared.space,

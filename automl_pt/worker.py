@@ -131,6 +131,9 @@ def build_runtime(payload: dict, device_name: str, callbacks: list) -> tuple[Any
         config = config_from_dict(payload["raw"], base_dir=payload.get("base_dir", "."))
     study = Study(config)
     prepared = study.prepare()
+    from .rundir import claim_run_dir
+
+    claim_run_dir(config)   # trials/ and cache/ are written here; a new machine makes its own
     ostudy = study.optuna_study(prepared, heartbeat=True)
     threads = payload.get("threads")
     if threads:
@@ -153,6 +156,11 @@ def run_one_trial(ostudy: Any, runner: Any) -> Any:
 
 def worker_main(conn: Any, payload: dict, device: str, slot: int, parent_pid: int) -> None:
     """Entry point of a driver-managed worker process (``multiprocessing`` spawn target)."""
+    import warnings
+
+    from .errors import DataWarning
+
+    warnings.simplefilter("ignore", DataWarning)   # the driver has shown them, once
     device_name = _visible_device(device)
     _exit_with_parent(parent_pid)
     _interrupt_on_sigterm()

@@ -151,4 +151,4 @@ def test_cli_predict_on_a_folder(models, tmp_path):
     expected = automl_pt.load(models["image"]).predict(folder)
     assert frame["input"].tolist() == expected.inputs
     assert frame["label"].tolist() == expected.labels
-    assert main(["predict", str(models["image"]), str(tmp_path / "nowhere")]) == 2   # bad input
+    assert main(["predict", str(models["image"]), str(tmp_path / "nowhere")]) == 2   # bad input: a missing file

@@ -306,7 +306,7 @@ def test_report_of_a_run_copied_without_its_optuna_storage(run, tmp_path):
         moved.importances()
     assert not (copy / "optuna.db").exists()            # reading never creates an empty storage
     page = build_report(copy, png=False).html.read_text()
-    assert "cannot open the Optuna storage for importances: AutomlError" in page
+    assert "cannot open the Optuna storage for importances: ConfigError" in page
     assert page.count("<svg") == len(PLOT_NAMES)
     assert page.count('<tr class="state-PRUNED">') == int((res.trials()["state"] == "PRUNED").sum())
 

@@ -20,8 +20,44 @@ def _read_table(path: Path, options: dict):
         return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=str,
                            keep_default_na=False, encoding="utf-8")
     if kind == "jsonl":
-        return pd.read_json(path, lines=True, dtype=False)
+        return _read_jsonl(path)
     return pd.read_parquet(path)
+
+
+def _read_jsonl(path: Path):
+    """One JSON object per line (blank lines skipped), or a ``.json`` file holding a list of
+    objects. Values keep their JSON types in object columns, so a label written ``1`` on one
+    line and ``1.0`` or ``"1"`` on another is seen as written (pandas would make them one float).
+    Raises :class:`DataError` naming the line."""
+    import json
+
+    import pandas as pd
+
+    from ..errors import DataError
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON: {exc}") from None
+        numbered = list(enumerate(records if isinstance(records, list) else [records], 1))
+        unit = "item"
+    else:
+        unit = "line"
+        numbered = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    numbered.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}: line {n}: not valid JSON: {exc}") from None
+    for n, record in numbered:
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: {unit} {n}: expected a JSON object (one example), got "
+                            f"{type(record).__name__}")
+    columns = list(dict.fromkeys(k for _, r in numbered for k in r))
+    return pd.DataFrame({c: pd.Series([r.get(c) for _, r in numbered], dtype=object) for c in columns})
 
 
 @hookimpl
