@@ -218,7 +218,7 @@ class PretrainPlan:
         from .config import _Where
 
         cfg = self.config
-        where = _Where(cfg.source, cfg.source.read_text() if cfg.source else None)
+        where = _Where.of(cfg)
         known = objectives(self.host)
         name = self.settings.objective
         if name not in known:

@@ -42,9 +42,7 @@ def claim_run_dir(config: "StudyConfig", create: bool = True) -> Path:
     ``[storage] dir`` (file:line where known)."""
     from .config import _Where
 
-    source = config.source
-    text = source.read_text(encoding="utf-8") if source is not None and source.is_file() else None
-    where = _Where(source, text)
+    where = _Where.of(config)
     return check_run_dir(config.run_dir, config.study.name, create=create,
                          error=lambda msg: where.error("storage", "dir", msg))
 
