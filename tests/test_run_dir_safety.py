@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from automl_pt.cli import main
-MARKER = ".automl_pt_run"   # automl_pt.rundir.MARKER, spelled out: the file name is the contract
 from tests.conftest import study_toml
+
+MARKER = ".automl_pt_run"   # automl_pt.rundir.MARKER, spelled out: the file name is the contract
 
 INLINE = 'workers = "inline"\nnum_threads = 1'
 
