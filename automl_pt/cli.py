@@ -243,7 +243,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     path = Path(args.input)
     if not path.exists():
-        raise DataError(f"{path}: input file or folder not found")
+        raise DataError(f"{path}: {'file' if path.suffix else 'file or folder'} not found")
     if args.output:
         _output_file(args.output, "--output")
     predictor = load(args.model_dir, device=_torch_device(args.device),
