@@ -68,6 +68,10 @@ class SearchSection:
     sampler: str = "tpe"
     pruner: str = "hyperband"
     space: dict[str, Any] = field(default_factory=dict)
+    #: the frozen-feature probe as the first trial(s) (automl_pt.seeding): None = when
+    #: linear_probe is among the strategies, True = always (adds it), False = never
+    baseline: bool | None = None
+    known_good: bool = True
 
 
 @dataclass
@@ -177,6 +181,9 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "sampler": ((str,), "tpe | random | gp | grid"),
         "pruner": ((str,), "hyperband | median | none"),
         "space": ((dict,), "search-space overrides"),
+        "baseline": ((bool,), "start with the frozen-feature probe (true also adds linear_probe "
+                              "to the strategies; false: no probe)"),
+        "known_good": ((bool,), "enqueue one known-good configuration per strategy first"),
     },
     "resources": {
         "devices": ((str,), "auto | cpu | cuda | cuda:0,1"),
@@ -422,7 +429,8 @@ def _typed_values(raw: dict[str, Any], source: Path | None, where: _Where) -> di
                 continue
             types, _ = schema[key]
             is_data_object = section == "data" and key in ("train", "validation", "test") and source is None
-            if not is_data_object and (not isinstance(value, types) or isinstance(value, bool)):
+            if not is_data_object and (not isinstance(value, types)
+                                   or (isinstance(value, bool) and bool not in types)):
                 expected = " or ".join(t.__name__ for t in types)
                 where.add(section, key, f"expected {expected}, got {type(value).__name__} {value!r}")
                 continue

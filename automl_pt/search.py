@@ -36,6 +36,13 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                       f"known: {', '.join(sorted(space))}")
         else:
             space[name] = _override(where, space[name], spec)
+    _fit_training_length(config, space)
+    strategy = space.get("strategy")
+    if config.search.baseline and strategy is not None and strategy.kind == "categorical" \
+            and "linear_probe" not in strategy.choices \
+            and not (strategy.domain and strategy.domain.problem("linear_probe")):
+        # [search] baseline = true: the probe is trial 0 (automl_pt.seeding), so it is a choice
+        space["strategy"] = replace(strategy, choices=("linear_probe", *strategy.choices))
     if config.search.sampler == "grid":
         ranged = [p.name for p in space.values() if p.kind != "categorical"]
         if ranged:
@@ -44,6 +51,16 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
     if not collect:
         where.check()
     return space
+
+
+def _fit_training_length(config: StudyConfig, space: dict[str, Param]) -> None:
+    """A study that fixes ``epochs`` to one value (and leaves ``min_steps`` alone) trains exactly
+    that many epochs: its ``min_steps`` becomes 0. A searched ``epochs`` (a range or a list) is
+    stretched to ``min_steps`` optimizer steps on small data (automl_pt.training.planned_epochs)."""
+    fixed = config.search.space.get("epochs")
+    if "min_steps" in space and "min_steps" not in config.search.space and fixed is not None \
+            and not isinstance(fixed, (dict, list)):
+        space["min_steps"] = replace(space["min_steps"], kind="categorical", choices=(0,))
 
 
 def _override(where: _Where, default: Param, spec: Any) -> Param:

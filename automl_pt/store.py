@@ -32,7 +32,7 @@ TRIAL_COLUMNS = {
     "datetime_complete": "TIMESTAMP", "duration_s": "DOUBLE", "state_reason": "VARCHAR",
     "error": "VARCHAR", "traceback": "VARCHAR", "retry_of": "INTEGER", "micro_batch_size": "INTEGER",
     "oom_retries": "INTEGER", "memory_before_mb": "DOUBLE", "memory_after_mb": "DOUBLE",
-    "setup_s": "DOUBLE", "threads": "INTEGER",
+    "setup_s": "DOUBLE", "threads": "INTEGER", "epochs_run": "INTEGER", "steps": "INTEGER",
 }
 STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
@@ -87,6 +87,7 @@ def trials_frame(optuna_study: Any, study_name: str):
             "memory_before_mb": attrs.get("memory_before_mb"),
             "memory_after_mb": attrs.get("memory_after_mb"), "setup_s": attrs.get("setup_s"),
             "threads": attrs.get("threads"),
+            "epochs_run": attrs.get("epochs_run"), "steps": attrs.get("steps"),
         })
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     for col in ("datetime_start", "datetime_complete"):
@@ -285,7 +286,7 @@ class Results:
         done = frame[frame["state"] == "COMPLETE"].sort_values(
             "value", ascending=self.direction == "minimize", kind="stable")
         cols = ["number", "value", "backbone", "init", "strategy", "learning_rate", "epochs",
-                "batch_size", "best_epoch", "duration_s"]   # init: studies with [pretrain]
+                "batch_size", "best_epoch", "epochs_run", "steps", "duration_s"]   # init: studies with [pretrain]
         out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
         out.insert(0, "rank", range(1, len(out) + 1))
         return out.rename(columns={"number": "trial", "value": self.metric})

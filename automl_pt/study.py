@@ -255,6 +255,9 @@ class Study:
             from .scheduler import recover_trials
 
             recovered = recover_trials(ostudy, orphaned_running=cfg.storage.optuna == "sqlite")
+            from .seeding import enqueue_seed_trials
+
+            enqueue_seed_trials(ostudy, cfg, prepared.space, prepared.task.create())
             store = ResultStore(self.run_dir / RESULTS_FILE)
             meta["environment"] = environment()
             state = {"last_error": None}

@@ -11,6 +11,11 @@ autocast on CUDA, and one of three strategies:
 * ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
 
 The best epoch's weights (by the study's validation metric) are kept and returned.
+
+Training length fits the data: ``epochs`` is what the search picked, ``min_steps`` (when the
+params have it) stretches a run on a small data set to at least that many optimizer steps (at
+most :data:`MAX_PLANNED_EPOCHS` epochs, see :func:`planned_epochs`), and ``patience`` stops a
+run after that many epochs without a better validation score (the best epoch is kept).
 Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
 """
 
@@ -28,6 +33,17 @@ from torch import nn
 
 from .model import Task, TrialModel
 from .registry import Metric
+
+
+#: the most epochs ``min_steps`` may stretch a run to (a searched ``epochs`` above it is kept)
+MAX_PLANNED_EPOCHS = 50
+
+
+def planned_epochs(epochs: int, steps_per_epoch: int, min_steps: int = 0) -> int:
+    """Epochs a run plans: the searched ``epochs``, raised to reach ``min_steps`` optimizer steps
+    (``ceil(min_steps / steps_per_epoch)``) but not beyond :data:`MAX_PLANNED_EPOCHS`."""
+    needed = math.ceil(max(0, int(min_steps)) / max(1, int(steps_per_epoch)))
+    return max(int(epochs), min(needed, MAX_PLANNED_EPOCHS))
 
 
 class TrainerCallback:
@@ -54,6 +70,7 @@ class TrainState:
     samples_seen: int = 0
     micro_batch_size: int = 0
     model: Any = None            # the TrialModel being trained (callbacks may inspect it)
+    stopped_early: bool = False  # ``patience`` epochs passed without a better validation score
 
 
 @dataclass
@@ -63,6 +80,9 @@ class TrainResult:
     best_metrics: dict[str, float]
     history: list[dict[str, float]]
     samples_per_s: float
+    epochs_planned: int = 0      # after ``min_steps`` (see :func:`planned_epochs`)
+    epochs_run: int = 0          # fewer when early stopping ended the run
+    steps: int = 0               # optimizer steps taken
 
 
 def device_autocast(device: torch.device):
@@ -150,7 +170,6 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
               callbacks: list[TrainerCallback] = ()) -> TrainResult:
     """Train and return the best epoch's weights (on the CPU) and the per-epoch history."""
     strategy = params.get("strategy", "full")
-    epochs = int(params["epochs"])
     batch_size = int(params["batch_size"])
     micro = min(batch_size, int(micro_batch_size or batch_size))
     generator = torch.Generator().manual_seed(seed)
@@ -168,6 +187,8 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
                                   fused=device.type == "cuda")
     n = len(train_labels)
     steps_per_epoch = math.ceil(n / batch_size)
+    epochs = planned_epochs(int(params["epochs"]), steps_per_epoch, int(params.get("min_steps") or 0))
+    patience = int(params.get("patience") or 0)
     state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs, micro_batch_size=micro,
                        model=model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -234,14 +255,19 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
             state.best_value, state.best_epoch = value, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             best_metrics = dict(values)
+        if patience and epoch < epochs and epoch - state.best_epoch >= patience:
+            state.stopped_early = True
         for cb in callbacks:
             cb.on_epoch_end(state)
+        if state.stopped_early:
+            break
 
     for cb in callbacks:
         cb.on_train_end(state)
     assert best_state is not None
     return TrainResult(best_state, state.best_epoch, best_metrics, state.history,
-                       state.samples_seen / max(train_seconds, 1e-9))
+                       state.samples_seen / max(train_seconds, 1e-9), epochs_planned=epochs,
+                       epochs_run=state.epoch, steps=state.step)
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ import torch
 from .config import StudyConfig
 from .data import Split, StudyData
 from .model import Backbone, Preprocessor, TrialModel
+from .probe import fit_probe, probe_applies
 from .registry import BackboneInfo, TaskInfo
 from .training import TrainerCallback, fine_tune, predict_logits
 
@@ -100,7 +101,8 @@ class _EpochRecorder(TrainerCallback):
         self.runner.write_epochs(self.trial.number, state.history)
         self.trial.set_user_attr("history", state.history)
         self.trial.report(state.metrics[self.metric], state.epoch)
-        if self.trial.should_prune():
+        # after its last epoch a trial is done: pruning it then would only throw it away
+        if state.epoch < state.epochs and not state.stopped_early and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
 
 
@@ -233,7 +235,7 @@ class TrialRunner:
         self.last_trial_number = trial.number
         seed = self.config.study.seed + trial.number
         # A retried trial inherits the user attrs of the one that died: start clean.
-        for key in ("error", "traceback", "state_reason", "oom_retries"):
+        for key in ("error", "traceback", "state_reason", "oom_retries", "probe_l2", "probe_fit_s"):
             trial.set_user_attr(key, None)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("device", self.device_name())
@@ -272,6 +274,9 @@ class TrialRunner:
             trial.set_user_attr("micro_batch_size", micro)
             save_state(result.best_state, self.trial_dir(trial.number) / "model.safetensors")
             trial.set_user_attr("best_epoch", result.best_epoch)
+            trial.set_user_attr("epochs_run", result.epochs_run)
+            trial.set_user_attr("epochs_planned", result.epochs_planned)
+            trial.set_user_attr("steps", result.steps)
             trial.set_user_attr("metrics", result.best_metrics)
             trial.set_user_attr("samples_per_s", result.samples_per_s)
             value = result.best_metrics[self.metric]
@@ -323,13 +328,20 @@ class TrialRunner:
                 num_labels=len(self.data.label_names))
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
+        callbacks = [_FirstStep(trial, self.trial_started_at),
+                     _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks]
         try:
+            if params.get("strategy") == "linear_probe" and probe_applies(task, head):
+                result = fit_probe(model, train["features"], self.data.train.labels, val["features"],
+                                   self.data.validation.labels, self.metrics, self.metric,
+                                   self.maximize, callbacks)
+                trial.set_user_attr("probe_l2", result.probe.l2)
+                trial.set_user_attr("probe_fit_s", result.probe.fit_seconds)
+                return result
             return fine_tune(
                 model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
-                collate=collate, augment=augment,
-                callbacks=[_FirstStep(trial, self.trial_started_at),
-                           _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+                collate=collate, augment=augment, callbacks=callbacks)
         finally:
             del model, backbone, head
 

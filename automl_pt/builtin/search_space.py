@@ -14,6 +14,26 @@ INIT_CHOICES = ("pretrained", "continued")
 RANDOM_INIT = "random"
 
 
+DEFAULT_MIN_STEPS = 150
+DEFAULT_PATIENCE = 3
+
+#: One configuration per strategy that works on most backbones and data sets; a study enqueues
+#: one trial of each strategy in its space (values clipped into the space) before the sampler
+#: explores (automl_pt.seeding). A new strategy adds its entry here.
+KNOWN_GOOD: dict[str, dict] = {
+    # fitted by L-BFGS on the cached features (automl_pt.probe): the rest barely matters
+    "linear_probe": {"learning_rate": 1e-3, "epochs": 1, "batch_size": 32, "dropout": 0.0,
+                     "label_smoothing": 0.0, "weight_decay": 1e-4, "warmup_ratio": 0.0},
+    "full": {"learning_rate": 1e-4, "head_lr_multiplier": 10.0, "layer_decay": 0.9,
+             "weight_decay": 0.01, "warmup_ratio": 0.1, "epochs": 5, "batch_size": 16,
+             "dropout": 0.1, "label_smoothing": 0.1, "schedule": "cosine"},
+    "freeze_then_unfreeze": {"learning_rate": 2e-4, "head_lr_multiplier": 10.0, "layer_decay": 0.8,
+                             "weight_decay": 0.01, "warmup_ratio": 0.1, "epochs": 5,
+                             "batch_size": 16, "dropout": 0.1, "label_smoothing": 0.1,
+                             "schedule": "cosine"},
+}
+
+
 POSITIVE = Domain("float", low=0.0, open_low=True)
 FRACTION = Domain("float", low=0.0, high=1.0, open_high=True)      # [0, 1)
 AT_LEAST_ONE = Domain("int", low=1)
@@ -35,6 +55,10 @@ def default_space() -> dict[str, Param]:
         Param("label_smoothing", "float", 0.0, 0.2, domain=FRACTION),
         Param("schedule", "categorical", choices=("cosine", "linear"),
               domain=Domain("choice", choices=("cosine", "linear"))),
+        # training length fits the data (automl_pt.training.planned_epochs): at least this many
+        # optimizer steps, and early stopping after `patience` epochs without improvement (0: off)
+        Param("min_steps", "categorical", choices=(DEFAULT_MIN_STEPS,), domain=Domain("int", low=0)),
+        Param("patience", "categorical", choices=(DEFAULT_PATIENCE,), domain=Domain("int", low=0)),
     ]
     return {p.name: p for p in params}
 

@@ -1,0 +1,186 @@
+"""The frozen-feature probe: multinomial logistic regression on cached backbone features,
+fitted with full-batch L-BFGS, its L2 strength chosen on the validation split.
+
+A ``linear_probe`` trial of a classification task runs :func:`fit_probe` instead of SGD epochs:
+features are standardised, one model is fitted per strength of :data:`L2_GRID` (strongest
+first, each warm-started from the previous one), and the strength whose model scores best on
+validation (the study's metric; ties go to the lower validation loss) is kept. The
+standardisation is folded into the head's linear layer, so the trial's weights are an ordinary
+:class:`~automl_pt.model.ClassificationHead` state and export / predict work unchanged. It is
+recorded as a one-epoch trial (``best_epoch`` 1; the history row adds ``l2``).
+
+Every classification study starts with this probe (see :mod:`automl_pt.seeding`), so the best
+trial is never worse on validation than it; :func:`probe_floor` gives that floor to anything
+else that may export a model (soups, refits, ensembles).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+#: L2 strengths tried, as ``1 / C`` in scikit-learn's terms (penalty ``l2 / (2 n) * ||W||^2`` on the
+#: mean cross-entropy of ``n`` examples); strongest first, so each fit warm-starts the next.
+L2_GRID = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01)
+MAX_ITER = 200
+
+
+@dataclass
+class ProbeFit:
+    """The fitted probe: ``weight`` (labels, dim) and ``bias`` act on raw (unstandardised) features."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    l2: float
+    metrics: dict[str, float]          # validation metrics of the kept strength
+    val_loss: float
+    train_loss: float
+    fit_seconds: float
+    path: list[dict[str, float]]       # one row per strength: l2, val_loss, val_<metric>
+
+
+def probe_applies(task: Any, head: Any) -> bool:
+    """Whether ``linear_probe`` trials of this task are fitted in closed form: a single-label
+    classification task (cross-entropy, softmax) with the standard linear head."""
+    from .model import ClassificationHead, ClassificationTask
+
+    return isinstance(task, ClassificationTask) and isinstance(head, ClassificationHead)
+
+
+def fit_logistic(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor, val_y: np.ndarray,
+                 num_labels: int, score: Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]],
+                 objective_metric: str, maximize: bool, grid: tuple[float, ...] = L2_GRID,
+                 max_iter: int = MAX_ITER) -> ProbeFit:
+    """Fit multinomial logistic regression on ``train_x`` for every L2 strength of ``grid``
+    (warm-started along the path) and keep the one that scores best on ``(val_x, val_y)``.
+    ``score(labels, preds, probs)`` returns the validation metrics (``objective_metric`` among
+    them). Raises ``ValueError`` on empty inputs."""
+    if len(train_x) == 0 or len(val_x) == 0:
+        raise ValueError("the probe needs training and validation examples")
+    t0 = time.perf_counter()
+    x = train_x.detach().to(torch.float64).cpu()
+    v = val_x.detach().to(torch.float64).cpu()
+    mean = x.mean(0)
+    std = x.std(0, unbiased=False).clamp_min(1e-6)
+    xs, vs = (x - mean) / std, (v - mean) / std
+    y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
+    vy = torch.as_tensor(np.asarray(val_y), dtype=torch.long)
+    n, dim = xs.shape
+    w = torch.zeros(dim, num_labels, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(num_labels, dtype=torch.float64, requires_grad=True)
+    ce = torch.nn.functional.cross_entropy
+    best: tuple[tuple[float, float], dict] | None = None
+    path = []
+    for l2 in sorted(grid, reverse=True):
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20,
+                                tolerance_grad=1e-7, tolerance_change=1e-10,
+                                line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = ce(xs @ w + b, y) + l2 / (2 * n) * (w * w).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            logits = vs @ w + b
+            val_loss = float(ce(logits, vy))
+            probs = torch.softmax(logits, dim=-1).numpy()
+            metrics = {k: float(m) for k, m in score(np.asarray(val_y), probs.argmax(1), probs).items()}
+        value = metrics[objective_metric]
+        path.append({"l2": l2, "val_loss": val_loss, **{f"val_{k}": m for k, m in metrics.items()}})
+        key = (value if maximize else -value, -val_loss)
+        if best is None or key > best[0]:
+            with torch.no_grad():
+                train_loss = float(ce(xs @ w + b, y))
+            best = (key, {"w": w.detach().clone(), "b": b.detach().clone(), "l2": l2,
+                          "metrics": metrics, "val_loss": val_loss, "train_loss": train_loss})
+    assert best is not None
+    kept = best[1]
+    # fold the standardisation into the layer: W (x - mean) / std + b
+    weight = (kept["w"] / std[:, None]).T.contiguous()
+    bias = kept["b"] - (mean / std) @ kept["w"]
+    return ProbeFit(weight.float(), bias.float(), kept["l2"], kept["metrics"], kept["val_loss"],
+                    kept["train_loss"], time.perf_counter() - t0, path)
+
+
+def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validation: torch.Tensor,
+              validation_labels: np.ndarray, metrics: dict[str, Any], objective_metric: str,
+              maximize: bool, callbacks: list[Any] = ()):
+    """A ``linear_probe`` trial: fit the head of ``model`` (a :class:`TrialModel` whose head is a
+    :class:`ClassificationHead`) on frozen features by :func:`fit_logistic` and return a
+    :class:`~automl_pt.training.TrainResult` of one epoch; callbacks see one step and one
+    epoch (so Optuna gets one report and ``epochs.parquet`` one row)."""
+    from .training import TrainResult, TrainState
+
+    state = TrainState(epochs=1, total_steps=1, micro_batch_size=len(train_labels), model=model)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    labels = max(int(np.max(train_labels)), int(np.max(validation_labels))) + 1
+    num_labels = model.head.linear.out_features
+    if labels > num_labels:
+        raise ValueError(f"labels up to {labels - 1} for a head of {num_labels} outputs")
+
+    def score(y, preds, probs):
+        return {name: m.fn(y, preds, probs) for name, m in metrics.items()}
+
+    fit = fit_logistic(train, train_labels, validation, validation_labels, num_labels, score,
+                       objective_metric, maximize)
+    with torch.no_grad():
+        model.head.linear.weight.copy_(fit.weight)
+        model.head.linear.bias.copy_(fit.bias)
+    state.epoch, state.step, state.samples_seen = 1, 1, len(train_labels)
+    for cb in callbacks:
+        cb.on_step_end(state)
+    state.train_loss, state.metrics = fit.train_loss, dict(fit.metrics)
+    state.best_value, state.best_epoch = fit.metrics[objective_metric], 1
+    row = {"epoch": 1, "train_loss": fit.train_loss,
+           "samples_per_s": len(train_labels) / max(fit.fit_seconds, 1e-9),
+           "epoch_seconds": fit.fit_seconds, "l2": fit.l2,
+           **{f"val_{k}": v for k, v in fit.metrics.items()}}
+    state.history.append(row)
+    for cb in callbacks:
+        cb.on_epoch_end(state)
+    for cb in callbacks:
+        cb.on_train_end(state)
+    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    result = TrainResult(best_state, 1, dict(fit.metrics), state.history, row["samples_per_s"],
+                         epochs_planned=1, epochs_run=1, steps=1)
+    result.probe = fit  # type: ignore[attr-defined]  # the L2 path, for the trial's user attrs
+    return result
+
+
+# -- the floor other exports must not fall below -----------------------------------------------
+def is_probe_trial(trial: Any) -> bool:
+    """Whether a finished Optuna trial is a closed-form probe (it records ``probe_l2``)."""
+    return trial.user_attrs.get("probe_l2") is not None
+
+
+def probe_floor(ostudy: Any) -> float | None:
+    """The best validation value among the study's completed probe trials (``None`` when it has
+    none). A model a study exports instead of its best trial (a soup, an ensemble, a refit) must
+    not score worse than this on validation: check with :func:`meets_probe_floor`."""
+    import optuna
+
+    values = [t.value for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if is_probe_trial(t) and t.value is not None]
+    if not values:
+        return None
+    maximize = ostudy.direction == optuna.study.StudyDirection.MAXIMIZE
+    return max(values) if maximize else min(values)
+
+
+def meets_probe_floor(ostudy: Any, value: float) -> bool:
+    """Whether a validation ``value`` (in the study's metric) is at least as good as
+    :func:`probe_floor` (always true when the study has no probe trial)."""
+    import optuna
+
+    floor = probe_floor(ostudy)
+    if floor is None:
+        return True
+    return value >= floor if ostudy.direction == optuna.study.StudyDirection.MAXIMIZE else value <= floor
