@@ -15,6 +15,13 @@ each class drawn with the seed; a larger budget's subset contains the smaller on
 permutation), and all start points of one ``(k, s)`` see the same examples. The validation split
 (which picks each run's best epoch) is the study's, unchanged.
 
+Each budget gets a strategy and training length that suit its size (:func:`budget_params`): at
+most :data:`PROBE_PER_CLASS` labels per class a pretrained or continued start is the
+closed-form probe on frozen features (:mod:`automl_pt.probe`); above it the study's best
+configuration fine-tunes for at least ``min_steps`` optimizer steps (early stopping on
+validation), and the probe is fitted too, the run keeping whichever scores better on validation
+(so no budget falls below its probe). A random start always fine-tunes (``full``).
+
 Every run is a row of the DuckDB table ``label_efficiency`` in the run directory's
 ``results.duckdb``; an interrupted command re-uses the rows it has and runs only the rest. The
 plot (test metric vs. labels per class, one line per start point, mean and min-max over seeds)
@@ -137,7 +144,9 @@ def summarize(runs):
 
 
 def _settings_key(params: dict, study_seed: int, split: str) -> str:
-    text = json.dumps({"params": params, "seed": study_seed, "split": split}, sort_keys=True, default=str)
+    # "budgets": runs of an older budget policy (one configuration for every budget) are not reused
+    text = json.dumps({"params": params, "seed": study_seed, "split": split, "budgets": 2},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -280,7 +289,7 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
                 if bar:
                     bar.update(f"{start}, {budget} per class, seed {seed}")
                 row = _one_run(runner, study, prepared, base, budget, seed, start, eval_split,
-                               split_name, settings, device)
+                               split_name, settings, device, fixed=list(params or {}))
                 _append(results_path, row)
                 if bar:
                     bar.advance()
@@ -296,8 +305,36 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     return report
 
 
+#: budgets of at most this many labels per class are fitted as a probe (pretrained / continued)
+PROBE_PER_CLASS = 8
+
+
+def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[str] = ()
+                  ) -> list[dict]:
+    """The configurations a run of ``per_class`` labels per class tries from ``start`` (the one
+    scoring best on validation is kept): the probe alone at tiny budgets, else fine-tuning with
+    at least the default ``min_steps`` and ``patience`` (unless ``fixed``, the keys the caller
+    set explicitly, name them) plus the probe. A random start fine-tunes (``full``) only."""
+    from .builtin.search_space import DEFAULT_MIN_STEPS, DEFAULT_PATIENCE
+
+    params = {**base, "init": start}
+    probe = {**params, "strategy": "linear_probe"}
+    if start == "random":
+        params["strategy"] = "full"  # a frozen random backbone is no baseline
+    elif "strategy" in fixed:
+        return [params]
+    elif params.get("strategy") == "linear_probe" or (per_class != "all" and int(per_class) <= PROBE_PER_CLASS):
+        return [probe]
+    if "min_steps" not in fixed:
+        params["min_steps"] = max(int(params.get("min_steps") or 0), DEFAULT_MIN_STEPS)
+    if "patience" not in fixed:
+        params["patience"] = int(params.get("patience") or DEFAULT_PATIENCE)
+    return [params] if start == "random" else [params, probe]
+
+
 def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | str, seed: int,
-             start: str, eval_split: Any, split_name: str, settings: str, device: Any) -> dict:
+             start: str, eval_split: Any, split_name: str, settings: str, device: Any,
+             fixed: Sequence[str] = ()) -> dict:
     from safetensors.torch import load_file
 
     from .data import StudyData
@@ -308,12 +345,22 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     idx = subset_indices(data.train.labels, budget, study.config.study.seed + seed)
     runner.data = StudyData(data.train.subset(idx), data.validation, data.test, data.label_names,
                             data.skipped)
-    params = {**base, "init": start}
-    if start == "random" and params.get("strategy") != "full":
-        params["strategy"] = "full"  # a frozen random backbone is no baseline
-    trial = _Run(seed, params)
     t0 = time.time()
-    runner.run_trial(trial, params)
+    kept = None   # (validation value, params, trial, weights file)
+    for k, candidate in enumerate(budget_params(base, start, budget, fixed)):
+        trial = _Run(seed, candidate)
+        value = runner.run_trial(trial, candidate)
+        weights = runner.trial_dir(trial.number) / f"model-{k}.safetensors"
+        (runner.trial_dir(trial.number) / "model.safetensors").replace(weights)
+        better = kept is None or (value > kept[0] if runner.maximize else value < kept[0])
+        if better:
+            if kept is not None:
+                kept[3].unlink(missing_ok=True)
+            kept = (value, candidate, trial, weights)
+        else:
+            weights.unlink(missing_ok=True)
+    assert kept is not None
+    _, params, trial, weights = kept
     duration = time.time() - t0
     # score the kept (best-epoch) weights on the evaluation split
     info, backbone = runner.load_backbone(params["backbone"], params)
@@ -321,7 +368,6 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(data.label_names), params)
     model = TrialModel(backbone, head)
-    weights = runner.trial_dir(trial.number) / "model.safetensors"
     model.load_state_dict(load_file(str(weights)))
     model.to(device)
     enc = runner.encoded(prep, eval_split)

@@ -1,0 +1,209 @@
+"""The closed-form probe as every study's first trial, known-good seeds, training length fitted
+to the data (min_steps, early stopping) and label-efficiency budgets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from automl_pt import Study
+from automl_pt.builtin.metrics import accuracy
+from automl_pt.model import ClassificationTask, TrialModel
+from automl_pt.probe import fit_logistic, meets_probe_floor, probe_floor
+from automl_pt.registry import Metric
+from automl_pt.training import TrainerCallback, fine_tune, planned_epochs
+from tests.conftest import study_toml
+
+METRICS = {"accuracy": Metric("accuracy", accuracy)}
+SGD = dict(strategy="linear_probe", learning_rate=1e-3, head_lr_multiplier=1.0, layer_decay=1.0,
+           weight_decay=0.01, warmup_ratio=0.0, epochs=4, batch_size=32, dropout=0.0,
+           label_smoothing=0.0, schedule="cosine")
+
+
+def blobs(n_per_class: int, seed: int, dim: int = 16, classes: int = 3):
+    """Separable classes whose features sit far from the origin on a large common offset (raw
+    frozen features often look like this): easy once standardised, slow for a few SGD epochs."""
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(0).normal(size=(classes, dim)) * 0.5
+    x = np.concatenate([c + 0.1 * rng.normal(size=(n_per_class, dim)) for c in centers]) + 20.0
+    y = np.repeat(np.arange(classes), n_per_class)
+    return torch.tensor(x, dtype=torch.float32), y
+
+
+def score(y, pred, probs):
+    return {"accuracy": accuracy(y, pred, probs)}
+
+
+class _Flat(torch.nn.Module):
+    feature_dim = 16
+
+    def num_layers_and_ids(self):
+        return 1, {}
+
+
+def sgd_probe(train, val, test, params=SGD):
+    task = ClassificationTask()
+    torch.manual_seed(0)
+    model = TrialModel(_Flat(), task.build_head(16, 3, {"dropout": 0.0}))
+    result = fine_tune(model, task, {"features": train[0]}, train[1], {"features": val[0]}, val[1],
+                       params, METRICS, "accuracy", True, torch.device("cpu"), seed=0)
+    model.load_state_dict(result.best_state)
+    with torch.no_grad():
+        pred = model({"features": test[0]}).argmax(1).numpy()
+    return accuracy(test[1], pred)
+
+
+def test_lbfgs_probe_beats_or_equals_the_sgd_probe_on_a_separable_problem():
+    train, val, test = blobs(20, 1), blobs(10, 2), blobs(30, 3)
+    fit = fit_logistic(train[0], train[1], val[0], val[1], 3, score, "accuracy", True)
+    pred = (test[0] @ fit.weight.T + fit.bias).argmax(1).numpy()
+    lbfgs_test = accuracy(test[1], pred)
+    sgd_test = sgd_probe(train, val, test)
+    assert lbfgs_test == 1.0          # separable: the closed-form probe gets it all
+    assert lbfgs_test >= sgd_test
+    assert sgd_test < 1.0             # the 4-epoch SGD probe on raw features does not
+
+
+def test_regularisation_is_chosen_on_validation():
+    train, val = blobs(20, 1), blobs(10, 2)
+    fit = fit_logistic(train[0], train[1], val[0], val[1], 3, score, "accuracy", True)
+    assert len(fit.path) == 11
+    best = max(fit.path, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
+    assert fit.l2 == best["l2"] and fit.val_loss == pytest.approx(best["val_loss"])
+    # a validation set whose labels disagree with training prefers the flattest model: the
+    # strongest penalty (its loss is closest to uniform), unlike the clean one
+    flipped = fit_logistic(train[0], train[1], val[0], (val[1] + 1) % 3, 3, score, "accuracy", True)
+    assert flipped.l2 == max(r["l2"] for r in flipped.path)
+    assert fit.l2 < flipped.l2
+    # the standardisation is folded into the weights: raw features in, same metric out
+    raw = (val[0] @ fit.weight.T + fit.bias).argmax(1).numpy()
+    assert accuracy(val[1], raw) == pytest.approx(fit.metrics["accuracy"])
+
+
+def _optuna(run_dir, name="tiny"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
+
+
+def test_a_study_starts_with_the_probe_then_known_good_configurations_and_never_reenqueues(
+        tmp_path, tiny_bert, topic_data, text_host):
+    path = study_toml(tmp_path, tiny_bert, trials=3, resources='workers = "inline"')
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    ostudy = _optuna(tmp_path / "run")
+    trials = ostudy.get_trials()
+    assert [t.params["strategy"] for t in trials] == ["linear_probe", "full", "freeze_then_unfreeze"]
+    assert [t.user_attrs["seeded"] for t in trials] == ["baseline", "known_good", "known_good"]
+    probe = trials[0]
+    assert probe.state == optuna.trial.TrialState.COMPLETE
+    assert probe.user_attrs["probe_l2"] > 0 and probe.user_attrs["best_epoch"] == 1
+    assert probe.user_attrs["epochs_run"] == 1 and len(probe.user_attrs["history"]) == 1
+    # known-good values clipped into the study's space (learning_rate low = 1e-4, batch_size [8])
+    assert trials[1].params["learning_rate"] == pytest.approx(1e-4)
+    assert trials[1].params["batch_size"] == 8 and trials[1].params["epochs"] == 2
+    # training length: epochs searched (a range) -> stretched to min_steps on 60 examples
+    full = trials[1].user_attrs
+    assert full["epochs_planned"] == planned_epochs(2, 8, 150) == 19
+    assert full["steps"] == full["epochs_run"] * 8 and full["epochs_run"] <= 19
+    assert probe_floor(ostudy) == probe.value
+    assert meets_probe_floor(ostudy, ostudy.best_value)
+    board = results.leaderboard()
+    assert {"epochs_run", "steps"} <= set(board.columns)
+    assert int(board.loc[board["trial"] == 0, "steps"].iloc[0]) == 1
+    # the exported model is the best trial, never below the probe on validation
+    meta = json.loads((tmp_path / "run" / "best" / "metrics.json").read_text())
+    assert meta["validation"]["accuracy"] >= probe.value
+
+    # resuming with a larger budget runs new trials but enqueues nothing again
+    Study.from_config(path, host=text_host, study={"trials": 4}).run(progress=False)
+    trials = _optuna(tmp_path / "run").get_trials()
+    assert len(trials) == 4 and "seeded" not in trials[3].user_attrs
+    assert sum("seeded" in t.user_attrs for t in trials) == 3
+
+
+def test_baseline_and_known_good_keys(tmp_path, tiny_bert, topic_data, text_host):
+    from automl_pt.seeding import plan
+
+    def planned(search_extra: str, space: str):
+        path = study_toml(tmp_path, tiny_bert, trials=10, space=space)
+        path.write_text(path.read_text().replace('pruner = "none"', f'pruner = "none"\n{search_extra}'))
+        study = Study.from_config(path, host=text_host)
+        space = study.prepare().space
+        return space, [(p["strategy"], a["seeded"]) for p, a in plan(study.config, space, True)]
+
+    space, seeds = planned("", 'strategy = ["full"]\nepochs = 1')
+    assert space["strategy"].choices == ("full",) and seeds == [("full", "known_good")]
+    assert space["min_steps"].choices == (0,)      # epochs fixed: taken as given
+    space, seeds = planned("baseline = true", 'strategy = ["full"]')
+    assert space["strategy"].choices == ("linear_probe", "full")
+    assert seeds == [("linear_probe", "baseline"), ("full", "known_good")]
+    assert space["min_steps"].choices == (150,)
+    _, seeds = planned("baseline = false\nknown_good = false", 'epochs = 1')
+    assert seeds == []
+    _, seeds = planned("baseline = false", 'epochs = 1')
+    assert seeds == [(s, "known_good") for s in ("linear_probe", "full", "freeze_then_unfreeze")]
+
+
+def test_min_steps_makes_a_tiny_dataset_train_more_epochs():
+    train, val = blobs(4, 1), blobs(4, 2)          # 12 examples, batch 8: 2 steps per epoch
+    task = ClassificationTask()
+    seen = []
+
+    class Count(TrainerCallback):
+        def on_epoch_end(self, state):
+            seen.append(state.step)
+
+    params = {**SGD, "strategy": "full", "epochs": 2, "batch_size": 8, "patience": 0}
+    for min_steps, epochs in ((0, 2), (20, 10), (1000, 50)):
+        seen.clear()
+        model = TrialModel(_Flat(), task.build_head(16, 3, {"dropout": 0.0}))
+        result = fine_tune(model, task, {"features": train[0]}, train[1], {"features": val[0]},
+                           val[1], {**params, "min_steps": min_steps}, METRICS, "accuracy", True,
+                           torch.device("cpu"), seed=0, callbacks=[Count()])
+        assert result.epochs_planned == result.epochs_run == epochs   # 50: the cap
+        assert result.steps == 2 * epochs and seen == [2 * e for e in range(1, epochs + 1)]
+    assert planned_epochs(5, 100, 150) == 5          # enough steps already: the searched epochs
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch():
+    train, val = blobs(4, 1), blobs(4, 2)
+    task = ClassificationTask()
+    scripted = iter([0.5, 0.9, 0.6, 0.6, 0.9, 1.0, 1.0, 1.0])
+    metrics = {"scripted": Metric("scripted", lambda y, p, pr: next(scripted))}
+    states = {}
+
+    class Snapshot(TrainerCallback):
+        def on_epoch_end(self, state):
+            states[state.epoch] = {k: v.clone() for k, v in state.model.state_dict().items()}
+
+    model = TrialModel(_Flat(), task.build_head(16, 3, {"dropout": 0.0}))
+    params = {**SGD, "strategy": "full", "learning_rate": 1e-2, "epochs": 8, "batch_size": 4,
+              "patience": 2}
+    result = fine_tune(model, task, {"features": train[0]}, train[1], {"features": val[0]}, val[1],
+                       params, metrics, "scripted", True, torch.device("cpu"), seed=0,
+                       callbacks=[Snapshot()])
+    assert result.best_epoch == 2 and result.epochs_run == 4 and len(result.history) == 4
+    assert result.best_metrics["scripted"] == 0.9
+    for k, v in result.best_state.items():
+        assert torch.equal(v, states[2][k])
+    assert not torch.equal(result.best_state["head.linear.weight"], states[4]["head.linear.weight"])
+
+
+def test_label_efficiency_budgets_get_a_strategy_and_length_that_fit():
+    from automl_pt.efficiency import PROBE_PER_CLASS, budget_params
+
+    base = {"backbone": "b", "strategy": "full", "epochs": 3, "batch_size": 32, "min_steps": 0}
+    tiny = budget_params(base, "pretrained", 4)
+    assert [p["strategy"] for p in tiny] == ["linear_probe"]
+    larger = budget_params(base, "continued", PROBE_PER_CLASS + 1)
+    assert [p["strategy"] for p in larger] == ["full", "linear_probe"]
+    assert larger[0]["min_steps"] == 150 and larger[0]["patience"] == 3
+    assert larger[0]["init"] == "continued"
+    rand = budget_params(base, "random", 4)
+    assert [p["strategy"] for p in rand] == ["full"] and rand[0]["min_steps"] == 150
+    # what the caller set explicitly (--param) is kept as given
+    kept = budget_params({**base, "min_steps": 10}, "pretrained", "all", fixed=["min_steps"])
+    assert kept[0]["min_steps"] == 10 and kept[0]["strategy"] == "full"
+    assert [p["strategy"] for p in budget_params(base, "pretrained", 2, fixed=["strategy"])] == ["full"]
