@@ -25,8 +25,11 @@ import torch
 
 #: L2 strengths tried, as ``1 / C`` in scikit-learn's terms (penalty ``l2 / (2 n) * ||W||^2`` on the
 #: mean cross-entropy of ``n`` examples); strongest first, so each fit warm-starts the next.
-L2_GRID = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01)
-MAX_ITER = 200
+L2_GRID = (30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0)
+MAX_ITER = 100
+#: below this many feature values (examples x dimensions) the fit runs on one thread: its matrix
+#: products are too small to share, and on a busy machine more threads only wait on each other
+ONE_THREAD_BELOW = 20_000_000
 
 
 @dataclass
@@ -61,23 +64,37 @@ def fit_logistic(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor
     them). Raises ``ValueError`` on empty inputs."""
     if len(train_x) == 0 or len(val_x) == 0:
         raise ValueError("the probe needs training and validation examples")
+    threads = torch.get_num_threads()
+    if train_x.numel() < ONE_THREAD_BELOW:
+        torch.set_num_threads(1)
+    try:
+        return _fit(train_x, train_y, val_x, val_y, num_labels, score, objective_metric, maximize,
+                    grid, max_iter)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(train_x, train_y, val_x, val_y, num_labels, score, objective_metric, maximize, grid,
+         max_iter) -> ProbeFit:
     t0 = time.perf_counter()
-    x = train_x.detach().to(torch.float64).cpu()
-    v = val_x.detach().to(torch.float64).cpu()
+    x = train_x.detach().float().cpu()
+    v = val_x.detach().float().cpu()
     mean = x.mean(0)
-    std = x.std(0, unbiased=False).clamp_min(1e-6)
+    std = x.std(0, unbiased=False)
+    # (nearly) constant dimensions stay unscaled instead of blowing float noise up to unit variance
+    std = std.clamp_min(max(1e-3 * float(std.mean()), 1e-12))
     xs, vs = (x - mean) / std, (v - mean) / std
     y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
     vy = torch.as_tensor(np.asarray(val_y), dtype=torch.long)
     n, dim = xs.shape
-    w = torch.zeros(dim, num_labels, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(num_labels, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(dim, num_labels, requires_grad=True)
+    b = torch.zeros(num_labels, requires_grad=True)
     ce = torch.nn.functional.cross_entropy
     best: tuple[tuple[float, float], dict] | None = None
     path = []
     for l2 in sorted(grid, reverse=True):
-        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20,
-                                tolerance_grad=1e-7, tolerance_change=1e-10,
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10,
+                                tolerance_grad=1e-5, tolerance_change=1e-9,
                                 line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:

@@ -23,6 +23,7 @@ DATA = Path(__file__).resolve().parents[1] / "studies" / "data" / "fortunes"
 
 
 def features(max_length: int):
+    """(features, labels) per split from the frozen MiniLM, the label count, seconds, dim."""
     import pandas as pd
 
     from automl_pt.model import TrialModel
@@ -66,7 +67,6 @@ def sgd(train, val, test, n_labels, dim, lr, mult, epochs):
     torch.manual_seed(0)
     task = ClassificationTask()
     model = TrialModel(torch.nn.Module(), task.build_head(dim, n_labels, {"dropout": 0.1}))
-    model.backbone.parameters = lambda: iter(())  # the features are cached: no backbone here
     params = dict(strategy="linear_probe", learning_rate=lr, head_lr_multiplier=mult,
                   layer_decay=1.0, weight_decay=0.01, warmup_ratio=0.0, epochs=epochs,
                   batch_size=32, dropout=0.1, label_smoothing=0.0, schedule="cosine")
