@@ -132,10 +132,13 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
     """A ``linear_probe`` trial: fit the head of ``model`` (a :class:`TrialModel` whose head is a
     :class:`ClassificationHead`) on frozen features by :func:`fit_logistic` and return a
     :class:`~automl_pt.training.TrainResult` of one epoch; callbacks see one step and one
-    epoch (so Optuna gets one report and ``epochs.parquet`` one row)."""
+    epoch (``epochs.parquet`` gets one row). The state says ``closed_form``: its value is final,
+    not an epoch-1 score, so it is not reported to the pruner (which would hold trials still
+    training against it)."""
     from .training import TrainResult, TrainState
 
-    state = TrainState(epochs=1, total_steps=1, micro_batch_size=len(train_labels), model=model)
+    state = TrainState(epochs=1, total_steps=1, micro_batch_size=len(train_labels), model=model,
+                       closed_form=True)
     for cb in callbacks:
         cb.on_train_begin(state)
     labels = max(int(np.max(train_labels)), int(np.max(validation_labels))) + 1

@@ -6,7 +6,8 @@ norms), linear warmup then cosine or linear decay, gradient accumulation over mi
 autocast on CUDA, and one of three strategies:
 
 * ``linear_probe``: the backbone is frozen; the head trains on features computed once
-  (``batch["features"]``, see :class:`automl_pt.trial.FeatureCache`);
+  (``batch["features"]``; a classification trial fits it in closed form instead, see
+  :mod:`automl_pt.probe`);
 * ``full``: everything trains from the first step;
 * ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
 
@@ -71,6 +72,7 @@ class TrainState:
     micro_batch_size: int = 0
     model: Any = None            # the TrialModel being trained (callbacks may inspect it)
     stopped_early: bool = False  # ``patience`` epochs passed without a better validation score
+    closed_form: bool = False    # a fitted, not trained, model (the probe): no curve to prune on
 
 
 @dataclass

@@ -100,6 +100,8 @@ class _EpochRecorder(TrainerCallback):
 
         self.runner.write_epochs(self.trial.number, state.history)
         self.trial.set_user_attr("history", state.history)
+        if state.closed_form:  # a fitted probe's value is final, not a point of a training curve
+            return
         self.trial.report(state.metrics[self.metric], state.epoch)
         # after its last epoch a trial is done: pruning it then would only throw it away
         if state.epoch < state.epochs and not state.stopped_early and self.trial.should_prune():
