@@ -312,24 +312,27 @@ PROBE_PER_CLASS = 8
 def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[str] = ()
                   ) -> list[dict]:
     """The configurations a run of ``per_class`` labels per class tries from ``start`` (the one
-    scoring best on validation is kept): the probe alone at tiny budgets, else fine-tuning with
-    at least the default ``min_steps`` and ``patience`` (unless ``fixed``, the keys the caller
-    set explicitly, name them) plus the probe. A random start fine-tunes (``full``) only."""
+    scoring best on validation is kept): the probe alone at tiny budgets, else fine-tuning for
+    at least the default ``min_steps`` with early stopping (``patience``), plus the probe.
+    ``fixed`` names the keys the caller set explicitly; they are kept as given (a fixed
+    ``strategy`` is the only configuration, a fixed ``epochs`` is not stretched). A random start
+    fine-tunes (``full``) only."""
     from .builtin.search_space import DEFAULT_MIN_STEPS, DEFAULT_PATIENCE
 
     params = {**base, "init": start}
     probe = {**params, "strategy": "linear_probe"}
     if start == "random":
         params["strategy"] = "full"  # a frozen random backbone is no baseline
-    elif "strategy" in fixed:
-        return [params]
-    elif params.get("strategy") == "linear_probe" or (per_class != "all" and int(per_class) <= PROBE_PER_CLASS):
+    elif "strategy" not in fixed and (params.get("strategy") == "linear_probe" or (
+            per_class != "all" and int(per_class) <= PROBE_PER_CLASS)):
         return [probe]
-    if "min_steps" not in fixed:
+    if params.get("strategy") == "linear_probe":
+        return [params]
+    if "min_steps" not in fixed and "epochs" not in fixed:
         params["min_steps"] = max(int(params.get("min_steps") or 0), DEFAULT_MIN_STEPS)
     if "patience" not in fixed:
         params["patience"] = int(params.get("patience") or DEFAULT_PATIENCE)
-    return [params] if start == "random" else [params, probe]
+    return [params] if start == "random" or "strategy" in fixed else [params, probe]
 
 
 def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | str, seed: int,

@@ -206,4 +206,7 @@ def test_label_efficiency_budgets_get_a_strategy_and_length_that_fit():
     # what the caller set explicitly (--param) is kept as given
     kept = budget_params({**base, "min_steps": 10}, "pretrained", "all", fixed=["min_steps"])
     assert kept[0]["min_steps"] == 10 and kept[0]["strategy"] == "full"
-    assert [p["strategy"] for p in budget_params(base, "pretrained", 2, fixed=["strategy"])] == ["full"]
+    only = budget_params(base, "pretrained", 2, fixed=["strategy"])
+    assert [p["strategy"] for p in only] == ["full"] and only[0]["min_steps"] == 150
+    as_given = budget_params({**base, "epochs": 8}, "random", 2, fixed=["strategy", "epochs"])
+    assert as_given[0]["min_steps"] == 0 and as_given[0]["epochs"] == 8
