@@ -325,7 +325,8 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     model.load_state_dict(load_file(str(weights)))
     model.to(device)
     enc = runner.encoded(prep, eval_split)
-    metrics, _, _ = evaluate(model, task, enc, eval_split.labels, runner.metrics, device, 64, prep.collate)
+    metrics, _, _ = evaluate(model, task, enc, eval_split.labels, runner.metrics, device, 64, prep.collate,
+                          prep.lengths(enc))
     weights.unlink(missing_ok=True)
     counts = np.bincount(runner.data.train.labels, minlength=len(data.label_names))
     per_class = int(budget) if budget != "all" else int(round(counts.mean()))

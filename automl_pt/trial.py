@@ -184,6 +184,11 @@ class TrialRunner:
             prep = prep or backbone.preprocessor(self.data_options)
             prep.fit(self.data.train.inputs)
             self._preprocessors[name] = prep
+            summary = prep.summary()
+            if summary:  # the input sizes fit() chose from the data: reported once per backbone
+                for cb in self.callbacks:
+                    if hasattr(cb, "input_size"):
+                        cb.input_size(name, summary)
         return self._preprocessors[name]
 
     def encoded(self, prep: Preprocessor, split: Split) -> dict[str, torch.Tensor]:
@@ -211,8 +216,9 @@ class TrialRunner:
         def compute() -> dict[str, torch.Tensor]:
             backbone.to(self.device).eval()
             model = TrialModel(backbone, torch.nn.Identity())
-            return {"features": predict_logits(model, self.encoded(prep, split), self.device, 128,
-                                               prep.collate)}
+            encoded = self.encoded(prep, split)
+            return {"features": predict_logits(model, encoded, self.device, 128, prep.collate,
+                                               prep.lengths(encoded))}
 
         feats = cached_tensors(self.cache_dir / f"features-{'-'.join(key)}.safetensors", compute)["features"]
         self._features[key] = feats
@@ -248,6 +254,8 @@ class TrialRunner:
         if self.config.resources.num_threads:
             torch.set_num_threads(self.config.resources.num_threads)
         trial.set_user_attr("threads", torch.get_num_threads())
+        if os.environ.get("RAYON_NUM_THREADS"):  # the tokenizers' pool, sized by the worker
+            trial.set_user_attr("tokenizer_threads", int(os.environ["RAYON_NUM_THREADS"]))
         from .worker import memory_mb, release_memory
 
         release_memory()
@@ -314,6 +322,7 @@ class TrialRunner:
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
             collate = lambda b: b  # noqa: E731
             augment = None
+            lengths = (None, None)
         else:
             train = self.encoded(prep, self.data.train)
             val = self.encoded(prep, self.data.validation)
@@ -321,13 +330,17 @@ class TrialRunner:
             augment = self.host.hook.automl_pt_augmentation(
                 task=self.task_info, backbone=backbone, params=params,
                 num_labels=len(self.data.label_names))
+            lengths = (prep.lengths(train), prep.lengths(val))  # length-bucketed batches
+        if prep.summary():
+            trial.set_user_attr("input_size", prep.summary())
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
         try:
             return fine_tune(
                 model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
-                collate=collate, augment=augment,
+                collate=collate, augment=augment, train_lengths=lengths[0],
+                validation_lengths=lengths[1],
                 callbacks=[_FirstStep(trial, self.trial_started_at),
                            _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
         finally:

@@ -33,7 +33,8 @@ _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, 
 
 
 def decode_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """Decoding threads: this process's torch thread count (a worker's share of the cores)."""
+    return max(1, min(8, torch.get_num_threads()))
 
 
 def open_image(item: Any):
