@@ -317,7 +317,7 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     duration = time.time() - t0
     # score the kept (best-epoch) weights on the evaluation split
     info, backbone = runner.load_backbone(params["backbone"], params)
-    prep = runner.preprocessor(backbone, params["backbone"])
+    prep = runner.preprocessor(backbone, params["backbone"], params)
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(data.label_names), params)
     model = TrialModel(backbone, head)

@@ -116,7 +116,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
         raise ModelLoadError(f"weights of the best trial {best.number} are missing ({weights}); "
                              "re-run the study to retrain it")
     info, backbone = runner.load_backbone(params["backbone"], params)
-    prep = runner.preprocessor(backbone, params["backbone"])
+    prep = runner.preprocessor(backbone, params["backbone"], params)
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(prepared.data.label_names), params)
     model = TrialModel(backbone, head)
@@ -154,7 +154,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
             "labels": prepared.data.label_names,
             "input_column": cfg.input_column(prepared.task.input_key,
                                              prepared.task.input_key.removesuffix("_column")),
-            "data_options": {"max_length": cfg.data.max_length},
+            "data_options": {"max_length": runner.options_for(params).get("max_length")},
             "backbone_plugin": plugin_provenance(runner.host, info.plugin),
             "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
             "backbone_class": class_path(backbone),

@@ -31,6 +31,8 @@ from .training import TrainerCallback, fine_tune, predict_logits
 
 
 MIN_MICRO_BATCH = 1
+#: ``[data]`` input sizes a trial's hyperparameters may override (a list in ``[search.space]``)
+SEARCHABLE_OPTIONS = ("image_size", "max_length")
 
 
 def seed_everything(seed: int) -> None:
@@ -140,13 +142,25 @@ class TrialRunner:
         self.data_options = {"max_length": config.data.max_length,
                              "image_size": config.data.image_size,
                              "base_dir": str(config.source.parent) if config.source else "."}
+        for derived in host.hook.automl_pt_data_options(task=task_info, inputs=data.train.inputs):
+            for key, value in (derived or {}).items():  # sizes read from the data, e.g. images'
+                self.data_options.setdefault(key, value)
+
+    def options_for(self, params: dict) -> dict[str, Any]:
+        """The data options for a trial: the study's, with the input sizes the trial's params
+        set (``image_size`` / ``max_length`` searched in ``[search.space]``)."""
+        options = dict(self.data_options)
+        for key in SEARCHABLE_OPTIONS:
+            if params.get(key) is not None:
+                options[key] = int(params[key])
+        return options
 
     # -- caches ---------------------------------------------------------------------------
     def load_backbone(self, name: str, params: dict) -> tuple[BackboneInfo, Backbone]:
         info = resolve_backbone(name, self.task_info.modality, self.host)
         if info is None:
             raise ValueError(f"backbone {name!r} cannot be resolved")
-        backbone = info.load({"dropout": params.get("dropout"), **self.data_options,
+        backbone = info.load({"dropout": params.get("dropout"), **self.options_for(params),
                               "params": dict(params)})
         if params.get("init") == "continued":  # the [pretrain] stage's weights
             from .pretrain import load_backbone_weights
@@ -176,20 +190,24 @@ class TrialRunner:
                                 "settings; run the study (it pre-trains before the trials)")
         return directory
 
-    def preprocessor(self, backbone: Backbone, name: str) -> Preprocessor:
-        """The backbone's preprocessor, fitted on the training inputs once per backbone name."""
-        if name not in self._preprocessors:
+    def preprocessor(self, backbone: Backbone, name: str, params: dict | None = None) -> Preprocessor:
+        """The backbone's preprocessor, fitted on the training inputs once per backbone name
+        (and input sizes the trial's ``params`` set)."""
+        options = self.options_for(params or {})
+        sizes = [f"{k}={options[k]}" for k in SEARCHABLE_OPTIONS if (params or {}).get(k) is not None]
+        key = "|".join([name, *sizes])
+        if key not in self._preprocessors:
             prep = self.host.hook.automl_pt_preprocessor(backbone=backbone, task=self.task_info,
-                                                         options=self.data_options)
-            prep = prep or backbone.preprocessor(self.data_options)
+                                                         options=options)
+            prep = prep or backbone.preprocessor(options)
             prep.fit(self.data.train.inputs)
-            self._preprocessors[name] = prep
+            self._preprocessors[key] = prep
             summary = prep.summary()
             if summary:  # the input sizes fit() chose from the data: reported once per backbone
                 for cb in self.callbacks:
                     if hasattr(cb, "input_size"):
-                        cb.input_size(name, summary)
-        return self._preprocessors[name]
+                        cb.input_size(key, summary)
+        return self._preprocessors[key]
 
     def encoded(self, prep: Preprocessor, split: Split) -> dict[str, torch.Tensor]:
         """Preprocess a split once per (preprocessor, data); cached in memory and on disk."""
@@ -311,7 +329,7 @@ class TrialRunner:
     def _train(self, trial: Any, params: dict, seed: int, micro: int):
         seed_everything(seed)
         info, backbone = self.load_backbone(params["backbone"], params)
-        prep = self.preprocessor(backbone, params["backbone"])
+        prep = self.preprocessor(backbone, params["backbone"], params)
         task = self.task_info.create()
         head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
         model = TrialModel(backbone, head)
