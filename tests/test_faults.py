@@ -146,6 +146,9 @@ def test_two_cpu_slots_run_trials_at_once_and_memory_returns(tmp_path, tiny_bert
 
     ostudy = optuna.load_study(study_name=trials["study"].iloc[0], storage=storage)
     assert [t.user_attrs["tokenizer_threads"] for t in ostudy.trials] == [share] * 4  # and tokenizers
+    # the workers' fitted input size reached the driver's study.json
+    meta = json.loads((tmp_path / "run" / "study.json").read_text())
+    assert list(meta["input_sizes"].values())[0].startswith("max_length ")
     # After the first trial of each worker (which fills its caches) memory stays flat.
     grown = (trials["memory_after_mb"] - trials["memory_before_mb"]).iloc[2:]
     assert (grown < 150).all(), grown.tolist()
