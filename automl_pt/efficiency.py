@@ -367,14 +367,15 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     duration = time.time() - t0
     # score the kept (best-epoch) weights on the evaluation split
     info, backbone = runner.load_backbone(params["backbone"], params)
-    prep = runner.preprocessor(backbone, params["backbone"])
+    prep = runner.preprocessor(backbone, params["backbone"], params)
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(data.label_names), params)
     model = TrialModel(backbone, head)
     model.load_state_dict(load_file(str(weights)))
     model.to(device)
     enc = runner.encoded(prep, eval_split)
-    metrics, _, _ = evaluate(model, task, enc, eval_split.labels, runner.metrics, device, 64, prep.collate)
+    metrics, _, _ = evaluate(model, task, enc, eval_split.labels, runner.metrics, device, 64, prep.collate,
+                          prep.lengths(enc))
     weights.unlink(missing_ok=True)
     counts = np.bincount(runner.data.train.labels, minlength=len(data.label_names))
     per_class = int(budget) if budget != "all" else int(round(counts.mean()))

@@ -43,6 +43,8 @@ from .errors import ModelLoadError
 MANIFEST = "automl_pt.json"
 #: 2: the manifest records backbone_plugin, task_plugin and backbone_class (no "plugins" list)
 FORMAT_VERSION = 2
+#: batches preprocessed together by ``Predictor.predict`` (and sorted by length among themselves)
+PREDICT_WINDOW_BATCHES = 16
 SUPPORTED_FORMATS = (1, 2)
 
 
@@ -114,7 +116,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
         raise ModelLoadError(f"weights of the best trial {best.number} are missing ({weights}); "
                              "re-run the study to retrain it")
     info, backbone = runner.load_backbone(params["backbone"], params)
-    prep = runner.preprocessor(backbone, params["backbone"])
+    prep = runner.preprocessor(backbone, params["backbone"], params)
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(prepared.data.label_names), params)
     model = TrialModel(backbone, head)
@@ -125,7 +127,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     if prepared.data.test is not None:
         enc = runner.encoded(prep, prepared.data.test)
         test_metrics, test_pred, _ = evaluate(model, task, enc, prepared.data.test.labels,
-                                              runner.metrics, runner.device, 64, prep.collate)
+                                              runner.metrics, runner.device, 64, prep.collate,
+                                              prep.lengths(enc))
         test_predictions = (np.asarray(prepared.data.test.labels), np.asarray(test_pred))
 
     tmp = staging_dir(out)
@@ -151,7 +154,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
             "labels": prepared.data.label_names,
             "input_column": cfg.input_column(prepared.task.input_key,
                                              prepared.task.input_key.removesuffix("_column")),
-            "data_options": {"max_length": cfg.data.max_length},
+            "data_options": {"max_length": runner.options_for(params).get("max_length")},
             "backbone_plugin": plugin_provenance(runner.host, info.plugin),
             "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
             "backbone_class": class_path(backbone),
@@ -280,18 +283,21 @@ class Predictor:
 
     def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
         """Predict labels and probabilities (see :meth:`_inputs` for what ``inputs`` may be).
-        Inputs are preprocessed and run ``batch_size`` at a time, so long inputs never sit in
-        memory as tensors at once. ``progress``: a rich progress bar on stderr; ``None`` shows it
+        Inputs are preprocessed ``PREDICT_WINDOW_BATCHES`` batches at a time, so long inputs
+        never sit in memory as tensors at once; within a window, where the preprocessor reports
+        lengths, batches are formed in order of length (less padding) and the results come back
+        in the order of the inputs. ``progress``: a rich progress bar on stderr; ``None`` shows it
         for inputs longer than four batches."""
         import torch
 
+        from .batching import restore_order, sorted_batches
         from .training import _slice, _to_device, device_autocast
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         items, names = self._inputs(inputs)
         probs = []
-        starts: Any = range(0, len(items), batch_size)
+        starts: Any = range(0, len(items), batch_size * PREDICT_WINDOW_BATCHES)
         show = len(items) > 4 * batch_size if progress is None else progress and len(items) > batch_size
         bar = None
         if show:
@@ -303,15 +309,18 @@ class Predictor:
         with torch.no_grad(), (bar or _nothing()):
             task = bar.add_task("predicting", total=len(items)) if bar else None
             for start in starts:
-                chunk = items[start:start + batch_size]
+                # a window of batches is preprocessed at once and run sorted by length
+                chunk = items[start:start + batch_size * PREDICT_WINDOW_BATCHES]
                 enc = self.preprocessor.encode(chunk)
-                batch = _to_device(self.preprocessor.collate(_slice(enc, torch.arange(len(
-                    next(iter(enc.values())))))), self.device)
-                with device_autocast(self.device):
-                    logits = self.model(batch)
-                probs.append(self.task.predict(logits)[1])
-                if bar:
-                    bar.advance(task, len(chunk))
+                batches = sorted_batches(len(chunk), batch_size, self.preprocessor.lengths(enc))
+                parts = []
+                for idx in batches:
+                    batch = _to_device(self.preprocessor.collate(_slice(enc, idx)), self.device)
+                    with device_autocast(self.device):
+                        parts.append(self.model(batch).float().cpu())
+                    if bar:
+                        bar.advance(task, len(idx))
+                probs.append(self.task.predict(restore_order(parts, batches))[1])
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
         return Prediction([self.label_names[i] for i in p.argmax(axis=1)], p, self.label_names,
                           names)

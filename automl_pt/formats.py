@@ -339,7 +339,8 @@ def preprocessing_info(predictor: Any) -> dict[str, Any]:
     interpolation, crop, mean / std for images; sample rate and clip length for audio), plus what
     each modality's preprocessing does."""
     prep = predictor.preprocessor
-    info = {k: v for k, v in ((k, _jsonable(v)) for k, v in vars(prep).items()) if v is not _SKIP}
+    info = {k: v for k, v in ((k, _jsonable(v)) for k, v in vars(prep).items())
+            if v is not _SKIP and not k.startswith("_")}
     for name in ("max_samples", "fingerprint"):
         value = getattr(prep, name, None)
         if isinstance(value, (int, str)):

@@ -85,6 +85,17 @@ def automl_pt_preprocessor(backbone: Any, task: "TaskInfo", options: dict) -> An
     """
 
 
+@hookspec
+def automl_pt_data_options(task: "TaskInfo", inputs: Any) -> "dict[str, Any] | None":
+    """Options derived from the training inputs (a sequence, as the task's data reader gave
+    them), computed once per study in each process that trains, and merged into the options
+    every backbone loader and :func:`automl_pt_preprocessor` receive. Keys are the plugin's to
+    document (the vision plugin's ``native_image_size``: the images' typical shorter side,
+    which sizes the input when ``[data] image_size`` is not set). Return ``None`` when
+    ``task`` is not yours; keep it cheap (file headers, a sample of the inputs).
+    """
+
+
 @hookspec(firstresult=True)
 def automl_pt_augmentation(task: "TaskInfo", backbone: Any, params: dict, num_labels: int) -> Any:
     """Return a callable ``augment(batch: dict[str, Tensor], generator) -> batch`` applied to

@@ -42,7 +42,19 @@ class Preprocessor:
       change when the output would.
     * ``encode(inputs)`` returns a dict of tensors whose first dimension is ``len(inputs)``.
     * ``collate(batch)`` may trim a batch (e.g. padding to the longest sequence) before the model.
-    * ``save(directory)`` writes what is needed to rebuild it for prediction (tokenizer files...).
+    * ``lengths(tensors)`` (optional) returns each example's length in the units ``collate``
+      trims to (tokens, audio samples), a 1-d tensor of ``len(tensors)`` values, or ``None``
+      (the default) when batch composition does not change the work (images: fixed size).
+      With lengths, training draws length-bucketed batches (examples of similar lengths
+      together, shuffled differently every epoch) and validation / prediction run sorted by
+      length, results returned in the original order; see :mod:`automl_pt.batching`. Only
+      offer lengths where a batch's outputs do not depend on its padding (masked attention,
+      masked pooling), so each example's prediction is the same whatever its batch.
+    * ``summary()`` (optional) says in one line which input sizes ``fit`` chose from the data
+      (e.g. ``max_length 48 tokens (99th percentile of 430 training texts)``); the study
+      reports it when a backbone is first used. Default: ``""`` (nothing to report).
+    * ``save(directory)`` writes what is needed to rebuild it for prediction (tokenizer files,
+      fitted sizes...).
     """
 
     fingerprint: str = "identity"
@@ -55,6 +67,12 @@ class Preprocessor:
 
     def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return batch
+
+    def lengths(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+    def summary(self) -> str:
+        return ""
 
     def save(self, directory: Any) -> None:
         return None

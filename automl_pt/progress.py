@@ -59,6 +59,19 @@ class StudyProgress(LiveBar, TrainerCallback):
             label = f"trial {number}: {params.get('backbone')} / {params.get('strategy')}"
             self._progress.reset(self._steps_task, total=None, description=label, info="", visible=True)
 
+    #: called with ``(backbone, summary)`` the first time a backbone's input sizes are known
+    on_input_size: Any = None
+
+    def input_size(self, backbone: str, summary: str) -> None:
+        """The input sizes a backbone's preprocessor chose from the data: one line, once."""
+        seen = self.__dict__.setdefault("_input_sizes", {})
+        if seen.get(backbone) == summary:
+            return
+        seen[backbone] = summary
+        self.log(f"input size for {backbone}: {summary}")
+        if self.on_input_size is not None:
+            self.on_input_size(backbone, summary)
+
     def trials_done(self, finished: int, best: float | None) -> None:
         if self._progress is not None:
             info = f"best {self.metric} {best:.4f}" if best is not None else ""

@@ -55,10 +55,20 @@ def device_slots(spec: str, trials_per_device: int) -> list[str]:
     return [d for d in devices for _ in range(trials_per_device)]
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def threads_per_slot(slots: list[str], configured: int | None) -> int:
+    """Threads per worker: ``resources.num_threads``, else the available cores shared evenly
+    among the worker slots (at least one)."""
     if configured:
         return configured
-    return max(1, (os.cpu_count() or 1) // max(1, len(slots)))
+    return max(1, available_cores() // max(1, len(slots)))
 
 
 @dataclass
@@ -189,6 +199,8 @@ class Scheduler:
         elif kind == "trial_start":
             w.current, w.started = msg[1], time.monotonic()
             self.progress.worker_trial(w.slot, msg[1], msg[2])
+        elif kind == "input_size":
+            self.progress.input_size(msg[1], msg[2])
         elif kind == "train_begin":
             self.progress.worker_steps(w.slot, total=msg[1], epochs=msg[2])
         elif kind == "step":

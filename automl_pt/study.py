@@ -262,6 +262,12 @@ class Study:
             meta["environment"] = environment()
             state = {"last_error": None}
 
+            def input_size(backbone: str, summary: str) -> None:  # study.json keeps them
+                meta.setdefault("input_sizes", {})[backbone] = summary
+                _atomic_json(self.run_dir / "study.json", meta)
+
+            self._on_input_size = input_size
+
             def record() -> None:
                 self._keep_best_weights_only(ostudy)
                 meta.update(_best_meta(ostudy))
@@ -319,6 +325,7 @@ class Study:
         payload = self._worker_payload(prepared)
         with DriverProgress(cfg.study.trials, prepared.metric, slots, enabled=progress,
                             console=console) as bar:
+            bar.on_input_size = getattr(self, "_on_input_size", None)
             if recovered:
                 bar.log(f"re-queued trial(s) {', '.join(map(str, recovered))} interrupted by the last run")
 
@@ -346,6 +353,7 @@ class Study:
         started = time.monotonic()
         consecutive_failures = 0
         with StudyProgress(target, prepared.metric, enabled=progress, console=console) as bar:
+            bar.on_input_size = getattr(self, "_on_input_size", None)
             runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
                                  device, self.run_dir, callbacks=[bar])
             bar.trials_done(_finished(ostudy), _best_value(ostudy))

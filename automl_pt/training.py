@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batching import bucketed_batches, random_batches, restore_order, sorted_batches
 from .model import Task, TrialModel
 from .registry import Metric
 
@@ -143,22 +144,27 @@ def _slice(data: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.
 
 @torch.no_grad()
 def predict_logits(model: TrialModel, data: dict[str, torch.Tensor], device: torch.device,
-                   batch_size: int, collate: Callable = lambda b: b) -> torch.Tensor:
+                   batch_size: int, collate: Callable = lambda b: b,
+                   lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Model outputs for every example, row ``i`` for example ``i``. With ``lengths`` (see
+    :meth:`~automl_pt.model.Preprocessor.lengths`) the batches are formed in order of length,
+    so each carries little padding; the rows still come back in the original order."""
     model.eval()
     n = len(next(iter(data.values())))
+    batches = sorted_batches(n, batch_size, lengths)
     out = []
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(n, start + batch_size))
+    for idx in batches:
         batch = _to_device(collate(_slice(data, idx)), device)
         with device_autocast(device):
             out.append(model(batch).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+    return restore_order(out, batches)
 
 
 def evaluate(model: TrialModel, task: Task, data: dict[str, torch.Tensor], labels: np.ndarray,
              metrics: dict[str, Metric], device: torch.device, batch_size: int,
-             collate: Callable = lambda b: b) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    logits = predict_logits(model, data, device, batch_size, collate)
+             collate: Callable = lambda b: b, lengths: torch.Tensor | None = None
+             ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    logits = predict_logits(model, data, device, batch_size, collate, lengths)
     preds, probs = task.predict(logits)
     values = {name: float(m.fn(labels, preds, probs)) for name, m in metrics.items()}
     return values, preds, probs
@@ -169,8 +175,14 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
               metrics: dict[str, Metric], objective_metric: str, maximize: bool,
               device: torch.device, seed: int, micro_batch_size: int | None = None,
               collate: Callable = lambda b: b, augment: Callable | None = None,
-              callbacks: list[TrainerCallback] = ()) -> TrainResult:
-    """Train and return the best epoch's weights (on the CPU) and the per-epoch history."""
+              callbacks: list[TrainerCallback] = (), train_lengths: torch.Tensor | None = None,
+              validation_lengths: torch.Tensor | None = None) -> TrainResult:
+    """Train and return the best epoch's weights (on the CPU) and the per-epoch history.
+
+    ``train_lengths`` / ``validation_lengths`` (per-example lengths from
+    :meth:`~automl_pt.model.Preprocessor.lengths`, or ``None``): training draws length-bucketed
+    batches (:func:`automl_pt.batching.bucketed_batches`, different every epoch, reproducible
+    for ``seed``) instead of random ones, and validation runs sorted by length."""
     strategy = params.get("strategy", "full")
     batch_size = int(params["batch_size"])
     micro = min(batch_size, int(micro_batch_size or batch_size))
@@ -213,13 +225,13 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
         if probe:
             model.backbone.eval()  # frozen features: no dropout noise
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
+        batches = (random_batches(n, batch_size, generator) if train_lengths is None
+                   else bucketed_batches(train_lengths, batch_size, generator))
         loss_sum, loss_count = 0.0, 0
-        for start in range(0, n, batch_size):
+        for idx in batches:
             if unfreeze_at and state.step == unfreeze_at:
                 for p in trainable:
                     p.requires_grad_(True)
-            idx = order[start:start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             for m_start in range(0, len(idx), micro):
                 m_idx = idx[m_start:m_start + micro]
@@ -246,7 +258,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
         train_seconds += epoch_seconds
         state.train_loss = loss_sum / max(1, loss_count)
         values, _, _ = evaluate(model, task, validation, validation_labels, metrics, device,
-                                max(micro, 64), collate)
+                                max(micro, 64), collate, validation_lengths)
         state.metrics = values
         row = {"epoch": epoch, "train_loss": state.train_loss, "samples_per_s": n / epoch_seconds,
                "epoch_seconds": epoch_seconds, "learning_rate": optimizer.param_groups[0]["lr"],

@@ -32,6 +32,8 @@ from .training import TrainerCallback, fine_tune, predict_logits
 
 
 MIN_MICRO_BATCH = 1
+#: ``[data]`` input sizes a trial's hyperparameters may override (a list in ``[search.space]``)
+SEARCHABLE_OPTIONS = ("image_size", "max_length")
 
 
 def seed_everything(seed: int) -> None:
@@ -144,13 +146,25 @@ class TrialRunner:
         self.data_options = {"max_length": config.data.max_length,
                              "image_size": config.data.image_size,
                              "base_dir": str(config.source.parent) if config.source else "."}
+        for derived in host.hook.automl_pt_data_options(task=task_info, inputs=data.train.inputs):
+            for key, value in (derived or {}).items():  # sizes read from the data, e.g. images'
+                self.data_options.setdefault(key, value)
+
+    def options_for(self, params: dict) -> dict[str, Any]:
+        """The data options for a trial: the study's, with the input sizes the trial's params
+        set (``image_size`` / ``max_length`` searched in ``[search.space]``)."""
+        options = dict(self.data_options)
+        for key in SEARCHABLE_OPTIONS:
+            if params.get(key) is not None:
+                options[key] = int(params[key])
+        return options
 
     # -- caches ---------------------------------------------------------------------------
     def load_backbone(self, name: str, params: dict) -> tuple[BackboneInfo, Backbone]:
         info = resolve_backbone(name, self.task_info.modality, self.host)
         if info is None:
             raise ValueError(f"backbone {name!r} cannot be resolved")
-        backbone = info.load({"dropout": params.get("dropout"), **self.data_options,
+        backbone = info.load({"dropout": params.get("dropout"), **self.options_for(params),
                               "params": dict(params)})
         if params.get("init") == "continued":  # the [pretrain] stage's weights
             from .pretrain import load_backbone_weights
@@ -180,15 +194,24 @@ class TrialRunner:
                                 "settings; run the study (it pre-trains before the trials)")
         return directory
 
-    def preprocessor(self, backbone: Backbone, name: str) -> Preprocessor:
-        """The backbone's preprocessor, fitted on the training inputs once per backbone name."""
-        if name not in self._preprocessors:
+    def preprocessor(self, backbone: Backbone, name: str, params: dict | None = None) -> Preprocessor:
+        """The backbone's preprocessor, fitted on the training inputs once per backbone name
+        (and input sizes the trial's ``params`` set)."""
+        options = self.options_for(params or {})
+        sizes = [f"{k}={options[k]}" for k in SEARCHABLE_OPTIONS if (params or {}).get(k) is not None]
+        key = "|".join([name, *sizes])
+        if key not in self._preprocessors:
             prep = self.host.hook.automl_pt_preprocessor(backbone=backbone, task=self.task_info,
-                                                         options=self.data_options)
-            prep = prep or backbone.preprocessor(self.data_options)
+                                                         options=options)
+            prep = prep or backbone.preprocessor(options)
             prep.fit(self.data.train.inputs)
-            self._preprocessors[name] = prep
-        return self._preprocessors[name]
+            self._preprocessors[key] = prep
+            summary = prep.summary()
+            if summary:  # the input sizes fit() chose from the data: reported once per backbone
+                for cb in self.callbacks:
+                    if hasattr(cb, "input_size"):
+                        cb.input_size(key, summary)
+        return self._preprocessors[key]
 
     def encoded(self, prep: Preprocessor, split: Split) -> dict[str, torch.Tensor]:
         """Preprocess a split once per (preprocessor, data); cached in memory and on disk."""
@@ -215,8 +238,9 @@ class TrialRunner:
         def compute() -> dict[str, torch.Tensor]:
             backbone.to(self.device).eval()
             model = TrialModel(backbone, torch.nn.Identity())
-            return {"features": predict_logits(model, self.encoded(prep, split), self.device, 128,
-                                               prep.collate)}
+            encoded = self.encoded(prep, split)
+            return {"features": predict_logits(model, encoded, self.device, 128, prep.collate,
+                                               prep.lengths(encoded))}
 
         feats = cached_tensors(self.cache_dir / f"features-{'-'.join(key)}.safetensors", compute)["features"]
         self._features[key] = feats
@@ -252,6 +276,8 @@ class TrialRunner:
         if self.config.resources.num_threads:
             torch.set_num_threads(self.config.resources.num_threads)
         trial.set_user_attr("threads", torch.get_num_threads())
+        if os.environ.get("RAYON_NUM_THREADS"):  # the tokenizers' pool, sized by the worker
+            trial.set_user_attr("tokenizer_threads", int(os.environ["RAYON_NUM_THREADS"]))
         from .worker import memory_mb, release_memory
 
         release_memory()
@@ -310,7 +336,7 @@ class TrialRunner:
     def _train(self, trial: Any, params: dict, seed: int, micro: int):
         seed_everything(seed)
         info, backbone = self.load_backbone(params["backbone"], params)
-        prep = self.preprocessor(backbone, params["backbone"])
+        prep = self.preprocessor(backbone, params["backbone"], params)
         task = self.task_info.create()
         head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
         model = TrialModel(backbone, head)
@@ -321,6 +347,7 @@ class TrialRunner:
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
             collate = lambda b: b  # noqa: E731
             augment = None
+            lengths = (None, None)
         else:
             train = self.encoded(prep, self.data.train)
             val = self.encoded(prep, self.data.validation)
@@ -328,6 +355,9 @@ class TrialRunner:
             augment = self.host.hook.automl_pt_augmentation(
                 task=self.task_info, backbone=backbone, params=params,
                 num_labels=len(self.data.label_names))
+            lengths = (prep.lengths(train), prep.lengths(val))  # length-bucketed batches
+        if prep.summary():
+            trial.set_user_attr("input_size", prep.summary())
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
         callbacks = [_FirstStep(trial, self.trial_started_at),
@@ -343,7 +373,8 @@ class TrialRunner:
             return fine_tune(
                 model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
-                collate=collate, augment=augment, callbacks=callbacks)
+                collate=collate, augment=augment, train_lengths=lengths[0],
+                validation_lengths=lengths[1], callbacks=callbacks)
         finally:
             del model, backbone, head
 

@@ -56,6 +56,19 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def limit_threads(threads: int | None) -> None:
+    """Size this process's thread pools to its slot's share of the cores, before torch or a
+    tokenizer starts one: OpenMP / MKL / OpenBLAS (torch's intra-op pool follows
+    ``torch.set_num_threads`` in :func:`build_runtime`) and the Rust tokenizers' rayon pool
+    (``RAYON_NUM_THREADS``; ``TOKENIZERS_PARALLELISM`` off when the slot has one core). Several
+    workers on one machine then use the cores once, not once each."""
+    if not threads:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[var] = str(int(threads))
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if int(threads) > 1 else "false"
+
+
 def release_memory() -> None:
     """Give freed memory back: Python objects, the CUDA cache, and glibc's free lists."""
     import gc
@@ -101,6 +114,9 @@ class _PipeEvents:
     def trial_started(self, number: int, params: dict) -> None:
         self.send("trial_start", number, {k: params.get(k) for k in ("backbone", "strategy")})
 
+    def input_size(self, backbone: str, summary: str) -> None:
+        self.send("input_size", backbone, summary)
+
     def on_train_begin(self, state) -> None:
         self.send("train_begin", state.total_steps, state.epochs)
 
@@ -138,6 +154,10 @@ def build_runtime(payload: dict, device_name: str, callbacks: list) -> tuple[Any
     threads = payload.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
+        try:
+            torch.set_num_interop_threads(int(threads))
+        except RuntimeError:  # already set, or inter-op work already started in this process
+            pass
     runner = TrialRunner(config, prepared.host, prepared.task, prepared.data, prepared.space,
                          torch.device(device_name), study.run_dir, callbacks=callbacks)
     return study, ostudy, runner
@@ -162,6 +182,7 @@ def worker_main(conn: Any, payload: dict, device: str, slot: int, parent_pid: in
 
     warnings.simplefilter("ignore", DataWarning)   # the driver has shown them, once
     device_name = _visible_device(device)
+    limit_threads(payload.get("threads"))
     _exit_with_parent(parent_pid)
     _interrupt_on_sigterm()
     events = _PipeEvents(conn, slot)
@@ -196,6 +217,7 @@ def run_standalone(study_file: str, overrides: dict | None, device: str, threads
 
     device_name = _visible_device(device)
     _interrupt_on_sigterm()
+    limit_threads(threads)
     payload = {"source": study_file, "overrides": overrides, "threads": threads}
     study, ostudy, runner = build_runtime(payload, device_name, [])
     target = study.config.study.trials

@@ -2,9 +2,14 @@
 the same model (minilm-l6), data, batch size and sequence length, measured in the same run, plus
 the start-up time of ``automl-pt --help``.
 
-    python benchmarks/bench_text.py [--examples 256] [--repeats 3]
+    python benchmarks/bench_text.py [--examples 256] [--repeats 3] [--bucket-examples 430]
 
 Prints samples/s of each and the ratio (automl_pt / hand-written; 1.0 = no overhead).
+
+Then, in the same run, length-bucketed vs. random batches in ``fine_tune`` on short texts with a
+long tail (like the fortunes quickstart: mean ~10 words, a few over 100): tokens the model is fed
+per epoch (counted in ``collate``), of which real (non-padding) tokens, and the samples/s ratio,
+with ``max_length`` fitted from the data (99th percentile) as a study does.
 """
 
 from __future__ import annotations
@@ -78,6 +83,69 @@ def run_hand_written(enc, labels, batch_size: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def make_short_texts(n: int) -> tuple[list[str], np.ndarray]:
+    """Mostly short texts with a long tail of word counts (lognormal, 2 to 111 words)."""
+    rng = np.random.default_rng(1)
+    words = ("orbit rocket planet court judge appeal bread soup recipe code compile kernel "
+             "the a of and to in is it that was with for on").split()
+    counts = np.clip(rng.lognormal(2.0, 0.7, n), 2, 111).astype(int)
+    return [" ".join(rng.choice(words, size=c)) for c in counts], rng.integers(0, 4, size=n)
+
+
+def run_batches(enc, labels, batch_size: int, lengths) -> tuple[float, int]:
+    """One epoch of ``fine_tune`` (random batches, or bucketed with ``lengths``): samples/s and
+    the tokens (padding included) its batches carried into the model."""
+    from automl_pt.builtin.metrics import accuracy
+    from automl_pt.registry import Metric
+    from automl_pt.training import fine_tune
+
+    model, task = load()
+    prep = model.backbone.preprocessor({})
+    carried = [0]
+
+    def counting_collate(batch):
+        out = prep.collate(batch)
+        if model.training:
+            carried[0] += out["input_ids"].numel()
+        return out
+
+    params = dict(strategy="full", learning_rate=5e-5, head_lr_multiplier=10, layer_decay=0.9,
+                  weight_decay=0.01, warmup_ratio=0.1, epochs=1, batch_size=batch_size, dropout=0.1,
+                  label_smoothing=0.0, schedule="cosine")
+    tiny_val = {k: v[:8] for k, v in enc.items()}
+    result = fine_tune(model, task, enc, labels, tiny_val, labels[:8], params,
+                       {"accuracy": Metric("accuracy", accuracy)}, "accuracy", True,
+                       torch.device("cpu"), seed=0, collate=counting_collate, train_lengths=lengths)
+    return result.samples_per_s, carried[0]
+
+
+def bench_bucketing(examples: int, batch_size: int, repeats: int) -> None:
+    model, _ = load()
+    texts, labels = make_short_texts(examples)
+    prep = model.backbone.preprocessor({})
+    prep.fit(texts)
+    enc = prep.encode(texts)
+    lengths = prep.lengths(enc)
+    del model
+    rand, buck = [], []
+    for _ in range(repeats):  # interleaved
+        rand.append(run_batches(enc, labels, batch_size, None))
+        buck.append(run_batches(enc, labels, batch_size, lengths))
+    real = int(lengths.sum())
+    ratio = statistics.median(b[0] / r[0] for b, r in zip(buck, rand))
+    print(f"bucketed vs random batches: minilm-l6, {examples} short texts (mean "
+          f"{np.mean([len(t.split()) for t in texts]):.1f} words, longest "
+          f"{max(len(t.split()) for t in texts)}), batch {batch_size}, one epoch each")
+    print(f"  {prep.summary()}")
+    print(f"  tokens per epoch: random {rand[0][1]}, bucketed {buck[0][1]}, real {real} "
+          f"(random / bucketed {rand[0][1] / buck[0][1]:.2f}x)")
+    print(f"  random batches:   {statistics.median(r[0] for r in rand):7.1f} samples/s  (runs: "
+          f"{', '.join(f'{r[0]:.1f}' for r in rand)})")
+    print(f"  bucketed batches: {statistics.median(b[0] for b in buck):7.1f} samples/s  (runs: "
+          f"{', '.join(f'{b[0]:.1f}' for b in buck)})")
+    print(f"  ratio bucketed / random samples/s: {ratio:.2f}")
+
+
 def startup_seconds(cmd: list[str], repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
@@ -92,6 +160,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bucket-examples", type=int, default=430)
+    parser.add_argument("--bucket-batch-size", type=int, default=32)
+    parser.add_argument("--bucket-repeats", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -111,6 +182,8 @@ def main() -> None:
     print(f"  automl_pt loop:    {statistics.median(ours):7.1f} samples/s  (runs: "
           f"{', '.join(f'{o:.1f}' for o in ours)})")
     print(f"  ratio automl_pt / hand-written: {ratio:.3f}")
+
+    bench_bucketing(args.bucket_examples, args.bucket_batch_size, args.bucket_repeats)
 
     python = sys.executable
     base = startup_seconds([python, "-c", "pass"])

@@ -137,7 +137,18 @@ def test_two_cpu_slots_run_trials_at_once_and_memory_returns(tmp_path, tiny_bert
         "no two trials overlapped in time"
     pids = {pid for pid in (tmp_path / "faults").glob("start-*")}
     assert len({p.read_text() for p in pids}) == 2        # two worker processes
-    assert (trials["threads"] == max(1, (os.cpu_count() or 1) // 2)).all()   # cores split fairly
+    from automl_pt.scheduler import available_cores
+
+    share = max(1, available_cores() // 2)
+    assert (trials["threads"] == share).all()   # cores split fairly
+    storage = f"sqlite:///{tmp_path / 'run' / 'optuna.db'}"
+    import optuna
+
+    ostudy = optuna.load_study(study_name=trials["study"].iloc[0], storage=storage)
+    assert [t.user_attrs["tokenizer_threads"] for t in ostudy.trials] == [share] * 4  # and tokenizers
+    # the workers' fitted input size reached the driver's study.json
+    meta = json.loads((tmp_path / "run" / "study.json").read_text())
+    assert list(meta["input_sizes"].values())[0].startswith("max_length ")
     # After the first trial of each worker (which fills its caches) memory stays flat.
     grown = (trials["memory_after_mb"] - trials["memory_before_mb"]).iloc[2:]
     assert (grown < 150).all(), grown.tolist()

@@ -16,6 +16,8 @@ Random numbers come from the trial's generator (reproducible per seed), drawn on
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable
 
 import torch
@@ -111,6 +113,11 @@ def make_augment(backbone: Any, strength: float) -> Callable | None:
         speed = _uniform(g, b, 1 - MAX_SPEED_DELTA * strength, 1 + MAX_SPEED_DELTA * strength, device)
         max_shift = MAX_SHIFT_SECONDS * strength * rate
         shift = _uniform(g, b, -max_shift, max_shift, device).round()
+        if getattr(backbone, "masks_padding", False):
+            # batches are trimmed to their longest clip: leave it room to slow down or shift
+            delta = MAX_SPEED_DELTA * strength
+            room = int(math.ceil(audio.shape[1] * delta / (1 - delta) + max_shift))
+            audio = torch.nn.functional.pad(audio, (0, room))
         audio, length = speed_and_shift(audio, length, speed, shift)
         snr = _uniform(g, b, SNR_HIGH_DB - SNR_SPAN_DB * strength, SNR_HIGH_DB, device)
         audio = add_noise(audio, length, snr, g)

@@ -76,6 +76,9 @@ class AudioBackbone(Backbone):
     takes_spectrogram = False
     #: the longest clip the front-end accepts, in seconds
     max_seconds_limit = 30.0
+    #: a clip's features do not depend on the zeros padded after it (attention masks, or a
+    #: front-end that cuts each clip to its length): batches may be trimmed to their longest clip
+    masks_padding = False
     kind = ""
     #: parameters a trial adds on top of the encoder (attention pooling): a continued-pretraining
     #: checkpoint made with other pooling may lack them (see automl_pt.pretrain)
@@ -105,7 +108,7 @@ class AudioBackbone(Backbone):
     # -- preprocessing / export -----------------------------------------------------------
     def preprocessor(self, options: dict) -> Preprocessor:
         return AudioPreprocessor(self.sample_rate, max_seconds=self.settings.get("max_seconds"),
-                                 limit_seconds=self.max_seconds_limit)
+                                 limit_seconds=self.max_seconds_limit, trim=self.masks_padding)
 
     def export(self, directory: Any) -> None:
         from safetensors.torch import save_file
@@ -243,6 +246,7 @@ class WaveformBackbone(AudioBackbone):
         self.normalize = normalize
         # group-norm feature encoders (wav2vec2-base) were trained without attention masks
         self.use_mask = getattr(model.config, "feat_extract_norm", "layer") == "layer"
+        self.masks_padding = self.use_mask  # group norm over time sees the padding: no trimming
         self.max_seconds_limit = 30.0
 
     def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,6 +276,7 @@ class ASTBackbone(AudioBackbone):
 
     takes_spectrogram = True
     kind = "ast"
+    masks_padding = True  # each clip is cut to its length before the filter banks
 
     def __init__(self, model: nn.Module, extractor: Any, name: str, pooling: str = "mean",
                  settings: dict | None = None):

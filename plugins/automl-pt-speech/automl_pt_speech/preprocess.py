@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,13 +30,20 @@ class AudioPreprocessor(Preprocessor):
 
     ``fit(train_inputs)`` derives ``max_seconds`` from the training clips' durations (read from
     file headers), rounded up to 0.1 s and capped at ``limit_seconds`` (the backbone's limit).
+
+    ``trim``: the backbone masks padding (its features of a clip do not depend on the zeros
+    after it), so :meth:`collate` cuts each batch to its longest clip and :meth:`lengths`
+    (valid samples) lets training bucket clips of similar durations. Backbones whose output
+    depends on the padded length (Whisper's window sized to the data's longest clip, group-norm
+    wav2vec2 without attention masks) keep ``trim=False``: every batch padded as before.
     """
 
     def __init__(self, sample_rate: int, max_seconds: float | None = None,
-                 limit_seconds: float = 30.0):
+                 limit_seconds: float = 30.0, trim: bool = False):
         self.sample_rate = int(sample_rate)
         self.max_seconds = max_seconds
         self.limit_seconds = float(limit_seconds)
+        self.trim = bool(trim)
 
     @property
     def fingerprint(self) -> str:  # type: ignore[override]
@@ -77,6 +83,15 @@ class AudioPreprocessor(Preprocessor):
         _map(one, range(len(inputs)))
         return {"audio": torch.from_numpy(audio), "length": torch.from_numpy(length)}
 
+    def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.trim or not len(batch["length"]):
+            return batch
+        longest = max(1, int(batch["length"].max()))
+        return {**batch, "audio": batch["audio"][:, :longest]}
+
+    def lengths(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return tensors["length"] if self.trim else None
+
     def save(self, directory: Any) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
         (Path(directory) / PREPROCESSOR_FILE).write_text(json.dumps(
@@ -93,7 +108,7 @@ def load_saved_max_seconds(directory: Path) -> float | None:
 def _map(fn, items) -> list:
     """``[fn(x) for x in items]`` on a few threads (libsndfile and soxr release the GIL)."""
     items = list(items)
-    workers = min(8, os.cpu_count() or 1)
+    workers = min(8, torch.get_num_threads())  # the slot's share of the cores in a worker
     if len(items) < 64 or workers == 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(workers) as pool:

@@ -3,29 +3,67 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from automl_pt.errors import BackboneError
 from automl_pt.model import Backbone, Preprocessor
 
 DEFAULT_MAX_LENGTH = 256
+#: without a fitted value, ``max_length`` is this percentile of the training texts' token counts
+LENGTH_PERCENTILE = 99.0
+PREPROCESSOR_FILE = "automl_pt_text_preprocessor.json"
 
 
 class TokenizerPreprocessor(Preprocessor):
-    """Tokenizes every text once, padded to the longest text of the dataset (capped at
-    ``max_length``); :meth:`collate` trims each batch to its own longest sequence."""
+    """Tokenizes every text once, padded to the longest text of the dataset (truncated at
+    ``max_length``); :meth:`collate` trims each batch to its own longest sequence and
+    :meth:`lengths` (the attention masks' sums) lets training bucket texts of similar lengths.
 
-    def __init__(self, tokenizer: Any, max_length: int):
+    ``limit`` is the most tokens allowed: the model's limit, or the study's ``[data]
+    max_length`` when it is set (and lower). ``fit(train_texts)`` sets ``max_length`` to the
+    ``LENGTH_PERCENTILE``-th percentile of the training texts' token counts, capped by
+    ``limit``: a few very long texts do not make every batch long. Before any ``fit``,
+    ``max_length`` is the given value (the fitted value saved with an exported model), else
+    ``limit``."""
+
+    def __init__(self, tokenizer: Any, max_length: int, limit: int | None = None,
+                 limit_source: str = "the model's limit"):
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.limit = int(limit or max_length)
+        self.max_length = min(int(max_length), self.limit)
+        self.limit_source = limit_source
+        self._summary = ""
         try:
             content = tokenizer.backend_tokenizer.to_str()
         except AttributeError:
             content = repr(sorted(tokenizer.get_vocab().items()))
-        self.fingerprint = hashlib.sha256(f"{content}|{max_length}".encode()).hexdigest()[:16]
+        self._tokenizer_key = hashlib.sha256(content.encode()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:  # type: ignore[override]
+        return hashlib.sha256(f"{self._tokenizer_key}|{self.max_length}".encode()).hexdigest()[:16]
+
+    def fit(self, train_inputs: Sequence[Any]) -> None:
+        texts = [str(x) for x in train_inputs]
+        if not texts:
+            return
+        counts = np.array([len(ids) for ids in self.tokenizer(
+            texts, truncation=True, max_length=self.limit)["input_ids"]])
+        chosen = int(np.percentile(counts, LENGTH_PERCENTILE, method="higher"))
+        self.max_length = max(1, min(self.limit, chosen))
+        cut = int((counts > self.max_length).sum())
+        self._summary = (f"max_length {self.max_length} tokens: {LENGTH_PERCENTILE:g}th percentile "
+                         f"of {len(texts)} training texts (mean {counts.mean():.0f}, longest "
+                         f"{counts.max()}{'+' if counts.max() >= self.limit else ''}; {cut} "
+                         f"truncated), at most {self.limit} ({self.limit_source})")
+
+    def summary(self) -> str:
+        return self._summary
 
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer([str(x) for x in inputs], padding="longest", truncation=True,
@@ -36,8 +74,24 @@ class TokenizerPreprocessor(Preprocessor):
         longest = int(batch["attention_mask"].sum(dim=1).max()) if len(batch["attention_mask"]) else 1
         return {k: v[:, :max(1, longest)] for k, v in batch.items()}
 
+    def lengths(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tensors["attention_mask"].sum(dim=1)
+
     def save(self, directory: Any) -> None:
         self.tokenizer.save_pretrained(str(directory))
+        (Path(directory) / PREPROCESSOR_FILE).write_text(json.dumps({"max_length": self.max_length}))
+
+
+def saved_max_length(directory: Any) -> int | None:
+    """The fitted ``max_length`` an exported model was trained with (``None``: not one)."""
+    path = Path(str(directory)) / PREPROCESSOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value >= 1 else None
 
 
 class TransformersTextBackbone(Backbone):
@@ -63,8 +117,11 @@ class TransformersTextBackbone(Backbone):
     def preprocessor(self, options: dict) -> Preprocessor:
         limit = int(getattr(self.tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH)
         positions = int(getattr(self.model.config, "max_position_embeddings", limit) or limit)
-        max_length = min(options.get("max_length") or DEFAULT_MAX_LENGTH, limit, positions)
-        return TokenizerPreprocessor(self.tokenizer, max_length)
+        model_limit = min(limit, positions)
+        cap = min(int(options.get("max_length") or model_limit), model_limit)
+        source = "[data] max_length" if options.get("max_length") and cap < model_limit else "the model's limit"
+        saved = saved_max_length(self.source) if self.source else None
+        return TokenizerPreprocessor(self.tokenizer, min(saved or DEFAULT_MAX_LENGTH, cap), cap, source)
 
     def export(self, directory: Any) -> None:
         quiet_transformers()

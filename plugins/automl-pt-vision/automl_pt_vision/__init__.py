@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 from .plugin import (  # noqa: F401  (the hook implementations are the module's API)
     automl_pt_augmentation,
+    automl_pt_data_options,
     automl_pt_pretrain_views,
     automl_pt_register_backbones,
     automl_pt_register_data_readers,

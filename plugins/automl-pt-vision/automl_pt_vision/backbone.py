@@ -67,7 +67,13 @@ class TimmImageBackbone(Backbone):
         return self.model(self.normalize(batch["pixel_values"]))
 
     def preprocessor(self, options: dict) -> Preprocessor:
-        return ImagePreprocessor(self.data_config)
+        native = options.get("native_image_size")
+        note = ""
+        if native and not options.get("image_size"):
+            note = (f"image_size {self.data_config['input_size'][-1]} px (training images' typical "
+                    f"shorter side {native} px; set [data] image_size, or a list in [search.space], "
+                    "to choose)")
+        return ImagePreprocessor(self.data_config, summary=note)
 
     def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
         """Depth ids from timm's own coarse parameter grouping (stem 0, then one id per stage,
@@ -162,9 +168,34 @@ def _jsonable(v: Any) -> Any:
 
 
 # -- construction ---------------------------------------------------------------------------
+#: the smallest input side chosen from the data (a stride-32 CNN still has a 3x3 last feature map)
+MIN_AUTO_IMAGE_SIZE = 96
+#: chosen sizes are rounded up to a multiple of the usual total stride
+AUTO_IMAGE_STEP = 32
+
+
+def auto_image_size(native: int, pretrained: int) -> int:
+    """The input side for images whose typical shorter side is ``native`` pixels, on a backbone
+    pretrained at ``pretrained``: ``native`` rounded up to a multiple of ``AUTO_IMAGE_STEP``,
+    at least ``MIN_AUTO_IMAGE_SIZE``, never above ``pretrained`` (no upsampling 28-pixel
+    images to 224, no downsampling large photos below the pretrained size)."""
+    rounded = -(-int(native) // AUTO_IMAGE_STEP) * AUTO_IMAGE_STEP
+    return int(min(pretrained, max(MIN_AUTO_IMAGE_SIZE, rounded)))
+
+
 def _size_overlay(options: dict, base_cfg: dict) -> tuple[dict, dict]:
-    """(pretrained_cfg overlay, create_model kwargs) for ``options['image_size']``."""
+    """(pretrained_cfg overlay, create_model kwargs) for ``options['image_size']`` (the study's
+    ``[data] image_size`` or the trial's ``image_size`` parameter); without one, for the size
+    :func:`auto_image_size` picks from ``options['native_image_size']`` (the training images'
+    typical side) where the model accepts any input size (CNNs; models with a fixed input size
+    such as ViTs keep their pretrained size)."""
     size = options.get("image_size")
+    pretrained = int((base_cfg.get("input_size") or (3, 224, 224))[-1])
+    native = options.get("native_image_size")
+    if not size and native and not base_cfg.get("fixed_input_size"):
+        size = auto_image_size(int(native), pretrained)
+        if size == pretrained:
+            return {}, {}
     if not size:
         return {}, {}
     channels = (base_cfg.get("input_size") or (3,))[0]

@@ -133,7 +133,23 @@ def automl_pt_search_space(task, config):
         "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0,
                                        domain=Domain("float", low=0.0, high=1.0)),
         "mixup": Param("mixup", "categorical", choices=MIX_CHOICES),
+        # None: [data] image_size, else chosen from the data; a list in [search.space] searches
+        # it (cost grows with the square of the side)
+        "image_size": Param("image_size", "categorical", choices=(None,),
+                            domain=Domain("int", low=8)),
     }
+
+
+@hookimpl
+def automl_pt_data_options(task, inputs):
+    """``native_image_size``: the training images' typical shorter side, from which the input
+    size is chosen when ``[data] image_size`` is not set (see ``backbone.auto_image_size``)."""
+    if task.modality != MODALITY:
+        return None
+    from .preprocess import native_image_size
+
+    size = native_image_size(inputs)
+    return {"native_image_size": size} if size else None
 
 
 @hookimpl

@@ -33,7 +33,8 @@ _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, 
 
 
 def decode_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """Decoding threads: this process's torch thread count (a worker's share of the cores)."""
+    return max(1, min(8, torch.get_num_threads()))
 
 
 def open_image(item: Any):
@@ -106,7 +107,8 @@ class ImagePreprocessor(Preprocessor):
     backbone on the device.
     """
 
-    def __init__(self, data_config: dict[str, Any]):
+    def __init__(self, data_config: dict[str, Any], summary: str = ""):
+        self._summary = summary
         self.data_config = {
             "input_size": tuple(int(v) for v in data_config["input_size"]),
             "interpolation": str(data_config.get("interpolation", "bicubic")),
@@ -164,6 +166,9 @@ class ImagePreprocessor(Preprocessor):
             return None, f"{type(exc).__name__}: {exc}"
 
     # -- the Preprocessor contract ------------------------------------------------------------
+    def summary(self) -> str:
+        return self._summary
+
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Decode every input (threads: PIL releases the GIL while decoding and resizing).
         Raises :class:`DataError` listing every input that cannot be decoded."""
@@ -191,6 +196,35 @@ class ImagePreprocessor(Preprocessor):
         path = Path(directory) / "preprocessor.json"
         path.write_text(json.dumps({"pipeline_version": PIPELINE_VERSION, **self.data_config},
                                    indent=2))
+
+
+#: images whose size is read to find the data's typical size
+SIZE_SAMPLE = 256
+
+
+def native_image_size(inputs: Sequence[Any]) -> int | None:
+    """The median shorter side, in pixels, of up to ``SIZE_SAMPLE`` images spread evenly over
+    ``inputs`` (file headers only for paths), or ``None`` when none can be read."""
+    n = len(inputs)
+    if n == 0:
+        return None
+    picks = sorted({int(i * n / min(n, SIZE_SAMPLE)) for i in range(min(n, SIZE_SAMPLE))})
+    sides = []
+    for i in picks:
+        item = inputs[i]
+        try:
+            if isinstance(item, np.ndarray):
+                sides.append(min(item.shape[:2]))
+                continue
+            image = open_image(item)
+            try:
+                sides.append(min(image.size))
+            finally:
+                if image is not item:
+                    image.close()
+        except Exception:  # unreadable here: the data checks report it
+            continue
+    return int(np.median(sides)) if sides else None
 
 
 def _describe(item: Any) -> str:
