@@ -20,9 +20,9 @@ export). Prints a table and writes JSON.
     python benchmarks/bench_vs_hf.py --trials 6 --ours defaults,fast
     python benchmarks/bench_vs_hf.py --subsample 36 --trials 2 --max-epochs 1   # smoke run (~1 min)
 
-``--study NAME=FILE`` adds a study file as one more variant; ``--only peer|ours`` runs one side; ``--backbone PATH`` swaps the model (any local transformers
-folder both sides can load); ``--out FILE`` (default ``benchmarks/results/bench_vs_hf-<time>.json``,
-``-`` for stdout). The goal the project sets: ours reaches at least the peer's test accuracy in at
+``--study NAME=FILE`` adds a study file as one more variant; ``--only peer|ours`` runs one side;
+``--backbone PATH`` swaps the model (any local transformers folder both sides can load); ``--out
+FILE`` (default ``benchmarks/results/bench_vs_hf-<time>.json``, ``-`` for stdout). The goal the project sets: ours reaches at least the peer's test accuracy in at
 most a third of its wall time.
 """
 
@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out == "-":
         print(text)
     else:
-        out = Path(args.out) if args.out else RESULTS_DIR / f"bench_vs_hf-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out) if args.out else RESULTS_DIR / f"bench_vs_hf-{stamp}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
         print(f"wrote {out}")
