@@ -14,12 +14,12 @@ from .plugins import create_plugin_host, hookimpl
 __version__ = "0.1.0"
 
 __all__ = ["AutomlError", "BackboneError", "ConfigError", "DataError", "ModelLoadError",
-           "PluginError", "Study", "create_plugin_host", "hookimpl", "label_efficiency", "load",
+           "PluginError", "Study", "create_plugin_host", "fit", "hookimpl", "label_efficiency", "load",
            "load_config", "results", "run"]
 
 _LAZY = {"Study": "study", "run": "study", "results": "study", "load": "export",
          "load_config": "config", "config_from_dict": "config", "Results": "store",
-         "label_efficiency": "efficiency"}
+         "label_efficiency": "efficiency", "fit": "autofit"}
 
 
 def __getattr__(name: str) -> Any:

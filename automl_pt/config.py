@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .registry import did_you_mean
 
 SAMPLERS = ("tpe", "random", "gp", "grid")
-PRUNERS = ("hyperband", "median", "none")
+PRUNERS = ("auto", "hyperband", "median", "none")
 DIRECTIONS = ("maximize", "minimize")
 ON_BAD_FILE = ("error", "skip")
 
@@ -40,6 +40,7 @@ class StudySection:
     seed: int = 0
     plugins: list[str] = field(default_factory=list)
     max_failures: int = 5
+    preset: str | None = None
 
 
 @dataclass
@@ -66,12 +67,14 @@ class SearchSection:
     #: :meth:`automl_pt.Study.prepare` fills in the task's default backbones
     backbones: list[str] = field(default_factory=list)
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    pruner: str = "auto"
     space: dict[str, Any] = field(default_factory=dict)
     #: the frozen-feature probe as the first trial(s) (automl_pt.seeding): None = when
     #: linear_probe is among the strategies, True = always (adds it), False = never
     baseline: bool | None = None
     known_good: bool = True
+    #: the ``[study] preset``'s ``[search.space]`` entries the study file does not override
+    preset_space: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,6 +167,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "seed": ((int,), "random seed"),
         "plugins": ((list,), "extra plugin modules to load"),
         "max_failures": ((int,), "stop after this many consecutive failed trials"),
+        "preset": ((str,), "fast | balanced | best: trials, search space, pruning and fidelity"),
     },
     "task": {"type": ((str,), "task name")},
     "data": {
@@ -179,7 +183,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "search": {
         "backbones": ((list, str), "candidate backbones (default: the task's)"),
         "sampler": ((str,), "tpe | random | gp | grid"),
-        "pruner": ((str,), "hyperband | median | none"),
+        "pruner": ((str,), "auto | hyperband | median | none"),
         "space": ((dict,), "search-space overrides"),
         "baseline": ((bool,), "start with the frozen-feature probe (true also adds linear_probe "
                               "to the strategies; false: no probe)"),
@@ -384,6 +388,16 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
 
     _check_data(where, values["data"], base_dir)
     _check_search(where, values["search"])
+    if "preset" in s:
+        from .presets import PRESETS, apply_preset
+
+        if s["preset"] in PRESETS:
+            values["search"]["preset_space"] = apply_preset(s["preset"], s, values["search"])
+        else:
+            where.add("study", "preset", f"unknown preset {s['preset']!r}"
+                      f"{did_you_mean(s['preset'], list(PRESETS))}; choose one of "
+                      f"{', '.join(PRESETS)}")
+            s.pop("preset")
     _check_resources(where, values["resources"])
     st = values["storage"]
     for key in ("heartbeat_interval", "grace_period"):

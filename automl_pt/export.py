@@ -61,10 +61,17 @@ def swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if out.exists():
-        old = _new_dir(out, "old")
-        out.rename(old / out.name)
-    tmp.rename(out)
+    import signal
+
+    # Ctrl-C / SIGTERM wait for the two renames: a stopped study never leaves ``out`` missing
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if out.exists():
+            old = _new_dir(out, "old")
+            out.rename(old / out.name)
+        tmp.rename(out)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -90,8 +97,10 @@ def _new_dir(out: Path, kind: str) -> Path:
             continue
 
 
-def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str, float] | None:
-    """Rebuild the best trial's model, score it once on the test split, write ``best/``
+def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any,
+                score_test: bool = True) -> dict[str, float] | None:
+    """Rebuild the best trial's model, score it once on the test split (unless ``score_test``
+    is false: the exports a running study makes, see :mod:`automl_pt.anytime`), write ``best/``
     atomically (a temp folder renamed into place). Returns the test metrics (or ``None``)."""
     import torch
     from safetensors.torch import load_file, save_file
@@ -124,7 +133,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any) -> dict[str
     model.to(runner.device)
 
     test_metrics = test_predictions = None
-    if prepared.data.test is not None:
+    if prepared.data.test is not None and score_test:
         enc = runner.encoded(prep, prepared.data.test)
         test_metrics, test_pred, _ = evaluate(model, task, enc, prepared.data.test.labels,
                                               runner.metrics, runner.device, 64, prep.collate,

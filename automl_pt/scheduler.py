@@ -103,6 +103,8 @@ class Scheduler:
         self.startup_failures = 0
         self.last_error: str | None = None
         self.timeout_at: float | None = None
+        self.deadline: float | None = None      # the same moment in time.time(), for workers
+        self.budget_skips = 0
 
     # -- worker processes ------------------------------------------------------------------
     def _start(self, slot: int) -> None:
@@ -131,6 +133,7 @@ class Scheduler:
         target = cfg.study.trials
         if cfg.study.timeout:
             self.timeout_at = time.monotonic() + cfg.study.timeout
+            self.deadline = time.time() + cfg.study.timeout
         for slot in range(len(self.slots)):
             self._start(slot)
         finished = self._finished()
@@ -143,7 +146,7 @@ class Scheduler:
                 for w in self.workers.values():
                     if w.state == "idle" and not self.stopping and (
                             target is None or finished + self.in_flight < target):
-                        w.conn.send(("run",))
+                        w.conn.send(("run", self.deadline))
                         w.state, w.current, w.started = "busy", None, time.monotonic()
                         self.in_flight += 1
                 if self.in_flight == 0 and (self.stopping or (target is not None and finished >= target)):
@@ -209,11 +212,20 @@ class Scheduler:
             self.progress.worker_epoch(w.slot, msg[1], msg[2], msg[3], msg[4])
         elif kind == "trial_end":
             number, state, value, error = msg[1:5]
+            reason = msg[5] if len(msg) > 5 else None
             self.in_flight -= 1
             w.state, w.current = "idle", None
             w.trials_done += 1
             self.startup_failures = 0
-            if state == "FAIL":
+            from .budget import MAX_BUDGET_SKIPS, OVER_BUDGET
+
+            self.budget_skips = self.budget_skips + 1 if reason == OVER_BUDGET else 0
+            if reason == OVER_BUDGET:
+                self.progress.log(f"[yellow]trial {number} {error}[/]")
+                if self.budget_skips >= MAX_BUDGET_SKIPS and not self.stopping:
+                    self.progress.log("[yellow]no trial fits in the time left: finishing running trials[/]")
+                    self.stopping = True
+            elif state == "FAIL":
                 self.consecutive_failures += 1
                 self.last_error = error
                 from rich.markup import escape

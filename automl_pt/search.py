@@ -36,6 +36,7 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                       f"known: {', '.join(sorted(space))}")
         else:
             space[name] = _override(where, space[name], spec)
+    _apply_preset_space(config, space, where)
     _fit_training_length(config, space)
     strategy = space.get("strategy")
     if config.search.baseline and strategy is not None and strategy.kind == "categorical" \
@@ -61,6 +62,18 @@ def _fit_training_length(config: StudyConfig, space: dict[str, Param]) -> None:
     if "min_steps" in space and "min_steps" not in config.search.space and fixed is not None \
             and not isinstance(fixed, (dict, list)):
         space["min_steps"] = replace(space["min_steps"], kind="categorical", choices=(0,))
+
+
+def _apply_preset_space(config: StudyConfig, space: dict[str, Param], where: _Where) -> None:
+    """The ``[study] preset``'s entries, for the parameters this search space has (a plugin's
+    task may lack one); a value the parameter's domain refuses is reported at ``[study] preset``."""
+    for name, spec in config.search.preset_space.items():
+        if name in space:
+            probe = _Where(None, None)
+            space[name] = _override(probe, space[name], spec)
+            for problem in probe.problems:
+                where.add("study", "preset", f"preset {config.study.preset!r} sets {name}: "
+                          f"{problem.split(': ', 2)[-1]}")
 
 
 def _override(where: _Where, default: Param, spec: Any) -> Param:
@@ -122,6 +135,10 @@ def make_pruner(config: StudyConfig, space: dict[str, Param]):
                      (epochs.high if epochs else 5))
     if config.search.pruner == "none" or max_epochs < 2:
         return optuna.pruners.NopPruner()
+    if config.search.pruner == "auto":
+        from .pruning import StrategyMedianPruner
+
+        return StrategyMedianPruner()
     if config.search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)

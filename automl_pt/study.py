@@ -276,6 +276,9 @@ class Study:
                 except Exception as exc:  # a reader holding the file: catch up at the next trial
                     state["last_error"] = exc
 
+            from .anytime import BestExporter
+
+            self._anytime = BestExporter(self, prepared)
             if cfg.pretrain is not None:
                 self._run_pretraining(prepared, progress, console)
                 record()
@@ -331,6 +334,7 @@ class Study:
 
             def on_trial_end() -> None:
                 record()
+                self._export_improved(ostudy, bar)
                 bar.trials_done(_finished(ostudy), _best_value(ostudy))
 
             bar.trials_done(_finished(ostudy), _best_value(ostudy))
@@ -356,6 +360,9 @@ class Study:
             bar.on_input_size = getattr(self, "_on_input_size", None)
             runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
                                  device, self.run_dir, callbacks=[bar])
+            if cfg.study.timeout:
+                runner.deadline = time.time() + cfg.study.timeout
+            budget_skips = 0
             bar.trials_done(_finished(ostudy), _best_value(ostudy))
             while target is None or _finished(ostudy) < target:
                 if cfg.study.timeout and time.monotonic() - started > cfg.study.timeout:
@@ -366,8 +373,19 @@ class Study:
                     ostudy.optimize(runner.objective, n_trials=1, catch=(Exception,))
                 finally:
                     record()
+                self._export_improved(ostudy, bar)
                 new = [t for t in ostudy.get_trials(deepcopy=False) if t.number not in before]
-                failed = [t for t in new if t.state == optuna.trial.TrialState.FAIL]
+                from .budget import MAX_BUDGET_SKIPS, OVER_BUDGET
+
+                skipped = [t for t in new if t.user_attrs.get("state_reason") == OVER_BUDGET]
+                for t in skipped:
+                    bar.log(f"[yellow]trial {t.number} {t.user_attrs.get('error')}[/]")
+                budget_skips = budget_skips + len(skipped) if skipped else 0
+                if budget_skips >= MAX_BUDGET_SKIPS:
+                    bar.log("[yellow]no trial fits in the time left[/]")
+                    break
+                failed = [t for t in new if t.state == optuna.trial.TrialState.FAIL
+                          and t.user_attrs.get("state_reason") != OVER_BUDGET]
                 for t in failed:
                     from rich.markup import escape
 
@@ -380,6 +398,13 @@ class Study:
                                       f"{failed[-1].user_attrs.get('error', '?')}. Details: "
                                       f"automl-pt results {self.run_dir} --all")
             bar.log("exporting the best model…")
+
+    def _export_improved(self, ostudy: Any, bar: Any) -> None:
+        """Anytime: put the best trial so far in ``best/`` when it changed."""
+        exporter = getattr(self, "_anytime", None)
+        if exporter is not None:
+            exporter.log = bar.log
+            exporter.update(ostudy)
 
     def _worker_payload(self, prepared: _Prepared) -> dict[str, Any]:
         """What a worker process needs to rebuild this study. Data given as Python objects is

@@ -143,6 +143,9 @@ class TrialRunner:
         self._features: dict[tuple[str, str, str], torch.Tensor] = {}
         self._preprocessors: dict[str, Preprocessor] = {}
         self.last_trial_number: int | None = None
+        #: ``time.time()`` by which the study must end (``[study] timeout``): a trial whose
+        #: estimated duration does not fit is not started (:mod:`automl_pt.budget`)
+        self.deadline: float | None = None
         self.data_options = {"max_length": config.data.max_length,
                              "image_size": config.data.image_size,
                              "base_dir": str(config.source.parent) if config.source else "."}
@@ -251,6 +254,11 @@ class TrialRunner:
         from .search import suggest_params
 
         params = suggest_params(trial, self.space)
+        if self.deadline is not None:
+            from .budget import check_time_left
+
+            self.last_trial_number = trial.number
+            check_time_left(trial, params, self.deadline)
         return self.run_trial(trial, params)
 
     def run_trial(self, trial: Any, params: dict) -> float:

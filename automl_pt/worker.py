@@ -197,12 +197,13 @@ def worker_main(conn: Any, payload: dict, device: str, slot: int, parent_pid: in
             msg = conn.recv()
             if msg[0] == STOP:
                 break
+            runner.deadline = msg[1] if len(msg) > 1 else None   # the study's timeout
             trial = run_one_trial(ostudy, runner)
             if trial is None:
                 events.send("trial_end", None, "NONE", None, None)
                 continue
             events.send("trial_end", trial.number, trial.state.name, trial.value,
-                        trial.user_attrs.get("error"))
+                        trial.user_attrs.get("error"), trial.user_attrs.get("state_reason"))
     except KeyboardInterrupt:
         pass
     except EOFError:

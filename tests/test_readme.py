@@ -28,6 +28,15 @@ def test_python_api_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "api-demo" / "best" / "automl_pt.json").is_file()
 
 
+@pytest.mark.slow
+def test_fit_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_block("fit"), "README.md:fit", "exec"), {})
+    assert "['space', 'food']" in capsys.readouterr().out
+    run_dir = tmp_path / "runs" / "fit-demo"
+    assert (run_dir / "study.toml").is_file() and (run_dir / "best" / "automl_pt.json").is_file()
+
+
 def test_plugin_example_is_used_by_a_study(tmp_path, monkeypatch, tiny_bert, topic_data):
     from tests.conftest import study_toml
 

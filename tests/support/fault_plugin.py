@@ -5,7 +5,8 @@
 (its worker SIGKILLs itself), ``hang@2`` (it sleeps forever), ``oom>4`` (a real
 ``torch.cuda.OutOfMemoryError`` whenever the micro-batch is larger than 4), ``oom-always``,
 ``slow`` (every step sleeps 0.3 s, to give a test time to act mid-trial), ``sabotage@N`` (the Nth
-trial's head is zeroed after every step, so it predicts one class: a trial a pruner should stop).
+trial's head is zeroed after every step, so it predicts one class: a trial a pruner should stop);
+``+`` joins specs (``sabotage@1+slow``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class Fault(TrainerCallback):
         self.start = _next_start()
 
     def _mine(self, action: str) -> bool:
-        return self.spec.startswith(action + "@") and int(self.spec.split("@")[1]) == self.start
+        # "+" joins specs: "sabotage@1+slow"
+        return any(part.startswith(action + "@") and int(part.split("@")[1]) == self.start
+                   for part in self.spec.split("+"))
 
     def on_step_end(self, state):
         import torch
