@@ -137,6 +137,10 @@ def test_baseline_and_known_good_keys(tmp_path, tiny_bert, topic_data, text_host
     space, seeds = planned("", 'strategy = ["full"]\nepochs = 1')
     assert space["strategy"].choices == ("full",) and seeds == [("full", "known_good")]
     assert space["min_steps"].choices == (0,)      # epochs fixed: taken as given
+    space, _ = planned("", 'epochs = [3]')
+    assert space["min_steps"].choices == (0,)      # a one-value list is fixed too
+    space, _ = planned("", 'epochs = [3, 6]')
+    assert space["min_steps"].choices == (150,)    # a list to search is stretched
     space, seeds = planned("baseline = true", 'strategy = ["full"]')
     assert space["strategy"].choices == ("linear_probe", "full")
     assert seeds == [("linear_probe", "baseline"), ("full", "known_good")]
