@@ -55,10 +55,12 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
 
 
 def _fit_training_length(config: StudyConfig, space: dict[str, Param]) -> None:
-    """A study that fixes ``epochs`` to one value (and leaves ``min_steps`` alone) trains exactly
+    """A study that fixes ``epochs`` to one value (``3`` or ``[3]``; and leaves ``min_steps``) trains exactly
     that many epochs: its ``min_steps`` becomes 0. A searched ``epochs`` (a range or a list) is
     stretched to ``min_steps`` optimizer steps on small data (automl_pt.training.planned_epochs)."""
     fixed = config.search.space.get("epochs")
+    if isinstance(fixed, list) and len(fixed) == 1:
+        fixed = fixed[0]
     if "min_steps" in space and "min_steps" not in config.search.space and fixed is not None \
             and not isinstance(fixed, (dict, list)):
         space["min_steps"] = replace(space["min_steps"], kind="categorical", choices=(0,))

@@ -64,7 +64,7 @@ def text_host():
 
 
 def study_toml(tmp_path: Path, tiny_bert: Path, extra: str = "", trials: int = 3,
-               space: str = 'epochs = { low = 1, high = 2 }\nbatch_size = [8]',
+               space: str = 'epochs = { low = 1, high = 2 }\nbatch_size = [8]\nmin_steps = 0',
                resources: str = "", study: str = "") -> Path:
     text = f"""
 [study]

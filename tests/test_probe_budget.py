@@ -90,7 +90,8 @@ def _optuna(run_dir, name="tiny"):
 
 def test_a_study_starts_with_the_probe_then_known_good_configurations_and_never_reenqueues(
         tmp_path, tiny_bert, topic_data, text_host):
-    path = study_toml(tmp_path, tiny_bert, trials=3, resources='workers = "inline"')
+    space = 'epochs = { low = 1, high = 2 }\nbatch_size = [8]\nmin_steps = 24'
+    path = study_toml(tmp_path, tiny_bert, trials=3, space=space, resources='workers = "inline"')
     results = Study.from_config(path, host=text_host).run(progress=False)
     ostudy = _optuna(tmp_path / "run")
     trials = ostudy.get_trials()
@@ -105,8 +106,8 @@ def test_a_study_starts_with_the_probe_then_known_good_configurations_and_never_
     assert trials[1].params["batch_size"] == 8 and trials[1].params["epochs"] == 2
     # training length: epochs searched (a range) -> stretched to min_steps on 60 examples
     full = trials[1].user_attrs
-    assert full["epochs_planned"] == planned_epochs(2, 8, 150) == 19
-    assert full["steps"] == full["epochs_run"] * 8 and full["epochs_run"] <= 19
+    assert full["epochs_planned"] == planned_epochs(2, 8, 24) == 3
+    assert full["steps"] == full["epochs_run"] * 8 == 24
     assert probe_floor(ostudy) == probe.value
     assert meets_probe_floor(ostudy, ostudy.best_value)
     board = results.leaderboard()
@@ -136,6 +137,10 @@ def test_baseline_and_known_good_keys(tmp_path, tiny_bert, topic_data, text_host
     space, seeds = planned("", 'strategy = ["full"]\nepochs = 1')
     assert space["strategy"].choices == ("full",) and seeds == [("full", "known_good")]
     assert space["min_steps"].choices == (0,)      # epochs fixed: taken as given
+    space, _ = planned("", 'epochs = [3]')
+    assert space["min_steps"].choices == (0,)      # a one-value list is fixed too
+    space, _ = planned("", 'epochs = [3, 6]')
+    assert space["min_steps"].choices == (150,)    # a list to search is stretched
     space, seeds = planned("baseline = true", 'strategy = ["full"]')
     assert space["strategy"].choices == ("linear_probe", "full")
     assert seeds == [("linear_probe", "baseline"), ("full", "known_good")]
