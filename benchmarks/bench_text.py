@@ -129,7 +129,7 @@ def fortunes_train(directory: Path) -> tuple[list[str], np.ndarray]:
 
     frame = pd.read_csv(build_fortunes_dataset(directory, per_topic=250, seed=0)["train"])
     codes = pd.factorize(frame["label"])[0]
-    return frame["text"].astype(str).tolist(), np.asarray(codes)
+    return frame["text"].astype(str).tolist(), np.asarray(codes) % 4  # the benchmark's 4-way head
 
 
 def padding_per_epoch(prep, texts: list[str], batch_size: int) -> None:
