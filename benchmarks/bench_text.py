@@ -3,6 +3,7 @@ the same model (minilm-l6), data, batch size and sequence length, measured in th
 the start-up time of ``automl-pt --help``.
 
     python benchmarks/bench_text.py [--examples 256] [--repeats 3] [--bucket-examples 430]
+        [--bucket-data fortunes|synthetic] [--skip-loop]
 
 Prints samples/s of each and the ratio (automl_pt / hand-written; 1.0 = no overhead).
 
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,10 +121,51 @@ def run_batches(enc, labels, batch_size: int, lengths) -> tuple[float, int]:
     return result.samples_per_s, carried[0]
 
 
-def bench_bucketing(examples: int, batch_size: int, repeats: int) -> None:
+def fortunes_train(directory: Path) -> tuple[list[str], np.ndarray]:
+    """The text quickstart's training split (``studies/make_fortunes.py`` defaults)."""
+    import pandas as pd
+
+    from automl_pt_text.datasets import build_fortunes_dataset
+
+    frame = pd.read_csv(build_fortunes_dataset(directory, per_topic=250, seed=0)["train"])
+    codes = pd.factorize(frame["label"])[0]
+    return frame["text"].astype(str).tolist(), np.asarray(codes) % 4  # the benchmark's 4-way head
+
+
+def padding_per_epoch(prep, texts: list[str], batch_size: int) -> None:
+    """Tokens per epoch on the whole set (no training): random vs bucketed batches, before
+    (the old default max_length 256) and after fitting max_length to the data."""
+    from automl_pt.batching import bucketed_batches, padded_tokens, random_batches
+
+    for label in ("max_length 256 (old default)", "max_length fitted"):
+        if label.startswith("max_length 256"):
+            prep.max_length = 256
+        else:
+            prep.fit(texts)
+        lengths = prep.lengths(prep.encode(texts))
+        gen = torch.Generator().manual_seed(0)
+        rand = [padded_tokens(lengths, random_batches(len(texts), batch_size, gen)) for _ in range(3)]
+        buck = [padded_tokens(lengths, bucketed_batches(lengths, batch_size, gen)) for _ in range(3)]
+        print(f"  {len(texts)} texts, batch {batch_size}, {label} ({prep.max_length}): tokens per "
+              f"epoch random {', '.join(map(str, rand))}; bucketed {', '.join(map(str, buck))}; "
+              f"real {int(lengths.sum())}")
+
+
+def bench_bucketing(examples: int, batch_size: int, repeats: int, data: str) -> None:
     model, _ = load()
-    texts, labels = make_short_texts(examples)
     prep = model.backbone.preprocessor({})
+    if data == "fortunes":
+        import tempfile
+
+        texts, labels = fortunes_train(Path(tempfile.mkdtemp()) / "fortunes")
+        print(f"fortunes quickstart train split: {len(texts)} texts, mean "
+              f"{np.mean([len(t.split()) for t in texts]):.1f} words, longest "
+              f"{max(len(t.split()) for t in texts)}")
+        padding_per_epoch(prep, texts, batch_size)
+        keep = np.random.default_rng(0).permutation(len(texts))[:examples]
+        texts, labels = [texts[i] for i in keep], labels[keep]
+    else:
+        texts, labels = make_short_texts(examples)
     prep.fit(texts)
     enc = prep.encode(texts)
     lengths = prep.lengths(enc)
@@ -133,7 +176,7 @@ def bench_bucketing(examples: int, batch_size: int, repeats: int) -> None:
         buck.append(run_batches(enc, labels, batch_size, lengths))
     real = int(lengths.sum())
     ratio = statistics.median(b[0] / r[0] for b, r in zip(buck, rand))
-    print(f"bucketed vs random batches: minilm-l6, {examples} short texts (mean "
+    print(f"bucketed vs random batches: minilm-l6, {len(texts)} {data} texts (mean "
           f"{np.mean([len(t.split()) for t in texts]):.1f} words, longest "
           f"{max(len(t.split()) for t in texts)}), batch {batch_size}, one epoch each")
     print(f"  {prep.summary()}")
@@ -163,9 +206,16 @@ def main() -> None:
     parser.add_argument("--bucket-examples", type=int, default=430)
     parser.add_argument("--bucket-batch-size", type=int, default=32)
     parser.add_argument("--bucket-repeats", type=int, default=2)
+    parser.add_argument("--bucket-data", choices=("fortunes", "synthetic"), default="fortunes",
+                        help="the text quickstart's texts (Debian package fortunes), or synthetic")
+    parser.add_argument("--skip-loop", action="store_true",
+                        help="only the bucketing comparison (not the trial-loop ratio, not start-up)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
+    if args.skip_loop:
+        bench_bucketing(args.bucket_examples, args.bucket_batch_size, args.bucket_repeats, args.bucket_data)
+        return
     model, _ = load()
     texts, labels = make_texts(args.examples)
     enc = model.backbone.preprocessor({"max_length": 64}).encode(texts)
@@ -183,7 +233,7 @@ def main() -> None:
           f"{', '.join(f'{o:.1f}' for o in ours)})")
     print(f"  ratio automl_pt / hand-written: {ratio:.3f}")
 
-    bench_bucketing(args.bucket_examples, args.bucket_batch_size, args.bucket_repeats)
+    bench_bucketing(args.bucket_examples, args.bucket_batch_size, args.bucket_repeats, args.bucket_data)
 
     python = sys.executable
     base = startup_seconds([python, "-c", "pass"])
