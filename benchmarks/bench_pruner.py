@@ -5,8 +5,10 @@ of the same strategy) on one small text study: trials per hour and the final sco
     python benchmarks/bench_pruner.py --pruner auto --out /tmp/bench-pruner --report
 
 Each run is one study (same data, seed, search space and trial count; only the pruner differs)
-with the shipped MiniLM on a fortunes subset, on the CPU. Each run appends a JSON line to
-``OUT/results.jsonl``; ``--report`` prints the table (and the ratio of trials per hour).
+with the shipped MiniLM on a fortunes subset, on the CPU; ``--tiny`` uses a randomly initialised
+2-layer BERT on a synthetic three-topic set instead (seconds per trial, for a loaded machine). Each
+run appends a JSON line to ``OUT/results.jsonl``; ``--report`` prints the table (and the ratio of
+trials per hour).
 """
 
 from __future__ import annotations
@@ -32,17 +34,17 @@ type = "text-classification"
 train = "{data}/train.csv"
 validation = "{data}/validation.csv"
 test = "{data}/test.csv"
-max_length = 48
+max_length = {max_length}
 
 [search]
-backbones = ["minilm-l6"]
+backbones = ["{backbone}"]
 pruner = "{pruner}"
 
 [search.space]
 strategy = ["linear_probe", "full", "freeze_then_unfreeze"]
 epochs = {{ low = 1, high = 3 }}
-batch_size = [16]
-learning_rate = {{ low = 2e-5, high = 3e-4, log = true }}
+batch_size = [{batch_size}]
+learning_rate = {{ low = {lr_low}, high = {lr_high}, log = true }}
 
 [resources]
 devices = "cpu"
@@ -52,26 +54,49 @@ dir = "{out}/run-{pruner}"
 """
 
 
-def run(pruner: str, out: Path, trials: int, per_topic: int) -> dict:
+def tiny_setup(out: Path, per_topic: int) -> tuple[Path, str]:
+    """A synthetic three-topic set (the tests' generator) and a random 2-layer BERT."""
+    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE.parent / "plugins" / "automl-pt-text"))
+    from automl_pt_text.testing import make_tiny_bert
+    from tests.conftest import FILLER, TOPICS, make_topic_rows, write_csv
+
+    data = out / "topics"
+    for split, n, seed in (("train", per_topic, 1), ("validation", max(8, per_topic // 3), 2),
+                           ("test", max(8, per_topic // 3), 3)):
+        write_csv(data / f"{split}.csv", make_topic_rows(n, seed))
+    model = out / "tiny-bert"
+    if not model.exists():
+        make_tiny_bert(model, [" ".join(TOPICS.values()), " ".join(FILLER)], hidden_size=64)
+    return data, str(model)
+
+
+def run(pruner: str, out: Path, trials: int, per_topic: int, tiny: bool) -> dict:
     import optuna
 
     import automl_pt
 
-    data = out / "fortunes"
-    if not (data / "train.csv").exists():
-        sys.path.insert(0, str(HERE.parent / "plugins" / "automl-pt-text"))
-        from automl_pt_text import datasets
+    if tiny:
+        data, backbone = tiny_setup(out, per_topic)
+        sizes = {"max_length": 16, "batch_size": 8, "lr_low": 1e-4, "lr_high": 3e-3}
+    else:
+        data, backbone = out / "fortunes", "minilm-l6"
+        sizes = {"max_length": 48, "batch_size": 16, "lr_low": 2e-5, "lr_high": 3e-4}
+        if not (data / "train.csv").exists():
+            sys.path.insert(0, str(HERE.parent / "plugins" / "automl-pt-text"))
+            from automl_pt_text import datasets
 
-        datasets.main(["--out", str(data), "--per-topic", str(per_topic)])
+            datasets.main(["--out", str(data), "--per-topic", str(per_topic)])
     path = out / f"study-{pruner}.toml"
-    path.write_text(STUDY.format(pruner=pruner, trials=trials, data=data, out=out))
+    path.write_text(STUDY.format(pruner=pruner, trials=trials, data=data, out=out,
+                                 backbone=backbone, **sizes))
     started = time.perf_counter()
     results = automl_pt.run(path, progress=False)
     seconds = time.perf_counter() - started
     frame = results.trials()
     done = frame[frame["state"].isin(["COMPLETE", "PRUNED"])]
     metrics = json.loads((results.best_model_dir / "metrics.json").read_text())
-    row = {"pruner": pruner, "trials": len(done), "pruned": int((done["state"] == "PRUNED").sum()),
+    row = {"pruner": pruner, "backbone": "tiny random BERT" if tiny else backbone, "trials": len(done), "pruned": int((done["state"] == "PRUNED").sum()),
            "epochs_trained": int(sum(len(h or []) for h in _histories(path))),
            "seconds": round(seconds, 1), "trials_per_hour": round(len(done) * 3600 / seconds, 1),
            "best_validation": round(float(results.leaderboard()["value"].iloc[0]), 4),
@@ -114,10 +139,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--per-topic", type=int, default=40)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="random 2-layer BERT, synthetic topics")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for pruner in [args.pruner] if args.pruner else ["hyperband", "auto"]:
-        print(json.dumps(run(pruner, args.out.resolve(), args.trials, args.per_topic)), flush=True)
+        print(json.dumps(run(pruner, args.out.resolve(), args.trials, args.per_topic, args.tiny)), flush=True)
     if args.report or not args.pruner:
         report(args.out)
 

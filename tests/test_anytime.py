@@ -134,18 +134,20 @@ def _enqueue(path, trials):
         ostudy.enqueue_trial(params)
 
 
+@pytest.mark.parametrize("workers", ["process", "inline"])
 def test_a_trial_that_cannot_finish_before_the_timeout_is_not_started(
-        tmp_path, tiny_bert, topic_data, faults):
+        tmp_path, tiny_bert, topic_data, faults, workers):
     faults("slow")                                        # 0.3 s per step: 8 steps per epoch
-    path = fault_study(tmp_path, tiny_bert, trials=6,
-                       space='strategy = ["full"]\nepochs = { low = 1, high = 40 }\nbatch_size = [8]')
-    path.write_text(path.read_text().replace("max_failures = 3", 'max_failures = 3\ntimeout = "90s"'))
-    _enqueue(path, [{"epochs": 1, "learning_rate": 1e-3}] + [{"epochs": 40}] * 4)
+    path = fault_study(tmp_path, tiny_bert, trials=6, resources=f'workers = "{workers}"',
+                       space='strategy = ["full"]\nepochs = { low = 1, high = 200 }\nbatch_size = [8]')
+    # trial 0 takes seconds (minutes on a loaded machine); 200 epochs take 8 min at least
+    path.write_text(path.read_text().replace("max_failures = 3", 'max_failures = 3\ntimeout = "300s"'))
+    _enqueue(path, [{"epochs": 1, "learning_rate": 1e-3}] + [{"epochs": 200}] * 4)
     results = Study.from_config(path).run(progress=False)
     trials = db_trials(tmp_path / "run").set_index("number")
     assert trials.loc[0, "state"] == "COMPLETE"           # the first trial always runs
     skipped = trials[trials["state_reason"] == OVER_BUDGET]
-    assert list(skipped.index) == [1, 2, 3]               # 40 epochs do not fit; 3 in a row stop it
+    assert list(skipped.index) == [1, 2, 3]               # 200 epochs do not fit; 3 in a row stop it
     assert not any((tmp_path / "run" / "trials" / f"{n:05d}").exists() for n in skipped.index)
     assert all("not started: estimated" in e for e in skipped["error"])
     assert list(trials["state"]) == ["COMPLETE", "FAIL", "FAIL", "FAIL", "WAITING"]
