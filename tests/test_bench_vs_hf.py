@@ -62,6 +62,23 @@ def test_subsample_keeps_every_label():
     assert len(picked) == 6 and {r["label"] for r in picked} == {"a", "b"}
 
 
+def test_table_states_the_goal():
+    bench = load_bench()
+    peer = {"side": "peer", "name": "hf-trainer-optuna", "wall_s": 600.0, "cpu_s": 1100.0,
+            "test_accuracy": 0.85, "best_validation": 0.86, "trial_states": ["COMPLETE", "PRUNED"]}
+    fast = {**peer, "side": "ours", "name": "fast", "wall_s": 190.0, "test_accuracy": 0.86}
+    slow = {**fast, "name": "defaults", "wall_s": 210.0}
+    worse = {**fast, "name": "quickstart", "test_accuracy": 0.84}
+    broken = {"side": "ours", "name": "broken", "wall_s": 1.0, "cpu_s": 0.5, "error": "exit 2: bad key"}
+    lines = bench.table([peer, fast, slow, worse, broken]).splitlines()
+    by_name = {line.split()[1]: line for line in lines[2:]}
+    assert "1 complete, 1 pruned" in by_name["hf-trainer-optuna"]
+    assert "time x0.32" in by_name["fast"] and "GOAL MET" in by_name["fast"]
+    assert "time x0.35" in by_name["defaults"] and "GOAL MET" not in by_name["defaults"]
+    assert "acc -0.010" in by_name["quickstart"] and "GOAL MET" not in by_name["quickstart"]
+    assert "failed: exit 2: bad key" in by_name["broken"]
+
+
 @pytest.mark.slow
 def test_smoke_run_reports_both_sides(tmp_path, topic_data, tiny_bert):
     out = tmp_path / "result.json"
@@ -79,7 +96,7 @@ def test_smoke_run_reports_both_sides(tmp_path, topic_data, tiny_bert):
         assert "error" not in row, row.get("error")
         assert 0.0 <= row["test_accuracy"] <= 1.0
         assert len(row["trial_states"]) == 2
-        assert row["wall_s"] > 0
+        assert row["wall_s"] > 0 and row["cpu_s"] > 0
     peer, ours = sides[("peer", "hf-trainer-optuna")], sides[("ours", "defaults")]
     assert peer["best_params"]["num_train_epochs"] == 1 and peer["threads"] == 2
     assert peer["search_s"] + peer["retrain_s"] < peer["wall_s"]
