@@ -68,6 +68,14 @@ class SearchSection:
     sampler: str = "tpe"
     pruner: str = "hyperband"
     space: dict[str, Any] = field(default_factory=dict)
+    #: checkpoint averaging and soups (:mod:`automl_pt.soups`): greedy | uniform | none
+    soup: str = "greedy"
+    #: > 1: measure an ensemble of the top ``ensemble`` trials (averaged probabilities)
+    ensemble: int = 0
+    #: retrain the best configuration on train + validation before export
+    refit: bool = False
+    #: earlier run directories whose best configurations are tried first (resolved paths)
+    warm_start: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -177,6 +185,10 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "sampler": ((str,), "tpe | random | gp | grid"),
         "pruner": ((str,), "hyperband | median | none"),
         "space": ((dict,), "search-space overrides"),
+        "soup": ((str,), "greedy | uniform | none: average the best epochs and the top trials"),
+        "ensemble": ((int,), "measure an ensemble of the top k trials (0: off)"),
+        "refit": ((bool,), "retrain the best configuration on train + validation before export"),
+        "warm_start": ((list, str), "earlier run directories whose best configurations go first"),
     },
     "resources": {
         "devices": ((str,), "auto | cpu | cuda | cuda:0,1"),
@@ -377,6 +389,9 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
 
     _check_data(where, values["data"], base_dir)
     _check_search(where, values["search"])
+    from .soups import check_search_keys
+
+    check_search_keys(where, values["search"], base_dir, values["task"].get("type"))
     _check_resources(where, values["resources"])
     st = values["storage"]
     for key in ("heartbeat_interval", "grace_period"):
@@ -422,7 +437,8 @@ def _typed_values(raw: dict[str, Any], source: Path | None, where: _Where) -> di
                 continue
             types, _ = schema[key]
             is_data_object = section == "data" and key in ("train", "validation", "test") and source is None
-            if not is_data_object and (not isinstance(value, types) or isinstance(value, bool)):
+            if not is_data_object and (not isinstance(value, types)
+                                       or (isinstance(value, bool) and bool not in types)):
                 expected = " or ".join(t.__name__ for t in types)
                 where.add(section, key, f"expected {expected}, got {type(value).__name__} {value!r}")
                 continue

@@ -52,6 +52,7 @@ class TrainState:
     best_value: float | None = None
     best_epoch: int = 0
     samples_seen: int = 0
+    epoch_soup: Any = None   # automl_pt.soups.EpochSoup, set by the trial runner
     micro_batch_size: int = 0
     model: Any = None            # the TrialModel being trained (callbacks may inspect it)
 
@@ -63,6 +64,10 @@ class TrainResult:
     best_metrics: dict[str, float]
     history: list[dict[str, float]]
     samples_per_s: float
+    #: with ``keep_states = n``: the ``n`` best epochs as ``(epoch, metrics, state)``, best
+    #: first (on the CPU; ``best_state`` is the first one's state), for checkpoint averaging
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = field(default_factory=list)
+    samples_seen: int = 0
 
 
 def device_autocast(device: torch.device):
@@ -147,8 +152,13 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
               metrics: dict[str, Metric], objective_metric: str, maximize: bool,
               device: torch.device, seed: int, micro_batch_size: int | None = None,
               collate: Callable = lambda b: b, augment: Callable | None = None,
-              callbacks: list[TrainerCallback] = ()) -> TrainResult:
-    """Train and return the best epoch's weights (on the CPU) and the per-epoch history."""
+              callbacks: list[TrainerCallback] = (), keep_states: int = 0,
+              keep_last: bool = False) -> TrainResult:
+    """Train and return the best epoch's weights (on the CPU) and the per-epoch history.
+    ``keep_states``: also keep the weights of the best ``n`` epochs on the CPU
+    (``TrainResult.top_states``; memory bounded by ``n`` copies), for checkpoint averaging.
+    ``keep_last``: return the last epoch's weights whatever the validation says (a refit on
+    train + validation, where validation is no longer held out)."""
     strategy = params.get("strategy", "full")
     epochs = int(params["epochs"])
     batch_size = int(params["batch_size"])
@@ -180,6 +190,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     targets_all = torch.as_tensor(train_labels, dtype=torch.long)
     best_state = None
     best_metrics: dict[str, float] = {}
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
     train_seconds = 0.0
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -230,10 +241,14 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
                **{f"val_{k}": v for k, v in values.items()}}
         state.history.append(row)
         value = values[objective_metric]
-        if state.best_value is None or (value > state.best_value if maximize else value < state.best_value):
+        better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
+        if better or keep_last:
             state.best_value, state.best_epoch = value, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             best_metrics = dict(values)
+        if keep_states:
+            _keep_top(top_states, keep_states, epoch, values, objective_metric, maximize,
+                      best_state if better else None, model)
         for cb in callbacks:
             cb.on_epoch_end(state)
 
@@ -241,7 +256,21 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
         cb.on_train_end(state)
     assert best_state is not None
     return TrainResult(best_state, state.best_epoch, best_metrics, state.history,
-                       state.samples_seen / max(train_seconds, 1e-9))
+                       state.samples_seen / max(train_seconds, 1e-9), top_states, state.samples_seen)
+
+
+def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: str, maximize: bool,
+              state: dict[str, torch.Tensor] | None, model: nn.Module) -> None:
+    """Insert this epoch into ``top`` (best first, at most ``n``) if it ranks; ``state``: the
+    CPU copy already made for the best epoch (shared, not copied twice)."""
+    value = values[metric]
+    rank = sum(1 for _, m, _ in top if (m[metric] >= value if maximize else m[metric] <= value))
+    if rank >= n:
+        return
+    if state is None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    top.insert(rank, (epoch, dict(values), state))
+    del top[n:]
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -271,6 +271,10 @@ class TrialRunner:
                     trial.set_user_attr("micro_batch_size", micro)
             trial.set_user_attr("micro_batch_size", micro)
             save_state(result.best_state, self.trial_dir(trial.number) / "model.safetensors")
+            if result.epoch_soup is not None:  # averaged best epochs (automl_pt.soups)
+                from .soups import save_epoch_soup
+
+                save_epoch_soup(result.epoch_soup, trial, self.trial_dir(trial.number))
             trial.set_user_attr("best_epoch", result.best_epoch)
             trial.set_user_attr("metrics", result.best_metrics)
             trial.set_user_attr("samples_per_s", result.samples_per_s)
@@ -300,8 +304,17 @@ class TrialRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _train(self, trial: Any, params: dict, seed: int, micro: int):
+    def _train(self, trial: Any, params: dict, seed: int, micro: int, train_split: Split | None = None,
+               keep_last: bool = False):
+        """Build and fine-tune one model. ``trial = None`` (a refit): no Optuna reporting;
+        ``train_split`` replaces the study's training split; ``keep_last`` keeps the last
+        epoch's weights. With ``[search] soup`` on, the best epochs are averaged
+        (``result.epoch_soup``, see :mod:`automl_pt.soups`)."""
+        from .soups import KEEP_EPOCHS, epoch_soup
+
         seed_everything(seed)
+        train_split = train_split or self.data.train
+        soup = self.config.search.soup if trial is not None else "none"
         info, backbone = self.load_backbone(params["backbone"], params)
         prep = self.preprocessor(backbone, params["backbone"])
         task = self.task_info.create()
@@ -310,12 +323,12 @@ class TrialRunner:
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
         if params.get("strategy") == "linear_probe":
-            train = {"features": self.features(info, backbone, prep, self.data.train)}
+            train = {"features": self.features(info, backbone, prep, train_split)}
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
             collate = lambda b: b  # noqa: E731
             augment = None
         else:
-            train = self.encoded(prep, self.data.train)
+            train = self.encoded(prep, train_split)
             val = self.encoded(prep, self.data.validation)
             collate = prep.collate
             augment = self.host.hook.automl_pt_augmentation(
@@ -323,13 +336,19 @@ class TrialRunner:
                 num_labels=len(self.data.label_names))
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
+        recorders = ([_FirstStep(trial, self.trial_started_at), _EpochRecorder(self, trial, self.metric)]
+                     if trial is not None else [])
         try:
-            return fine_tune(
-                model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
+            result = fine_tune(
+                model, task, train, train_split.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
-                collate=collate, augment=augment,
-                callbacks=[_FirstStep(trial, self.trial_started_at),
-                           _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+                collate=collate, augment=augment, callbacks=[*recorders, *extra, *self.callbacks],
+                keep_states=KEEP_EPOCHS if soup != "none" else 0, keep_last=keep_last)
+            result.epoch_soup = epoch_soup(model, task, result, val, self.data.validation.labels,
+                                           self.metrics, self.metric, self.maximize, self.device,
+                                           max(micro, 64), collate, soup)
+            result.top_states = []  # the soup holds what it needs; free the rest now
+            return result
         finally:
             del model, backbone, head
 
