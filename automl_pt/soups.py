@@ -274,6 +274,91 @@ def _row(kind: str, name: str, base: Any, members: list, validation: dict, test:
             "details": json.dumps(details, default=str)}
 
 
+@dataclass
+class _Base:
+    """The best trial as the end-of-study steps see it."""
+
+    trial: Any
+    state: State
+    validation: dict[str, float]
+    test: dict[str, float] | None
+
+
+class _Finisher:
+    """The end-of-study steps of :func:`finish_study`, sharing one scorer and the best trial."""
+
+    def __init__(self, study: Any, prepared: Any, ostudy: Any, runner: Any, done: list):
+        self.study, self.prepared, self.ostudy, self.runner, self.done = study, prepared, ostudy, runner, done
+        self.metric, self.maximize = prepared.metric, prepared.direction == "maximize"
+        self.data = prepared.data
+        self.scorer = _Scorer(runner, prepared)
+        best = ostudy.best_trial
+        state = _load(runner.trial_dir(best.number) / WEIGHTS_FILE)
+        validation = best.user_attrs.get("metrics") or self.scorer.score(
+            best.params, state, self.data.validation, _probe(best.params))
+        self.best = _Base(best, state, validation, self.test(best.params, state, _probe(best.params)))
+
+    def test(self, params: dict, state: State, frozen: bool) -> dict[str, float] | None:
+        return None if self.data.test is None else self.scorer.score(params, state, self.data.test, frozen)
+
+    def weights(self, number: int) -> State:
+        return self.best.state if number == self.best.trial.number else \
+            _load(self.runner.trial_dir(number) / WEIGHTS_FILE)
+
+    def epoch_soup(self, mode: str) -> tuple[dict, State] | None:
+        """The best trial's epoch soup (averaged during the trial) as a row."""
+        best = self.best.trial
+        info = best.user_attrs.get("epoch_soup") or {}
+        path = self.runner.trial_dir(best.number) / SOUP_FILE
+        if len(info.get("epochs") or []) < 2 or not path.is_file():
+            return None
+        state = _load(path)
+        row = _row("soup", f"epochs {'+'.join(map(str, info['epochs']))} of trial {best.number}", best,
+                   [f"{best.number}:{e}" for e in info["epochs"]], info["metrics"],
+                   self.test(best.params, state, _probe(best.params)), self.metric, mode=mode,
+                   scope="epochs", tried=info.get("tried"))
+        return row, state
+
+    def trial_soup(self, mode: str) -> tuple[dict, State] | None:
+        """The soup of the top trials sharing the best trial's backbone and init, as a row
+        (``None`` when there is nothing to average, or greedy kept only the best trial)."""
+        best = self.best.trial
+        init = best.params.get("init", "pretrained")
+        if init == "random":   # random weights differ per trial: no shared init
+            return None
+        group = [best] + [t for t in self.done if t.number != best.number
+                          and t.params.get("backbone") == best.params.get("backbone")
+                          and t.params.get("init", "pretrained") == init]
+        group = group[:SOUP_TRIALS]
+        if len(group) < 2:
+            return None
+        frozen = all(_probe(t.params) for t in group)   # probes of one backbone: its features
+        ingredients = [(t.number, self.weights(t.number), self.best.validation if t is best else None)
+                       for t in group]
+        soup = make_soup(mode, ingredients,
+                         lambda state: self.scorer.score(best.params, state, self.data.validation, frozen),
+                         self.metric, self.maximize)
+        if len(soup.members) < 2 and mode != "uniform":
+            return None
+        row = _row("soup", f"trials {'+'.join(map(str, soup.members))}", best, soup.members, soup.metrics,
+                   self.test(best.params, soup.state, frozen), self.metric, mode=mode, scope="trials",
+                   tried=soup.tried)
+        return row, soup.state
+
+    def ensemble(self, k: int) -> dict | None:
+        """The top ``k`` trials' averaged outputs, as a row with its gains over the best trial."""
+        if k < 2 or len(self.done) < 2:
+            return None
+        top = self.done[:k]
+        members = [(t.params, self.weights(t.number)) for t in top]
+        val = self.scorer.ensemble(members, self.data.validation)
+        test = self.scorer.ensemble(members, self.data.test) if self.data.test is not None else None
+        m, base = self.metric, self.best
+        return _row("ensemble", f"ensemble of trials {'+'.join(str(t.number) for t in top)}", base.trial,
+                    [t.number for t in top], val, test, m, validation_gain=val[m] - base.validation[m],
+                    test_gain=(test[m] - base.test[m]) if test and base.test else None)
+
+
 def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | None:
     """End of a study: epoch soup of the best trial, trial soup, ensemble, refit (as the study
     asks), export of the winner to ``best/`` and the rows of ``derived_models.parquet``.
@@ -289,88 +374,45 @@ def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | N
     runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
                          resolve_device(cfg.resources.devices), study.run_dir)
     best = ostudy.best_trial
-    metric, maximize = prepared.metric, prepared.direction == "maximize"
     mode, k = cfg.search.soup, int(cfg.search.ensemble or 0)
-    data = prepared.data
     done = sorted((t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                    if (runner.trial_dir(t.number) / WEIGHTS_FILE).is_file()),
-                  key=lambda t: t.value, reverse=maximize)
-    best_path = runner.trial_dir(best.number) / WEIGHTS_FILE
-    if mode == "none" and k < 2 and not cfg.search.refit or not best_path.is_file():
+                  key=lambda t: t.value, reverse=prepared.direction == "maximize")
+    if (mode == "none" and k < 2 and not cfg.search.refit) or \
+            not (runner.trial_dir(best.number) / WEIGHTS_FILE).is_file():
         _write_rows(study.run_dir, [])
         return export_best(study, prepared, ostudy, runner)   # its error names the missing weights
 
-    scorer = _Scorer(runner, prepared)
-    rows: list[dict[str, Any]] = []
-    best_state = _load(best_path)
-    best_val = best.user_attrs.get("metrics") or scorer.score(best.params, best_state, data.validation,
-                                                              _probe(best.params))
-    test_of = (lambda params, state, frozen: scorer.score(params, state, data.test, frozen)) \
-        if data.test is not None else (lambda params, state, frozen: None)
-    best_test = test_of(best.params, best_state, _probe(best.params))
-    candidates = []   # (validation value, row, state, params) of what may be exported
-    if mode != "none":
-        info = best.user_attrs.get("epoch_soup") or {}
-        soup_path = runner.trial_dir(best.number) / SOUP_FILE
-        if len(info.get("epochs") or []) > 1 and soup_path.is_file():
-            state = _load(soup_path)
-            row = _row("soup", f"epochs {'+'.join(map(str, info['epochs']))} of trial {best.number}",
-                       best, [f"{best.number}:{e}" for e in info["epochs"]], info["metrics"],
-                       test_of(best.params, state, _probe(best.params)), metric, mode=mode, scope="epochs",
-                       tried=info.get("tried"))
-            rows.append(row)
-            candidates.append((info["metrics"][metric], row, state, best.params))
-        group = [t for t in done if t.params.get("backbone") == best.params.get("backbone")
-                 and t.params.get("init", "pretrained") == best.params.get("init", "pretrained")
-                 and t.params.get("init") != "random"][:SOUP_TRIALS]
-        group = [best] + [t for t in group if t.number != best.number]
-        frozen = all(_probe(t.params) for t in group)   # probes of one backbone: its features
-        if len(group) > 1:
-            ingredients = [(t.number, best_state if t is best else _load(runner.trial_dir(t.number) / WEIGHTS_FILE),
-                            best_val if t is best else None) for t in group]
-            soup = make_soup(mode, ingredients,
-                             lambda state: scorer.score(best.params, state, data.validation, frozen),
-                             metric, maximize)
-            if len(soup.members) > 1 or mode == "uniform":
-                row = _row("soup", f"trials {'+'.join(map(str, soup.members))}", best, soup.members,
-                           soup.metrics, test_of(best.params, soup.state, frozen), metric, mode=mode,
-                           scope="trials", tried=soup.tried)
-                rows.append(row)
-                candidates.append((soup.metrics[metric], row, soup.state, best.params))
-    if k >= 2 and len(done) >= 2:
-        top = done[:k]
-        members = [(t.params, _load(runner.trial_dir(t.number) / WEIGHTS_FILE)) for t in top]
-        val = scorer.ensemble(members, data.validation)
-        test = scorer.ensemble(members, data.test) if data.test is not None else None
-        rows.append(_row("ensemble", f"ensemble of trials {'+'.join(str(t.number) for t in top)}", best,
-                         [t.number for t in top], val, test, metric,
-                         validation_gain=val[metric] - best_val[metric],
-                         test_gain=(test[metric] - best_test[metric]) if test and best_test else None))
-    del scorer
+    steps = _Finisher(study, prepared, ostudy, runner, done)
+    candidates = [c for c in (steps.epoch_soup(mode), steps.trial_soup(mode)) if c] if mode != "none" else []
+    rows = [row for row, _ in candidates]
+    ensemble = steps.ensemble(k)
+    rows += [ensemble] if ensemble else []
+    base, metric, maximize = steps.best, steps.metric, steps.maximize
+    del steps   # frees the scorer's model before a refit trains one
 
     if cfg.search.refit:
         test, info = refit(study, prepared, ostudy, runner, best)
-        row = _row("refit", f"refit of trial {best.number}", best, [best.number], best_val, test, metric,
-                   **info)
+        row = _row("refit", f"refit of trial {best.number}", best, [best.number], base.validation, test,
+                   metric, **info)
         row["exported"] = True
         rows.append(row)
     else:
-        winner = None
-        for value, row, state, params in candidates:   # strictly better than the best trial only
-            if better(value, best_val[metric], maximize) and (
-                    winner is None or better(value, winner[0], maximize)):
-                winner = (value, row, state, params)
+        winner = None   # a soup only when strictly better than the best trial on validation
+        for row, state in candidates:
+            value = json.loads(row["metrics"])[metric]
+            if better(value, (winner[0] if winner else base.validation[metric]), maximize):
+                winner = (value, row, state)
         if winner is None:
             test = export_best(study, prepared, ostudy, runner)
         else:
-            value, row, state, _ = winner
+            _, row, state = winner
             test = export_best(study, prepared, ostudy, runner, state=state,
                                validation=json.loads(row["metrics"]),
                                source={"kind": row["kind"], "name": row["name"],
                                        "members": json.loads(row["members"])})
             row["exported"] = True
-    trial_row = _row("trial", f"trial {best.number}", best, [best.number], best_val,
-                     best_test if best_test is not None else None, metric)
+    trial_row = _row("trial", f"trial {best.number}", best, [best.number], base.validation, base.test, metric)
     trial_row["exported"] = not any(r["exported"] for r in rows)
     _write_rows(study.run_dir, [trial_row, *rows] if rows else [])
     return test
