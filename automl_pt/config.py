@@ -75,6 +75,14 @@ class SearchSection:
     known_good: bool = True
     #: the ``[study] preset``'s ``[search.space]`` entries the study file does not override
     preset_space: dict[str, Any] = field(default_factory=dict)
+    #: checkpoint averaging and soups (:mod:`automl_pt.soups`): greedy | uniform | none
+    soup: str = "greedy"
+    #: > 1: measure an ensemble of the top ``ensemble`` trials (averaged probabilities)
+    ensemble: int = 0
+    #: retrain the best configuration on train + validation before export
+    refit: bool = False
+    #: earlier run directories whose best configurations are tried first (resolved paths)
+    warm_start: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -188,6 +196,10 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "baseline": ((bool,), "start with the frozen-feature probe (true also adds linear_probe "
                               "to the strategies; false: no probe)"),
         "known_good": ((bool,), "enqueue one known-good configuration per strategy first"),
+        "soup": ((str,), "greedy | uniform | none: average the best epochs and the top trials"),
+        "ensemble": ((int,), "measure an ensemble of the top k trials (0: off)"),
+        "refit": ((bool,), "retrain the best configuration on train + validation before export"),
+        "warm_start": ((list, str), "earlier run directories whose best configurations go first"),
     },
     "resources": {
         "devices": ((str,), "auto | cpu | cuda | cuda:0,1"),
@@ -398,6 +410,9 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
                       f"{did_you_mean(s['preset'], list(PRESETS))}; choose one of "
                       f"{', '.join(PRESETS)}")
             s.pop("preset")
+    from .soups import check_search_keys
+
+    check_search_keys(where, values["search"], base_dir, values["task"].get("type"))
     _check_resources(where, values["resources"])
     st = values["storage"]
     for key in ("heartbeat_interval", "grace_period"):

@@ -97,11 +97,15 @@ def _new_dir(out: Path, kind: str) -> Path:
             continue
 
 
-def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any,
-                score_test: bool = True) -> dict[str, float] | None:
+def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test: bool = True,
+                state: dict | None = None, validation: dict | None = None,
+                source: dict | None = None) -> dict[str, float] | None:
     """Rebuild the best trial's model, score it once on the test split (unless ``score_test``
     is false: the exports a running study makes, see :mod:`automl_pt.anytime`), write ``best/``
-    atomically (a temp folder renamed into place). Returns the test metrics (or ``None``)."""
+    atomically (a temp folder renamed into place). Returns the test metrics (or ``None``).
+    ``state``: weights to export instead of the trial's own, in its architecture (a soup or a
+    refit, :mod:`automl_pt.soups`), with their ``validation`` metrics and a ``source`` recorded in
+    the manifest and ``metrics.json``."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -115,7 +119,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any,
     best = ostudy.best_trial
     params = dict(best.params)
     weights = runner.trial_dir(best.number) / "model.safetensors"
-    if not weights.exists():
+    if state is None and not weights.exists():
         host = best.user_attrs.get("host")
         import platform
 
@@ -129,7 +133,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any,
     task = prepared.task.create()
     head = task.build_head(backbone.feature_dim, len(prepared.data.label_names), params)
     model = TrialModel(backbone, head)
-    model.load_state_dict(load_file(str(weights)))
+    model.load_state_dict(state if state is not None else load_file(str(weights)))
     model.to(runner.device)
 
     test_metrics = test_predictions = None
@@ -171,6 +175,12 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any,
         }
         metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
                    "objective": {prepared.metric: best.value}}
+        if source is not None:   # a soup or a refit of the best trial's configuration
+            manifest["source"] = source
+            metrics["source"] = source
+            if validation is not None:
+                metrics["validation"] = validation
+                metrics["objective"] = {prepared.metric: validation.get(prepared.metric)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     except BaseException:

@@ -234,7 +234,8 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path], im
 
     parts.append(_section("leaderboard", "Leaderboard", html_table(board, "leaderboard-table", sortable=True)
                           if len(board) else "<p>No completed trial yet.</p>",
-                          "Completed trials, best first. Click a column header to sort."))
+                          "Completed trials and the soups, ensembles and refit built from them "
+                          "(kind), best first. Click a column header to sort."))
     parts.append(_section("history", "Optimisation history",
                           _figure_block("history", figures["history"], pngs)))
     imp = importances_or_note(res) if imp is None else imp

@@ -8,6 +8,11 @@ Tables (all keyed by ``study``):
   error and traceback, ``state_reason`` (``error``, ``pruned``...);
 * ``epoch_metrics``: long format ``(study, trial, epoch, name, value)``: ``train_loss``,
   ``samples_per_s``, ``val_<metric>``...
+* ``derived_models``: models built from the trials at the end of a study (:mod:`automl_pt.soups`):
+  ``kind`` (``soup``, ``ensemble``, ``refit``, and ``trial`` for the best trial's own test
+  score), ``name``, ``base_trial``, ``members``, validation ``value`` / ``metrics``, test
+  ``test_value`` / ``test_metrics``, ``exported`` (which one is ``best/``), ``details``;
+  from ``<run dir>/derived_models.parquet``;
 * ``pretrain_metrics``: the ``[pretrain]`` stage's loss curves ``(study, backbone, objective,
   step, epoch, loss, key)``, from ``<run dir>/pretrain/<key>/losses.parquet``.
 
@@ -44,6 +49,12 @@ EPOCH_COLUMNS = {"study": "VARCHAR", "trial": "INTEGER", "epoch": "INTEGER", "na
                  "value": "DOUBLE"}
 PRETRAIN_COLUMNS = {"study": "VARCHAR", "backbone": "VARCHAR", "objective": "VARCHAR",
                     "step": "INTEGER", "epoch": "INTEGER", "loss": "DOUBLE", "key": "VARCHAR"}
+DERIVED_COLUMNS = {
+    "study": "VARCHAR", "kind": "VARCHAR", "name": "VARCHAR", "base_trial": "INTEGER",
+    "members": "JSON", "value": "DOUBLE", "metrics": "JSON", "test_value": "DOUBLE",
+    "test_metrics": "JSON", "exported": "BOOLEAN", "details": "JSON",
+}
+DERIVED_FILE = "derived_models.parquet"
 
 RESULTS_FILE = "results.duckdb"
 OPTUNA_FILE = "optuna.db"
@@ -130,6 +141,17 @@ def pretrain_frame(run_dir: Path, study_name: str):
     return frame[list(PRETRAIN_COLUMNS)].sort_values(["key", "step"], kind="stable").reset_index(drop=True)
 
 
+def derived_frame(run_dir: Path, study_name: str):
+    """The derived-model rows of a run directory from its Parquet file (empty without one)."""
+    import pandas as pd
+
+    path = Path(run_dir) / DERIVED_FILE
+    frame = (pd.read_parquet(path) if path.is_file()
+             else pd.DataFrame(columns=[c for c in DERIVED_COLUMNS if c != "study"]))
+    frame.insert(0, "study", study_name)
+    return frame[list(DERIVED_COLUMNS)]
+
+
 def epochs_frame(run_dir: Path, study_name: str, optuna_study: Any = None):
     import pandas as pd
 
@@ -161,7 +183,8 @@ class ResultStore:
     @staticmethod
     def _create(con) -> None:
         for table, cols in (("studies", STUDY_COLUMNS), ("trials", TRIAL_COLUMNS),
-                            ("epoch_metrics", EPOCH_COLUMNS), ("pretrain_metrics", PRETRAIN_COLUMNS)):
+                            ("epoch_metrics", EPOCH_COLUMNS), ("pretrain_metrics", PRETRAIN_COLUMNS),
+                            ("derived_models", DERIVED_COLUMNS)):
             body = ", ".join(f"{c} {t}" for c, t in cols.items())
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
             have = {r[0] for r in con.execute(
@@ -205,6 +228,10 @@ class ResultStore:
             if pretrain_files:
                 con.execute("INSERT INTO pretrain_metrics SELECT ?, backbone, objective, step, epoch, "
                             "loss, key FROM read_parquet(?)", [study_name, pretrain_files])
+            con.execute("DELETE FROM derived_models WHERE study = ?", [study_name])
+            if (run_dir / DERIVED_FILE).is_file():
+                con.execute(f"INSERT INTO derived_models SELECT ?, {', '.join(list(DERIVED_COLUMNS)[1:])} "
+                            "FROM read_parquet(?)", [study_name, str(run_dir / DERIVED_FILE)])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -233,6 +260,8 @@ class Results:
     epochs_df: Any
     study_row: dict[str, Any]
     source: str = "duckdb"
+    #: rows of ``derived_models`` (soups, ensembles, refit; :mod:`automl_pt.soups`)
+    derived_df: Any = None
 
     @property
     def best_model_dir(self) -> Path:
@@ -279,7 +308,14 @@ class Results:
         return frame
 
     def leaderboard(self):
-        """Completed trials, best first, with the params that matter most."""
+        """Completed trials (``kind = trial``) and the models derived from them at the end of
+        the study (``kind = soup / ensemble / refit``, :mod:`automl_pt.soups`), best validation
+        score first (a refit keeps its search's score), with the params that matter most.
+        ``test_<metric>`` is measured for the best trial and each derived model; ``exported``
+        marks the one in ``best/``; ``members`` lists a derived model's trials (or
+        ``trial:epoch``)."""
+        import pandas as pd
+
         frame = self.trials()
         if frame.empty:
             return frame
@@ -288,6 +324,29 @@ class Results:
         cols = ["number", "value", "backbone", "init", "strategy", "learning_rate", "epochs",
                 "batch_size", "best_epoch", "epochs_run", "steps", "duration_s"]   # init: studies with [pretrain]
         out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
+        out.insert(0, "kind", "trial")
+        derived = self.derived_df
+        if derived is not None and len(derived):
+            test_col = f"test_{self.metric}"
+            own = derived[derived["kind"] == "trial"].set_index("base_trial")
+            out.insert(3, test_col, out["number"].map(own["test_value"]).astype("float64"))
+            out.insert(4, "exported", out["number"].map(own["exported"]).fillna(False).astype(bool))
+            rows = derived[derived["kind"] != "trial"]
+            if len(rows):
+                params = out.set_index("number")
+                extra = pd.DataFrame({
+                    "kind": rows["kind"].to_numpy(), "number": rows["base_trial"].to_numpy(),
+                    "value": rows["value"].to_numpy(), test_col: rows["test_value"].to_numpy(),
+                    "exported": rows["exported"].fillna(False).astype(bool).to_numpy(),
+                    "members": [("+".join(map(str, json.loads(m))) if isinstance(m, str) else m)
+                                for m in rows["members"]]})
+                for c in ("backbone", "init", "strategy"):   # a derived model shares its base's
+                    if c in params.columns:
+                        extra[c] = extra["number"].map(params[c])
+                out = pd.concat([out, extra], ignore_index=True)
+                out["number"] = out["number"].astype("Int64")
+                out = out.sort_values("value", ascending=self.direction == "minimize",
+                                      kind="stable").reset_index(drop=True)
         out.insert(0, "rank", range(1, len(out) + 1))
         return out.rename(columns={"number": "trial", "value": self.metric})
 
@@ -401,10 +460,15 @@ def load_results(run_dir: Path, study_name: str | None = None, live: bool | None
             epochs = con.execute("SELECT * FROM epoch_metrics WHERE study = ? ORDER BY trial, epoch",
                                  [study_name]).df()
             rows = con.execute("SELECT * FROM studies WHERE study = ?", [study_name]).df()
+            try:
+                derived = con.execute("SELECT * FROM derived_models WHERE study = ?", [study_name]).df()
+            except duckdb.CatalogException:   # a file from before derived models
+                derived = derived_frame(run_dir, study_name)
         finally:
             con.close()
         row = rows.iloc[0].to_dict() if len(rows) else dict(meta)
-        return Results(study_name, run_dir, meta["metric"], meta["direction"], trials, epochs, row)
+        return Results(study_name, run_dir, meta["metric"], meta["direction"], trials, epochs, row,
+                       derived_df=derived)
     except (duckdb.IOException, duckdb.CatalogException, duckdb.ConnectionException):
         import optuna
 
@@ -412,7 +476,8 @@ def load_results(run_dir: Path, study_name: str | None = None, live: bool | None
         optuna_study = optuna.load_study(study_name=study_name, storage=storage)
         return Results(study_name, run_dir, meta["metric"], meta["direction"],
                        trials_frame(optuna_study, study_name),
-                       epochs_frame(run_dir, study_name, optuna_study), dict(meta), source="optuna")
+                       epochs_frame(run_dir, study_name, optuna_study), dict(meta), source="optuna",
+                       derived_df=derived_frame(run_dir, study_name))
 
 
 def _existing_storage(url: str, run_dir: Path) -> str:

@@ -257,7 +257,12 @@ class Study:
             recovered = recover_trials(ostudy, orphaned_running=cfg.storage.optuna == "sqlite")
             from .seeding import enqueue_seed_trials
 
+            fresh = not ostudy.get_trials(deepcopy=False)
             enqueue_seed_trials(ostudy, cfg, prepared.space, prepared.task.create())
+            if cfg.search.warm_start and fresh:   # a new study: earlier bests before the sampler
+                from .warmstart import enqueue_warm_start
+
+                enqueue_warm_start(ostudy, cfg, prepared)
             store = ResultStore(self.run_dir / RESULTS_FILE)
             meta["environment"] = environment()
             state = {"last_error": None}
@@ -289,7 +294,11 @@ class Study:
             if _best_value(ostudy) is None:
                 raise AutomlError(f"study {self.name!r}: no trial completed; see "
                                   f"automl-pt results {self.run_dir} --all")
-            test_metrics = self.export(prepared, ostudy)
+            from .soups import finish_study
+
+            claim_run_dir(cfg, create=False)
+            test_metrics = finish_study(self, prepared, ostudy)   # soups / ensemble / refit, export
+            self._keep_best_weights_only(ostudy, keep=1)
             meta.update(_best_meta(ostudy))
             meta["test_metrics"] = test_metrics
             store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
@@ -433,14 +442,25 @@ class Study:
         base_dir = str(self.config.source.parent) if self.config.source else "."
         return {"raw": raw, "base_dir": base_dir}
 
-    def _keep_best_weights_only(self, ostudy: Any) -> None:
-        """Trials save their best-epoch weights; only the study's best trial keeps them."""
+    def _keep_best_weights_only(self, ostudy: Any, keep: int | None = None) -> None:
+        """Trials save their best-epoch weights (and epoch soup); only the study's best trial
+        keeps them, or the ``keep`` best (default: as many as the end-of-study soup and ensemble
+        need, :func:`automl_pt.soups.kept_trials`)."""
+        import optuna
+
+        from .soups import kept_trials
+
+        keep = kept_trials(self.config) if keep is None else keep
         best = _best_trial(ostudy)
+        done = list(ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        done.sort(key=lambda t: t.value, reverse=ostudy.direction == optuna.study.StudyDirection.MAXIMIZE)
+        top = {t.number for t in done[:keep]} | ({best.number} if best is not None else set())
         finished = {t.number for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()}
-        for path in (self.run_dir / "trials").glob("*/model.safetensors"):
+        for path in [*(self.run_dir / "trials").glob("*/model.safetensors"),
+                     *(self.run_dir / "trials").glob("*/soup.safetensors")]:
             number = int(path.parent.name)
             # a trial still running may have saved its weights but not yet reported its value
-            if number in finished and (best is None or number != best.number):
+            if number in finished and number not in top:
                 path.unlink(missing_ok=True)
 
     def results(self) -> Results:

@@ -86,6 +86,9 @@ class TrainResult:
     epochs_planned: int = 0      # after ``min_steps`` (see :func:`planned_epochs`)
     epochs_run: int = 0          # fewer when early stopping ended the run
     steps: int = 0               # optimizer steps taken
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = field(default_factory=list)
+    samples_seen: int = 0
+    epoch_soup: Any = None   # automl_pt.soups.EpochSoup, set by the trial runner
 
 
 def device_autocast(device: torch.device):
@@ -176,13 +179,18 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
               device: torch.device, seed: int, micro_batch_size: int | None = None,
               collate: Callable = lambda b: b, augment: Callable | None = None,
               callbacks: list[TrainerCallback] = (), train_lengths: torch.Tensor | None = None,
-              validation_lengths: torch.Tensor | None = None) -> TrainResult:
+              validation_lengths: torch.Tensor | None = None, keep_states: int = 0,
+              keep_last: bool = False) -> TrainResult:
     """Train and return the best epoch's weights (on the CPU) and the per-epoch history.
 
     ``train_lengths`` / ``validation_lengths`` (per-example lengths from
     :meth:`~automl_pt.model.Preprocessor.lengths`, or ``None``): training draws length-bucketed
     batches (:func:`automl_pt.batching.bucketed_batches`, different every epoch, reproducible
-    for ``seed``) instead of random ones, and validation runs sorted by length."""
+    for ``seed``) instead of random ones, and validation runs sorted by length.
+    ``keep_states``: also keep the weights of the best ``n`` epochs on the CPU
+    (``TrainResult.top_states``; memory bounded by ``n`` copies), for checkpoint averaging.
+    ``keep_last``: return the last epoch's weights whatever the validation says (a refit on
+    train + validation, where validation is no longer held out; no early stopping then)."""
     strategy = params.get("strategy", "full")
     batch_size = int(params["batch_size"])
     micro = min(batch_size, int(micro_batch_size or batch_size))
@@ -202,7 +210,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     n = len(train_labels)
     steps_per_epoch = math.ceil(n / batch_size)
     epochs = planned_epochs(int(params["epochs"]), steps_per_epoch, int(params.get("min_steps") or 0))
-    patience = int(params.get("patience") or 0)
+    patience = 0 if keep_last else int(params.get("patience") or 0)
     state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs, micro_batch_size=micro,
                        model=model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -215,6 +223,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     targets_all = torch.as_tensor(train_labels, dtype=torch.long)
     best_state = None
     best_metrics: dict[str, float] = {}
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
     train_seconds = 0.0
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -265,10 +274,14 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
                **{f"val_{k}": v for k, v in values.items()}}
         state.history.append(row)
         value = values[objective_metric]
-        if state.best_value is None or (value > state.best_value if maximize else value < state.best_value):
+        better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
+        if better or keep_last:
             state.best_value, state.best_epoch = value, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             best_metrics = dict(values)
+        if keep_states:
+            _keep_top(top_states, keep_states, epoch, values, objective_metric, maximize,
+                      best_state if better else None, model)
         if patience and epoch < epochs and epoch - state.best_epoch >= patience:
             state.stopped_early = True
         for cb in callbacks:
@@ -281,7 +294,22 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     assert best_state is not None
     return TrainResult(best_state, state.best_epoch, best_metrics, state.history,
                        state.samples_seen / max(train_seconds, 1e-9), epochs_planned=epochs,
-                       epochs_run=state.epoch, steps=state.step)
+                       epochs_run=state.epoch, steps=state.step,
+                       top_states=top_states, samples_seen=state.samples_seen)
+
+
+def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: str, maximize: bool,
+              state: dict[str, torch.Tensor] | None, model: nn.Module) -> None:
+    """Insert this epoch into ``top`` (best first, at most ``n``) if it ranks; ``state``: the
+    CPU copy already made for the best epoch (shared, not copied twice)."""
+    value = values[metric]
+    rank = sum(1 for _, m, _ in top if (m[metric] >= value if maximize else m[metric] <= value))
+    if rank >= n:
+        return
+    if state is None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    top.insert(rank, (epoch, dict(values), state))
+    del top[n:]
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -309,6 +309,10 @@ class TrialRunner:
                     trial.set_user_attr("micro_batch_size", micro)
             trial.set_user_attr("micro_batch_size", micro)
             save_state(result.best_state, self.trial_dir(trial.number) / "model.safetensors")
+            if result.epoch_soup is not None:  # averaged best epochs (automl_pt.soups)
+                from .soups import save_epoch_soup
+
+                save_epoch_soup(result.epoch_soup, trial, self.trial_dir(trial.number))
             trial.set_user_attr("best_epoch", result.best_epoch)
             trial.set_user_attr("epochs_run", result.epochs_run)
             trial.set_user_attr("epochs_planned", result.epochs_planned)
@@ -341,8 +345,17 @@ class TrialRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _train(self, trial: Any, params: dict, seed: int, micro: int):
+    def _train(self, trial: Any, params: dict, seed: int, micro: int, train_split: Split | None = None,
+               keep_last: bool = False):
+        """Build and fine-tune one model. ``trial = None`` (a refit): no Optuna reporting;
+        ``train_split`` replaces the study's training split; ``keep_last`` keeps the last
+        epoch's weights. With ``[search] soup`` on, the best epochs are averaged
+        (``result.epoch_soup``, see :mod:`automl_pt.soups`)."""
+        from .soups import KEEP_EPOCHS, epoch_soup
+
         seed_everything(seed)
+        train_split = train_split or self.data.train
+        soup = self.config.search.soup if trial is not None else "none"
         info, backbone = self.load_backbone(params["backbone"], params)
         prep = self.preprocessor(backbone, params["backbone"], params)
         task = self.task_info.create()
@@ -351,13 +364,13 @@ class TrialRunner:
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
         if params.get("strategy") == "linear_probe":
-            train = {"features": self.features(info, backbone, prep, self.data.train)}
+            train = {"features": self.features(info, backbone, prep, train_split)}
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
             collate = lambda b: b  # noqa: E731
             augment = None
             lengths = (None, None)
         else:
-            train = self.encoded(prep, self.data.train)
+            train = self.encoded(prep, train_split)
             val = self.encoded(prep, self.data.validation)
             collate = prep.collate
             augment = self.host.hook.automl_pt_augmentation(
@@ -368,21 +381,29 @@ class TrialRunner:
             trial.set_user_attr("input_size", prep.summary())
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
-        callbacks = [_FirstStep(trial, self.trial_started_at),
-                     _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks]
+        recorders = ([_FirstStep(trial, self.trial_started_at), _EpochRecorder(self, trial, self.metric)]
+                     if trial is not None else [])
+        callbacks = [*recorders, *extra, *self.callbacks]
         try:
             if params.get("strategy") == "linear_probe" and probe_applies(task, head):
-                result = fit_probe(model, train["features"], self.data.train.labels, val["features"],
+                result = fit_probe(model, train["features"], train_split.labels, val["features"],
                                    self.data.validation.labels, self.metrics, self.metric,
                                    self.maximize, callbacks)
-                trial.set_user_attr("probe_l2", result.probe.l2)
-                trial.set_user_attr("probe_fit_s", result.probe.fit_seconds)
+                if trial is not None:
+                    trial.set_user_attr("probe_l2", result.probe.l2)
+                    trial.set_user_attr("probe_fit_s", result.probe.fit_seconds)
                 return result
-            return fine_tune(
-                model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
+            result = fine_tune(
+                model, task, train, train_split.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
                 collate=collate, augment=augment, train_lengths=lengths[0],
-                validation_lengths=lengths[1], callbacks=callbacks)
+                validation_lengths=lengths[1], callbacks=callbacks,
+                keep_states=KEEP_EPOCHS if soup != "none" else 0, keep_last=keep_last)
+            result.epoch_soup = epoch_soup(model, task, result, val, self.data.validation.labels,
+                                           self.metrics, self.metric, self.maximize, self.device,
+                                           max(micro, 64), collate, soup)
+            result.top_states = []  # the soup holds what it needs; free the rest now
+            return result
         finally:
             del model, backbone, head
 

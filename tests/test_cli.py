@@ -52,11 +52,13 @@ def test_results_formats(ran, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["results", str(run_dir), "--format", "csv"]) == 0
     csv_out = capsys.readouterr().out
-    assert csv_out.splitlines()[0].startswith("rank,trial,accuracy,backbone,strategy")
-    assert len(csv_out.strip().splitlines()) == 3
+    assert csv_out.splitlines()[0].startswith("rank,kind,trial,accuracy,")
+    rows = csv_out.strip().splitlines()[1:]      # the two trials, and the soups measured (if any)
+    assert sum(r.split(",")[1] == "trial" for r in rows) == 2
     assert main(["results", str(path), "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert [r["rank"] for r in records] == [1, 2]
+    assert [r["rank"] for r in records] == list(range(1, len(rows) + 1))
+    assert {r["kind"] for r in records} <= {"trial", "soup"}
     out = tmp_path / "board.parquet"
     assert main(["results", str(run_dir), "--format", "parquet", "--output", str(out), "--all"]) == 0
     frame = pd.read_parquet(out)

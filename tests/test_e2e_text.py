@@ -63,7 +63,8 @@ def test_duckdb_has_every_trial_with_params_and_epochs(finished_study, tmp_path)
 def test_leaderboard_and_export_round_trip(finished_study, tmp_path, topic_data):
     _, results = finished_study
     board = results.leaderboard()
-    assert list(board["rank"]) == [1, 2, 3]
+    assert list(board["rank"]) == list(range(1, len(board) + 1))
+    assert (board["kind"] == "trial").sum() == 3     # and the soups that were measured (if any)
     assert board["accuracy"].is_monotonic_decreasing
     best = results.best_model_dir
     for name in ("automl_pt.json", "head.safetensors", "metrics.json", "backbone/config.json",
@@ -129,8 +130,9 @@ def test_caches_tokenize_once_and_reuse_frozen_features(tmp_path, tiny_bert, top
     # train, validation and test tokenized once each for three trials plus the export.
     assert calls["tokenize"] == 3
     # frozen features: one pass over train (60 rows) and validation (24) in batches of 128, shared
-    # by all three trials; then one pass over test (24 rows, batches of 64) at export.
-    assert calls["encode"] == 1 + 1 + 1
+    # by all three trials and by the soups of their heads (automl_pt.soups); one pass over test
+    # for the features the soups' test scores use; one pass over test (batches of 64) at export.
+    assert calls["encode"] == 1 + 1 + 1 + 1
     cache = tmp_path / "run" / "cache"
-    assert len(list(cache.glob("features-*.safetensors"))) == 2
+    assert len(list(cache.glob("features-*.safetensors"))) == 3
     assert len(list(cache.glob("encoded-*.safetensors"))) == 3

@@ -262,7 +262,9 @@ def test_report_command_writes_a_self_contained_page_and_pngs(run, tmp_path):
     assert page.count('<tr class="state-PRUNED">') == n_pruned
     assert page.count('<tr class="state-COMPLETE">') == int((trials["state"] == "COMPLETE").sum())
     leaderboard = page.split('id="leaderboard-table"')[1].split("</table>")[0]
-    assert leaderboard.count("<tr>") == 1 + int((trials["state"] == "COMPLETE").sum())
+    board = res.leaderboard()   # completed trials, and the soups measured from them
+    assert (board["kind"] == "trial").sum() == int((trials["state"] == "COMPLETE").sum())
+    assert leaderboard.count("<tr>") == 1 + len(board)
     assert "0 GPU-hours (every trial ran on the CPU)" in page
     assert "time saved by pruning (estimate)" in page
     assert f"trials pruned</dt><dd>{n_pruned}</dd>" in page

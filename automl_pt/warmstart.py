@@ -1,0 +1,134 @@
+"""Warm start from earlier studies: ``[search] warm_start = ["runs/a", "runs/b"]``.
+
+Each entry is an earlier study's run directory (relative to the study file), for the same task.
+When a study starts (no trial yet), the best completed trial of each earlier study is enqueued
+(Optuna ``enqueue_trial``), in the order listed, before the sampler explores. Only the params
+that fit this study's search space are kept (a name this space does not have, a backbone that is
+not a candidate, a value outside a range); the others are dropped with a :class:`DataWarning`
+naming them, and the sampler fills them in.
+
+Earlier studies are read through their own Optuna storage, opened read-only (a SQLite file in
+their run directory with ``mode=ro``; another RDB URL is only read): never written to.
+
+The earlier trials are not added to this study as finished trials: they would count towards
+``[study] trials`` and could become the best trial without weights to export.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import StudyConfig, _Where
+    from .registry import Param
+
+
+def check_warm_start(where: "_Where", value: Any, base_dir: Path, task_type: Any) -> list[Path]:
+    """The run directories of ``[search] warm_start`` (a path or a list of paths relative to the
+    study file), resolved. Each must be an automl_pt run directory (a ``study.json`` automl_pt
+    wrote, with its SQLite storage present) of the same task; problems are recorded in
+    ``where`` (file:line) and the entry dropped."""
+    from .rundir import STUDY_JSON_KEYS
+
+    entries = [value] if isinstance(value, str) else value
+    out: list[Path] = []
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+        where.add("search", "warm_start", "must be a run directory or a list of run directories "
+                  "(earlier studies, relative to this file)")
+        return out
+    for entry in entries:
+        path = Path(entry).expanduser()
+        path = (path if path.is_absolute() else base_dir / path).resolve()
+        meta_path = path / "study.json"
+        if not path.is_dir():
+            where.add("search", "warm_start", f"{entry!r}: no such run directory ({path})")
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = None
+        if not isinstance(meta, dict) or any(k not in meta for k in STUDY_JSON_KEYS):
+            where.add("search", "warm_start", f"{entry!r}: not an automl_pt run directory ({path} has "
+                      "no study.json that automl_pt wrote); give the run directory of an earlier study")
+            continue
+        if task_type and meta.get("task") and meta["task"] != task_type:
+            where.add("search", "warm_start", f"{entry!r}: study {meta['study']!r} is a {meta['task']} "
+                      f"study; this one is {task_type}")
+            continue
+        url = str(meta["optuna_url"])
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            where.add("search", "warm_start", f"{entry!r}: its Optuna storage {url} is missing")
+            continue
+        out.append(path)
+    return out
+
+
+def read_only_url(url: str) -> str:
+    """A SQLite storage URL opened read-only (``mode=ro``): reading cannot write to it."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    return url
+
+
+def earlier_best(run_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """``(study name, params of its best completed trial or None)`` of an earlier run
+    directory, read through its own storage without writing to it."""
+    import optuna
+
+    meta = json.loads((Path(run_dir) / "study.json").read_text())
+    storage = optuna.storages.RDBStorage(read_only_url(str(meta["optuna_url"])),
+                                         skip_table_creation=True)
+    study = optuna.load_study(study_name=meta["study"], storage=storage)
+    try:
+        best = study.best_trial
+    except ValueError:
+        return meta["study"], None
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+    return meta["study"], dict(best.params)
+
+
+def fits(param: "Param", value: Any) -> bool:
+    """Whether ``value`` is one this study's parameter can take."""
+    if param.kind == "categorical":
+        return any(value == c and type(value) is type(c) or
+                   (isinstance(c, float) and isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and value == c) for c in param.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if param.kind == "int" and int(value) != value:
+        return False
+    return float(param.low) <= value <= float(param.high)
+
+
+def fitting_params(params: dict[str, Any], space: dict[str, "Param"]) -> tuple[dict[str, Any], list[str]]:
+    """``(kept, dropped)``: the params this study's space can take, and the names of the others."""
+    kept = {k: v for k, v in params.items() if k in space and fits(space[k], v)}
+    return kept, [k for k in params if k not in kept]
+
+
+def enqueue_warm_start(ostudy: Any, config: "StudyConfig", prepared: Any) -> list[dict[str, Any]]:
+    """Enqueue the best configuration of each ``[search] warm_start`` study (in order; a
+    configuration already enqueued is not repeated). Returns the enqueued params."""
+    from .errors import DataWarning
+
+    enqueued = []
+    for run_dir in config.search.warm_start:
+        name, params = earlier_best(Path(run_dir))
+        if params is None:
+            warnings.warn(f"[search] warm_start: study {name!r} ({run_dir}) has no completed trial; "
+                          "nothing to start from", DataWarning, stacklevel=2)
+            continue
+        kept, dropped = fitting_params(params, prepared.space)
+        if dropped:
+            warnings.warn(f"[search] warm_start: from study {name!r} ({run_dir}), dropped params that "
+                          f"do not fit this study's search space: "
+                          f"{', '.join(f'{k}={params[k]!r}' for k in dropped)}", DataWarning, stacklevel=2)
+        if kept and kept not in enqueued:
+            ostudy.enqueue_trial(kept, user_attrs={"warm_start": str(run_dir)}, skip_if_exists=True)
+            enqueued.append(kept)
+    return enqueued

@@ -1,0 +1,276 @@
+"""Checkpoint averaging, soups, ensembles, refit and warm start (automl_pt.soups, automl_pt.warmstart)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+
+import duckdb
+import optuna
+import pytest
+import torch
+
+import automl_pt
+from automl_pt import ConfigError, Study
+from automl_pt.errors import DataWarning
+from automl_pt.soups import average_states, greedy_soup, uniform_soup
+from tests.conftest import study_toml
+
+
+# -- averaging ------------------------------------------------------------------------------
+def test_uniform_average_of_identical_states_is_the_state():
+    g = torch.Generator().manual_seed(0)
+    state = {"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g).half(),
+             "steps": torch.tensor(7), "ids": torch.arange(5)}
+    out = average_states([state, {k: v.clone() for k, v in state.items()}, state])
+    assert out.keys() == state.keys()
+    for k, v in state.items():
+        assert out[k].dtype == v.dtype
+        assert torch.equal(out[k], v), k
+    mixed = average_states([{"w": torch.zeros(2), "n": torch.tensor(3)},
+                            {"w": torch.ones(2), "n": torch.tensor(9)}])
+    assert torch.equal(mixed["w"], torch.full((2,), 0.5)) and int(mixed["n"]) == 3  # buffers: first's
+    with pytest.raises(ValueError, match="names or shapes"):
+        average_states([{"w": torch.zeros(2)}, {"w": torch.zeros(3)}])
+
+
+def _scorer(target: torch.Tensor):
+    """Validation "accuracy" of a state: higher the closer its weights are to ``target``."""
+    calls = []
+
+    def score(state):
+        calls.append(state)
+        return {"accuracy": float(-torch.dist(state["w"], target))}
+    return score, calls
+
+
+def test_greedy_soup_adds_only_what_improves_and_is_never_worse_than_its_first_ingredient():
+    target = torch.zeros(3)
+    score, calls = _scorer(target)
+    a = {"w": torch.tensor([1.0, 1.0, 0.0])}
+    b = {"w": torch.tensor([-1.0, -1.0, 0.0])}      # averaging a and b lands on the target
+    c = {"w": torch.tensor([9.0, 9.0, 9.0])}        # far away: would make the average worse
+    soup = greedy_soup([("a", a, score(a)), ("c", c, None), ("b", b, None)], score, "accuracy", True)
+    assert soup.members == ["a", "b"] and soup.tried == ["a", "c", "b"]
+    assert torch.allclose(soup.state["w"], target)
+    assert soup.metrics["accuracy"] == pytest.approx(0.0)
+    assert soup.metrics["accuracy"] > score(a)["accuracy"]
+    # random ingredients, either direction: never worse than the first on validation
+    g = torch.Generator().manual_seed(1)
+    for trial in range(20):
+        states = [{"w": torch.randn(3, generator=g) * (i + 1)} for i in range(4)]
+        maximize = trial % 2 == 0
+        sign = 1 if maximize else -1
+        sc = lambda s: {"m": sign * float(-torch.dist(s["w"], target))}   # noqa: E731
+        soup = greedy_soup([(i, s, None) for i, s in enumerate(states)], sc, "m", maximize)
+        first = sc(states[0])["m"]
+        assert (soup.metrics["m"] >= first) if maximize else (soup.metrics["m"] <= first)
+        assert soup.metrics == sc(soup.state)
+
+
+def test_greedy_soup_is_the_first_ingredient_when_nothing_helps():
+    target = torch.zeros(2)
+    score, calls = _scorer(target)
+    first = {"w": torch.zeros(2)}
+    others = [{"w": torch.tensor([3.0, 0.0])}, {"w": torch.tensor([0.0, -2.0])}]
+    known = score(first)
+    calls.clear()
+    soup = greedy_soup([(0, first, known), (1, others[0], None), (2, others[1], None)],
+                       score, "accuracy", True)
+    assert soup.members == [0]
+    assert soup.state is first and soup.metrics == known
+    assert len(calls) == 2            # each candidate average scored once; the first not again
+    # an incompatible ingredient (another architecture) is skipped, not averaged
+    soup = greedy_soup([(0, first, known), (1, {"w": torch.zeros(5)}, None)], score, "accuracy", True)
+    assert soup.members == [0] and soup.tried == [0]
+    uni = uniform_soup([(0, first, known), (1, {"w": torch.tensor([2.0, 2.0])}, None)], score)
+    assert uni.members == [0, 1] and torch.equal(uni.state["w"], torch.ones(2))
+
+
+def test_fine_tune_keeps_the_best_epochs_best_first(tiny_bert, topic_data, text_host):
+    """``keep_states`` holds the top epochs (best first; the first is ``best_state``)."""
+    from automl_pt.training import fine_tune
+    from automl_pt.model import ClassificationTask, TrialModel
+
+    torch.manual_seed(0)
+    feats = {"features": torch.randn(30, 8)}
+    labels = torch.randint(0, 3, (30,)).numpy()
+    task = ClassificationTask()
+    model = TrialModel(torch.nn.Identity(), task.build_head(8, 3, {}))
+    metrics = {"accuracy": text_host.registry.metrics["accuracy"]}
+    params = {"strategy": "linear_probe", "epochs": 5, "batch_size": 8, "learning_rate": 0.05}
+    result = fine_tune(model, task, feats, labels, feats, labels, params, metrics, "accuracy", True,
+                       torch.device("cpu"), 0, keep_states=3)
+    values = [m["accuracy"] for _, m, _ in result.top_states]
+    assert len(result.top_states) == 3 and values == sorted(values, reverse=True)
+    epochs = {h["epoch"]: h["val_accuracy"] for h in result.history}
+    assert all(epochs[e] == m["accuracy"] for e, m, _ in result.top_states)
+    assert result.top_states[0][0] == result.best_epoch and result.top_states[0][2] is result.best_state
+    assert sorted(epochs.values(), reverse=True)[:3] == values
+
+
+# -- end to end -----------------------------------------------------------------------------
+def _derived(run_dir):
+    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT * FROM derived_models ORDER BY kind").df()
+    finally:
+        con.close()
+
+
+def test_study_soups_and_ensemble_are_leaderboard_rows_and_best_is_never_worse(
+        tmp_path, tiny_bert, topic_data, text_host, capsys):
+    path = study_toml(tmp_path, tiny_bert, trials=3, space='epochs = 3\nbatch_size = [8]',
+                      resources='workers = "inline"')
+    text = path.read_text().replace('pruner = "none"', 'pruner = "none"\nsoup = "greedy"\nensemble = 2')
+    path.write_text(text)
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    run_dir = tmp_path / "run"
+    board = results.leaderboard()
+    assert set(board["kind"]) >= {"trial", "ensemble"}
+    assert (board["kind"] == "trial").sum() == 3
+    assert board["accuracy"].is_monotonic_decreasing and list(board["rank"]) == list(range(1, len(board) + 1))
+    derived = _derived(run_dir)
+    assert set(derived["kind"]) >= {"trial", "ensemble"}
+    ens = derived[derived["kind"] == "ensemble"].iloc[0]
+    assert json.loads(ens["members"]) == [int(t) for t in board[board["kind"] == "trial"]["trial"][:2]]
+    details = json.loads(ens["details"])
+    best_trial = results.study_row["best_trial"]
+    best_value = results.study_row["best_value"]
+    assert details["validation_gain"] == pytest.approx(ens["value"] - best_value)
+    assert ens["test_value"] is not None and details["test_gain"] is not None
+    # every trial's epoch soup was measured; the best trial's (when it averages epochs) is a row
+    ostudy = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    for t in ostudy.trials:
+        soup = t.user_attrs["epoch_soup"]
+        assert soup["epochs"][0] == t.user_attrs["best_epoch"]
+        assert soup["metrics"]["accuracy"] >= t.value
+    # exactly one model is exported, and it is never worse than the best trial on validation
+    assert derived["exported"].sum() == 1
+    exported = derived[derived["exported"]].iloc[0]
+    assert exported["kind"] in ("trial", "soup") and exported["value"] >= best_value
+    metrics = json.loads((run_dir / "best" / "metrics.json").read_text())
+    assert metrics["objective"]["accuracy"] == pytest.approx(exported["value"])
+    assert metrics["test"]["accuracy"] == pytest.approx(exported["test_value"])
+    if exported["kind"] == "soup":
+        assert exported["value"] > best_value and metrics["source"]["kind"] == "soup"
+    manifest = json.loads((run_dir / "best" / "automl_pt.json").read_text())
+    assert manifest["trial"] == best_trial
+    # the exported model reproduces the recorded test score
+    import pandas as pd
+
+    test = pd.read_csv(topic_data["test"])
+    pred = automl_pt.load(run_dir / "best").predict(test["text"].tolist())
+    assert (pred.to_frame()["label"] == test["label"]).mean() == pytest.approx(metrics["test"]["accuracy"])
+    # after the soups only the best trial keeps its weights
+    kept = sorted(p.parent.name for p in (run_dir / "trials").glob("*/*.safetensors"))
+    assert set(kept) <= {f"{best_trial:05d}"}
+    # the command line shows the kinds
+    from automl_pt.cli import main
+
+    assert main(["results", str(run_dir), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "kind" in out.splitlines()[0] and ",ensemble," in out
+
+
+def test_soup_none_keeps_the_plain_leaderboard(tmp_path, tiny_bert, topic_data, text_host):
+    path = study_toml(tmp_path, tiny_bert, trials=1, space='epochs = 2\nbatch_size = [8]',
+                      resources='workers = "inline"')
+    path.write_text(path.read_text().replace('pruner = "none"', 'pruner = "none"\nsoup = "none"'))
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    board = results.leaderboard()
+    assert list(board["kind"]) == ["trial"]
+    assert "epoch_soup" not in results.optuna_study().trials[0].user_attrs
+    assert len(_derived(tmp_path / "run")) == 0
+
+
+def test_refit_trains_on_train_and_validation_for_the_best_epoch_and_exports(
+        tmp_path, tiny_bert, topic_data, text_host):
+    path = study_toml(tmp_path, tiny_bert, trials=1, space='epochs = 3\nbatch_size = [8]',
+                      resources='workers = "inline"')
+    path.write_text(path.read_text().replace('pruner = "none"', 'pruner = "none"\nrefit = true'))
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    run_dir = tmp_path / "run"
+    trial = results.optuna_study().best_trial
+    metrics = json.loads((run_dir / "best" / "metrics.json").read_text())
+    source = metrics["source"]
+    n_train, n_val = 60, 24   # topic_data: 20 and 8 rows per topic
+    assert source["kind"] == "refit" and source["epochs"] == trial.user_attrs["best_epoch"]
+    assert source["examples"] == n_train + n_val
+    assert source["samples_seen"] == (n_train + n_val) * trial.user_attrs["best_epoch"]
+    # the search's validation score is kept for the record; the refit model's test is reported
+    assert metrics["validation"] == trial.user_attrs["metrics"]
+    assert metrics["objective"]["accuracy"] == trial.value
+    board = results.leaderboard()
+    refit = board[board["kind"] == "refit"].iloc[0]
+    assert refit["exported"] and refit["accuracy"] == trial.value
+    assert refit["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert not board[board["kind"] == "trial"]["exported"].any()
+    assert json.loads((run_dir / "best" / "automl_pt.json").read_text())["source"]["kind"] == "refit"
+
+
+# -- warm start -----------------------------------------------------------------------------
+def _earlier_run(tmp_path, tiny_bert, params_list, values, task="text-classification"):
+    """An earlier study's run directory: study.json and an Optuna storage with completed trials."""
+    run_dir = tmp_path / "earlier"
+    run_dir.mkdir()
+    url = f"sqlite:///{run_dir / 'optuna.db'}"
+    study = optuna.create_study(study_name="earlier", storage=url, direction="maximize")
+    for params, value in zip(params_list, values):
+        dists = {k: (optuna.distributions.CategoricalDistribution([v]) if isinstance(v, str)
+                     else optuna.distributions.FloatDistribution(0.0, 10.0)) for k, v in params.items()}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    (run_dir / "study.json").write_text(json.dumps({"study": "earlier", "task": task, "metric": "accuracy",
+                                                    "direction": "maximize", "optuna_url": url}))
+    return run_dir
+
+
+def test_warm_start_enqueues_the_earlier_best_first_and_drops_what_does_not_fit(
+        tmp_path, tiny_bert, topic_data, text_host):
+    best = {"backbone": str(tiny_bert), "learning_rate": 0.002, "strategy": "linear_probe",
+            "dropout": 0.05, "unknown_knob": 3.0, "epochs": 9.0}
+    earlier = _earlier_run(tmp_path, tiny_bert, [{"backbone": str(tiny_bert), "learning_rate": 0.0005},
+                                                  best], [0.5, 0.9])
+    digest = hashlib.sha256((earlier / "optuna.db").read_bytes()).hexdigest()
+    path = study_toml(tmp_path, tiny_bert, trials=1, space='epochs = { low = 1, high = 2 }\nbatch_size = [8]',
+                      resources='workers = "inline"')
+    path.write_text(path.read_text().replace('pruner = "none"',
+                                             'pruner = "none"\nsoup = "none"\nwarm_start = ["earlier"]'))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = Study.from_config(path, host=text_host).run(progress=False)
+    trial = results.optuna_study().trials[0]
+    for key in ("backbone", "learning_rate", "strategy", "dropout"):
+        assert trial.params[key] == best[key], key
+    assert trial.params["epochs"] in (1, 2)                      # 9 is outside 1..2: sampled
+    assert trial.user_attrs["warm_start"] == str(earlier)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    dropped = [m for m in messages if "warm_start" in m]
+    assert len(dropped) == 1 and "unknown_knob=3.0" in dropped[0] and "epochs=9.0" in dropped[0]
+    assert "learning_rate" not in dropped[0]
+    # the earlier study was only read
+    assert hashlib.sha256((earlier / "optuna.db").read_bytes()).hexdigest() == digest
+
+
+def test_bad_warm_start_is_a_config_error_naming_file_and_line(tmp_path, tiny_bert, topic_data, text_host):
+    (tmp_path / "not-a-run").mkdir()
+    _earlier_run(tmp_path, tiny_bert, [{"learning_rate": 0.1}], [0.5], task="image-classification")
+    path = study_toml(tmp_path, tiny_bert)
+    text = path.read_text().replace('pruner = "none"', 'pruner = "none"\n'
+                                    'warm_start = ["missing", "not-a-run", "earlier"]\nsoup = "gredy"\n'
+                                    'ensemble = -1')
+    path.write_text(text)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if s.startswith("warm_start"))
+    with pytest.raises(ConfigError) as info:
+        Study.from_config(path, host=text_host)
+    problems = info.value.problems
+    assert sum(f"study.toml:{line}: [search] warm_start: " in p for p in problems) == 3
+    assert any("'missing': no such run directory" in p for p in problems)
+    assert any("'not-a-run': not an automl_pt run directory" in p for p in problems)
+    assert any("'earlier': study 'earlier' is a image-classification study" in p for p in problems)
+    assert any("[search] soup: unknown soup 'gredy' (did you mean 'greedy'?)" in p for p in problems)
+    assert any("[search] ensemble: must be 0" in p for p in problems)
+    from automl_pt.cli import main
+
+    assert main(["run", str(path)]) == 2
