@@ -430,7 +430,7 @@ def refit(study: Any, prepared: Any, ostudy: Any, runner: Any, best: Any
 
     data = prepared.data
     epochs = int(best.user_attrs.get("best_epoch") or best.params["epochs"])
-    params = {**best.params, "epochs": epochs}
+    params = {**best.params, "epochs": epochs, "min_steps": 0}   # exactly the best epochs
     combined = Split("train+validation", [*data.train.inputs, *data.validation.inputs],
                      np.concatenate([data.train.labels, data.validation.labels]),
                      np.concatenate([data.train.rows, data.validation.rows]), data.train.source)
