@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .adapters import apply_strategy
 from .config import StudyConfig
 from .data import Split, StudyData
 from .model import Backbone, Preprocessor, TrialModel
@@ -309,6 +310,8 @@ class TrialRunner:
         model = TrialModel(backbone, head)
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
+        adapters = apply_strategy(backbone, params)  # lora / ia3 / bitfit: freeze, inject
+        self._record_trainable(trial, model, params)
         if params.get("strategy") == "linear_probe":
             train = {"features": self.features(info, backbone, prep, self.data.train)}
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
@@ -324,14 +327,32 @@ class TrialRunner:
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
         try:
-            return fine_tune(
+            result = fine_tune(
                 model, task, train, self.data.train.labels, val, self.data.validation.labels, params,
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
                 collate=collate, augment=augment,
                 callbacks=[_FirstStep(trial, self.trial_started_at),
                            _EpochRecorder(self, trial, self.metric), *extra, *self.callbacks])
+            if adapters is not None:  # keep the best epoch merged: plain backbone keys, no peft
+                model.load_state_dict(result.best_state)
+                adapters.merge()
+                result.best_state = {k: v.detach().to("cpu", copy=True)
+                                     for k, v in model.state_dict().items()}
+            return result
         finally:
-            del model, backbone, head
+            del model, backbone, head, adapters
+
+    @staticmethod
+    def _record_trainable(trial: Any, model: TrialModel, params: dict) -> None:
+        """User attrs ``trainable_params`` and ``trainable_pct`` (of every parameter, adapters
+        included): the head alone for a linear probe, else what requires gradients now."""
+        from .adapters import count_parameters
+
+        trainable, total = count_parameters(model)
+        if params.get("strategy") == "linear_probe":
+            trainable = count_parameters(model.head)[1]
+        trial.set_user_attr("trainable_params", int(trainable))
+        trial.set_user_attr("trainable_pct", 100.0 * trainable / max(total, 1))
 
     def trial_dir(self, number: int) -> Path:
         return self.run_dir / "trials" / f"{number:05d}"
