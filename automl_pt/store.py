@@ -5,7 +5,8 @@ Tables (all keyed by ``study``):
 * ``studies``: one row per study: task, metric, direction, config, best trial, test metrics;
 * ``trials``: one row per Optuna trial: number, state, value, every param (``params`` JSON plus
   ``backbone`` / ``strategy`` columns), seed, start / end, duration, device, peak memory,
-  error and traceback, ``state_reason`` (``error``, ``pruned``...);
+  error and traceback, ``state_reason`` (``error``, ``pruned``...), ``trainable_params`` and
+  ``trainable_pct`` (parameters the trial trained: head and backbone or adapters);
 * ``epoch_metrics``: long format ``(study, trial, epoch, name, value)``: ``train_loss``,
   ``samples_per_s``, ``val_<metric>``...
 * ``pretrain_metrics``: the ``[pretrain]`` stage's loss curves ``(study, backbone, objective,
@@ -32,7 +33,7 @@ TRIAL_COLUMNS = {
     "datetime_complete": "TIMESTAMP", "duration_s": "DOUBLE", "state_reason": "VARCHAR",
     "error": "VARCHAR", "traceback": "VARCHAR", "retry_of": "INTEGER", "micro_batch_size": "INTEGER",
     "oom_retries": "INTEGER", "memory_before_mb": "DOUBLE", "memory_after_mb": "DOUBLE",
-    "setup_s": "DOUBLE", "threads": "INTEGER",
+    "setup_s": "DOUBLE", "threads": "INTEGER", "trainable_params": "BIGINT", "trainable_pct": "DOUBLE",
 }
 STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
@@ -86,7 +87,8 @@ def trials_frame(optuna_study: Any, study_name: str):
             "micro_batch_size": attrs.get("micro_batch_size"), "oom_retries": attrs.get("oom_retries"),
             "memory_before_mb": attrs.get("memory_before_mb"),
             "memory_after_mb": attrs.get("memory_after_mb"), "setup_s": attrs.get("setup_s"),
-            "threads": attrs.get("threads"),
+            "threads": attrs.get("threads"), "trainable_params": attrs.get("trainable_params"),
+            "trainable_pct": attrs.get("trainable_pct"),
         })
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     for col in ("datetime_start", "datetime_complete"):
@@ -286,6 +288,8 @@ class Results:
             "value", ascending=self.direction == "minimize", kind="stable")
         cols = ["number", "value", "backbone", "init", "strategy", "learning_rate", "epochs",
                 "batch_size", "best_epoch", "duration_s"]   # init: studies with [pretrain]
+        if done["strategy"].nunique() > 1:  # strategies were searched: what each one trained
+            cols.insert(cols.index("strategy") + 1, "trainable_pct")
         out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
         out.insert(0, "rank", range(1, len(out) + 1))
         return out.rename(columns={"number": "trial", "value": self.metric})
