@@ -10,6 +10,10 @@ autocast on CUDA, and one of three strategies:
 * ``full``: everything trains from the first step;
 * ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
 
+Any other strategy trains what requires gradients when training starts: ``lora`` / ``ia3`` /
+``bitfit`` freeze the backbone but for their adapters / biases and norms beforehand
+(:func:`automl_pt.adapters.apply_strategy`).
+
 The best epoch's weights (by the study's validation metric) are kept and returned.
 Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
 """
