@@ -28,7 +28,7 @@ def _console(stderr: bool = False):
 
 
 _SHORT = {"learning_rate": "lr", "batch_size": "batch", "best_epoch": "best ep",
-          "duration_s": "time", "strategy": "strategy"}
+          "duration_s": "time", "strategy": "strategy", "trainable_pct": "trained %"}
 
 
 def _table(frame, title: str | None = None):

@@ -118,6 +118,18 @@ class Backbone(nn.Module):
                              f"{self.name!r} ({type(self).__name__}; its library formats: {offered}); "
                              "'onnx', 'torchscript' and 'native' work for every backbone")
 
+    def peft_targets(self) -> dict[str, list[str]]:
+        """Where parameter-efficient adapters go (strategies ``lora`` / ``ia3``, see
+        :mod:`automl_pt.adapters`): module names inside this backbone, exact or as a
+        ``.``-separated suffix, as ``peft``'s ``target_modules`` matches them, per key:
+        ``default`` and ``all`` (the ``lora_targets`` choices: the recommended modules, e.g.
+        attention queries and values, and every adaptable layer), ``ia3`` and
+        ``ia3_feedforward`` (the (IA)^3 targets and the feed-forward subset of them, scaled on
+        their input). The default offers none: such a backbone rejects ``lora`` / ``ia3``
+        with an error naming it. :func:`automl_pt.adapters.find_targets` computes this from
+        module names."""
+        return {}
+
     def set_dropout(self, p: float) -> None:
         """Set dropout inside the backbone, where it has any (default: every nn.Dropout)."""
         for module in self.modules():

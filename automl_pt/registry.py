@@ -73,6 +73,8 @@ class Param:
     ``domain`` is every value the parameter may take (see :class:`Domain`); a plugin that
     overrides a parameter of another plugin or of the core may leave it out to keep theirs.
     Without any, the domain is inferred from the default: numbers of its kind, or its choices.
+    ``condition`` ``(other, values)``: the parameter is suggested only in trials where parameter
+    ``other`` took one of ``values`` (e.g. ``lora_rank`` only when ``strategy`` is ``lora``).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     domain: Domain | None = None
+    condition: tuple[str, tuple[Any, ...]] | None = None
 
     def inferred_domain(self) -> Domain:
         """``domain``, or the one the default implies."""

@@ -89,7 +89,8 @@ def _override(where: _Where, default: Param, spec: Any) -> Param:
         if bad:
             where.add("search.space", name, "; ".join(bad))
             return default
-        return Param(name, "categorical", choices=tuple(choices), domain=domain)
+        return Param(name, "categorical", choices=tuple(choices), domain=domain,
+                     condition=default.condition)
     if domain.kind == "choice":
         where.add("search.space", name, f"{name} is categorical ({domain.describe()}); give a "
                   "list of choices instead of a range")
@@ -108,11 +109,17 @@ def _override(where: _Where, default: Param, spec: Any) -> Param:
         where.add("search.space", name, f"{name} is searched on a log scale: low must be > 0, got "
                   f"{low} (or set log = false)")
         return default
-    return Param(name, domain.kind, low, high, log=log, step=spec.get("step"), domain=domain)
+    return Param(name, domain.kind, low, high, log=log, step=spec.get("step"), domain=domain,
+                 condition=default.condition)
 
 
 def suggest_params(trial: Any, space: dict[str, Param]) -> dict[str, Any]:
-    return {name: param.suggest(trial) for name, param in space.items()}
+    """One value per parameter; a parameter with a ``condition`` only where it holds."""
+    params = {name: param.suggest(trial) for name, param in space.items() if param.condition is None}
+    for name, param in space.items():
+        if param.condition is not None and params.get(param.condition[0]) in param.condition[1]:
+            params[name] = param.suggest(trial)
+    return params
 
 
 def make_sampler(config: StudyConfig, space: dict[str, Param]):

@@ -5,7 +5,8 @@ Tables (all keyed by ``study``):
 * ``studies``: one row per study: task, metric, direction, config, best trial, test metrics;
 * ``trials``: one row per Optuna trial: number, state, value, every param (``params`` JSON plus
   ``backbone`` / ``strategy`` columns), seed, start / end, duration, device, peak memory,
-  error and traceback, ``state_reason`` (``error``, ``pruned``...);
+  error and traceback, ``state_reason`` (``error``, ``pruned``...), ``trainable_params`` and
+  ``trainable_pct`` (parameters the trial trained: head and backbone or adapters);
 * ``epoch_metrics``: long format ``(study, trial, epoch, name, value)``: ``train_loss``,
   ``samples_per_s``, ``val_<metric>``...
 * ``derived_models``: models built from the trials at the end of a study (:mod:`automl_pt.soups`):
@@ -38,6 +39,7 @@ TRIAL_COLUMNS = {
     "error": "VARCHAR", "traceback": "VARCHAR", "retry_of": "INTEGER", "micro_batch_size": "INTEGER",
     "oom_retries": "INTEGER", "memory_before_mb": "DOUBLE", "memory_after_mb": "DOUBLE",
     "setup_s": "DOUBLE", "threads": "INTEGER", "epochs_run": "INTEGER", "steps": "INTEGER",
+    "trainable_params": "BIGINT", "trainable_pct": "DOUBLE",
 }
 STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
@@ -99,6 +101,8 @@ def trials_frame(optuna_study: Any, study_name: str):
             "memory_after_mb": attrs.get("memory_after_mb"), "setup_s": attrs.get("setup_s"),
             "threads": attrs.get("threads"),
             "epochs_run": attrs.get("epochs_run"), "steps": attrs.get("steps"),
+            "trainable_params": attrs.get("trainable_params"),
+            "trainable_pct": attrs.get("trainable_pct"),
         })
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     for col in ("datetime_start", "datetime_complete"):
@@ -323,6 +327,8 @@ class Results:
             "value", ascending=self.direction == "minimize", kind="stable")
         cols = ["number", "value", "backbone", "init", "strategy", "learning_rate", "epochs",
                 "batch_size", "best_epoch", "epochs_run", "steps", "duration_s"]   # init: studies with [pretrain]
+        if done["strategy"].nunique() > 1:  # strategies were searched: what each one trained
+            cols.insert(cols.index("strategy") + 1, "trainable_pct")
         out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
         out.insert(0, "kind", "trial")
         derived = self.derived_df

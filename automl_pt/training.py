@@ -11,6 +11,10 @@ autocast on CUDA, and one of three strategies:
 * ``full``: everything trains from the first step;
 * ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
 
+Any other strategy trains what requires gradients when training starts: ``lora`` / ``ia3`` /
+``bitfit`` freeze the backbone but for their adapters / biases and norms beforehand
+(:func:`automl_pt.adapters.apply_strategy`).
+
 The best epoch's weights (by the study's validation metric) are kept and returned.
 
 Training length fits the data: ``epochs`` is what the search picked, ``min_steps`` (when the

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .adapters import apply_strategy
 from .config import StudyConfig
 from .data import Split, StudyData
 from .model import Backbone, Preprocessor, TrialModel
@@ -363,6 +364,9 @@ class TrialRunner:
         model = TrialModel(backbone, head)
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
+        adapters = apply_strategy(backbone, params)  # lora / ia3 / bitfit: freeze, inject
+        if trial is not None:
+            self._record_trainable(trial, model, params)
         if params.get("strategy") == "linear_probe":
             train = {"features": self.features(info, backbone, prep, train_split)}
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
@@ -377,7 +381,7 @@ class TrialRunner:
                 task=self.task_info, backbone=backbone, params=params,
                 num_labels=len(self.data.label_names))
             lengths = (prep.lengths(train), prep.lengths(val))  # length-bucketed batches
-        if prep.summary():
+        if prep.summary() and trial is not None:
             trial.set_user_attr("input_size", prep.summary())
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(
             task=self.task_info, params=params) or [] for cb in (cbs or [])]
@@ -398,14 +402,32 @@ class TrialRunner:
                 self.metrics, self.metric, self.maximize, self.device, seed, micro_batch_size=micro,
                 collate=collate, augment=augment, train_lengths=lengths[0],
                 validation_lengths=lengths[1], callbacks=callbacks,
-                keep_states=KEEP_EPOCHS if soup != "none" else 0, keep_last=keep_last)
+                keep_states=KEEP_EPOCHS if soup != "none" and adapters is None else 0,
+                keep_last=keep_last)
+            if adapters is not None:  # keep the best epoch merged: plain backbone keys, no peft
+                model.load_state_dict(result.best_state)
+                adapters.merge()
+                result.best_state = {k: v.detach().to("cpu", copy=True)
+                                     for k, v in model.state_dict().items()}
             result.epoch_soup = epoch_soup(model, task, result, val, self.data.validation.labels,
                                            self.metrics, self.metric, self.maximize, self.device,
                                            max(micro, 64), collate, soup)
             result.top_states = []  # the soup holds what it needs; free the rest now
             return result
         finally:
-            del model, backbone, head
+            del model, backbone, head, adapters
+
+    @staticmethod
+    def _record_trainable(trial: Any, model: TrialModel, params: dict) -> None:
+        """User attrs ``trainable_params`` and ``trainable_pct`` (of every parameter, adapters
+        included): the head alone for a linear probe, else what requires gradients now."""
+        from .adapters import count_parameters
+
+        trainable, total = count_parameters(model)
+        if params.get("strategy") == "linear_probe":
+            trainable = count_parameters(model.head)[1]
+        trial.set_user_attr("trainable_params", int(trainable))
+        trial.set_user_attr("trainable_pct", 100.0 * trainable / max(total, 1))
 
     def trial_dir(self, number: int) -> Path:
         return self.run_dir / "trials" / f"{number:05d}"

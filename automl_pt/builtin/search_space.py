@@ -3,10 +3,25 @@ implementation runs last, so theirs win); the study's ``[search.space]`` overrid
 
 from __future__ import annotations
 
+from ..adapters import ADAPTER_STRATEGIES, LORA_TARGETS
 from ..plugins import hookimpl
 from ..registry import Domain, Param
 
 STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze")
+#: every strategy a study may name: the searched ones plus the parameter-efficient ones
+#: (``lora``, ``ia3``, ``bitfit``: automl_pt.adapters), which are opt-in (see docs/strategies.md)
+ALL_STRATEGIES = (*STRATEGIES, *ADAPTER_STRATEGIES)
+#: one configuration per strategy known to train well, enqueued before the sampler explores;
+#: each lists only what differs from the sampler's own choice of the other parameters
+KNOWN_GOOD: dict[str, dict[str, object]] = {
+    "lora": {"strategy": "lora", "learning_rate": 1e-3, "lora_rank": 8, "lora_alpha": 16,
+             "lora_dropout": 0.05, "lora_targets": "default", "head_lr_multiplier": 10.0,
+             "layer_decay": 1.0},
+    "ia3": {"strategy": "ia3", "learning_rate": 1e-3, "head_lr_multiplier": 10.0,
+            "layer_decay": 1.0},
+    "bitfit": {"strategy": "bitfit", "learning_rate": 1e-3, "head_lr_multiplier": 10.0,
+               "layer_decay": 1.0},
+}
 # ``init``: where a trial's backbone weights come from (see automl_pt.pretrain). "continued" is
 # the [pretrain] stage's checkpoint; "random" (same architecture, random weights) is accepted
 # by every backbone loader, for baselines, but not searched by default.
@@ -37,13 +52,14 @@ KNOWN_GOOD: dict[str, dict] = {
 POSITIVE = Domain("float", low=0.0, open_low=True)
 FRACTION = Domain("float", low=0.0, high=1.0, open_high=True)      # [0, 1)
 AT_LEAST_ONE = Domain("int", low=1)
+LORA = ("strategy", ("lora",))
 
 
 def default_space() -> dict[str, Param]:
     """The core's parameters, each with the domain the training loop accepts (a plugin that
     redefines one keeps this domain unless it gives its own)."""
     params = [
-        Param("strategy", "categorical", choices=STRATEGIES, domain=Domain("choice", choices=STRATEGIES)),
+        Param("strategy", "categorical", choices=STRATEGIES, domain=Domain("choice", choices=ALL_STRATEGIES)),
         Param("learning_rate", "float", 1e-5, 1e-3, log=True, domain=POSITIVE),
         Param("head_lr_multiplier", "float", 1.0, 100.0, log=True, domain=POSITIVE),
         Param("layer_decay", "float", 0.6, 1.0, domain=Domain("float", low=0.0, high=1.0, open_low=True)),
@@ -59,6 +75,12 @@ def default_space() -> dict[str, Param]:
         # optimizer steps, and early stopping after `patience` epochs without improvement (0: off)
         Param("min_steps", "categorical", choices=(DEFAULT_MIN_STEPS,), domain=Domain("int", low=0)),
         Param("patience", "categorical", choices=(DEFAULT_PATIENCE,), domain=Domain("int", low=0)),
+        # LoRA's own knobs, suggested only in lora trials
+        Param("lora_rank", "categorical", choices=(4, 8, 16), domain=AT_LEAST_ONE, condition=LORA),
+        Param("lora_alpha", "int", 4, 64, log=True, domain=AT_LEAST_ONE, condition=LORA),
+        Param("lora_dropout", "float", 0.0, 0.2, domain=FRACTION, condition=LORA),
+        Param("lora_targets", "categorical", choices=LORA_TARGETS,
+              domain=Domain("choice", choices=LORA_TARGETS), condition=LORA),
     ]
     return {p.name: p for p in params}
 

@@ -42,6 +42,9 @@ POOLINGS = ("mean", "attention")
 WAVEFORM_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat",
                   "wav2vec2-conformer", "sew", "sew-d")
 SUPPORTED_TYPES = ("whisper", "audio-spectrogram-transformer", *WAVEFORM_TYPES)
+# last name parts of the encoders' attention projections (LoRA default / (IA)^3 targets)
+QUERY_VALUE = {"q_proj", "v_proj", "query", "value"}
+KEY_VALUE = {"k_proj", "v_proj", "key", "value"}
 
 
 class Pooling(nn.Module):
@@ -136,6 +139,16 @@ class AudioBackbone(Backbone):
             return super().export_as(fmt, directory, head, label_names)
         self.export(directory)
         return False
+
+    def peft_targets(self) -> dict[str, list[str]]:
+        """LoRA / (IA)^3 targets in the encoder's layers (front-end convolutions, positional
+        convolutions and pooling excluded): the attention's query and value projections by
+        default (``q_proj`` / ``v_proj`` for Whisper and wav2vec2, ``query`` / ``value`` for
+        AST), every linear layer with ``lora_targets = "all"``; keys, values and feed-forward
+        down-projections (``fc2``, ``output_dense``) for (IA)^3."""
+        from automl_pt.adapters import find_targets
+
+        return find_targets(self, QUERY_VALUE, KEY_VALUE)
 
     def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
         """Front-end convolutions and embeddings are layer 0; pooling sits on top."""

@@ -17,6 +17,13 @@ DEFAULT_MAX_LENGTH = 256
 #: without a fitted value, ``max_length`` is this percentile of the training texts' token counts
 LENGTH_PERCENTILE = 99.0
 PREPROCESSOR_FILE = "automl_pt_text_preprocessor.json"
+# last name parts of transformers' attention projections: what LoRA adapts by default, and
+# what (IA)^3 rescales (fused projections count as both)
+_FUSED = {"qkv", "Wqkv", "query_key_value", "c_attn", "in_proj"}
+QUERY_VALUE = {"query", "value", "q", "v", "q_proj", "v_proj", "q_lin", "v_lin", "query_proj",
+               "value_proj", *_FUSED}
+KEY_VALUE = {"key", "value", "k", "v", "k_proj", "v_proj", "k_lin", "v_lin", "key_proj",
+             "value_proj", *_FUSED}
 
 
 class TokenizerPreprocessor(Preprocessor):
@@ -126,6 +133,15 @@ class TransformersTextBackbone(Backbone):
     def export(self, directory: Any) -> None:
         quiet_transformers()
         self.model.save_pretrained(str(directory), safe_serialization=True)
+
+    def peft_targets(self) -> dict[str, list[str]]:
+        """LoRA / (IA)^3 targets of the encoder's blocks: queries and values by default (the
+        LoRA paper's choice), every linear layer with ``lora_targets = "all"``; keys, values and
+        feed-forward down-projections for (IA)^3. Names cover BERT-like encoders (``query``),
+        DistilBERT (``q_lin``), BART / T5-style and fused ``qkv`` projections."""
+        from automl_pt.adapters import find_targets
+
+        return find_targets(self.model, QUERY_VALUE, KEY_VALUE, prefix="model.")
 
     library_formats = ("hf",)
 

@@ -29,6 +29,9 @@ from automl_pt.model import Backbone, Preprocessor
 from .preprocess import ImagePreprocessor
 
 # pretrained_cfg keys that locate weights: meaningless (and misleading) in an exported folder.
+# last name parts of timm's attention projections (LoRA default / (IA)^3 targets)
+QUERY_VALUE = {"qkv", "q", "v", "q_proj", "v_proj"}
+KEY_VALUE = {"qkv", "kv", "k", "v", "k_proj", "v_proj"}
 _SOURCE_KEYS = ("url", "hf_hub_id", "hf_hub_filename", "file", "source", "state_dict", "tag",
                 "hf_hub_revision")
 
@@ -94,6 +97,17 @@ class TimmImageBackbone(Backbone):
         for n, _ in self.named_parameters():
             ids.setdefault(n, top)
         return top, ids
+
+    def peft_targets(self) -> dict[str, list[str]]:
+        """LoRA / (IA)^3 targets in the model's blocks: for vision transformers the attention's
+        ``qkv`` projection by default (every linear layer with ``lora_targets = "all"``; (IA)^3
+        on ``qkv`` and the MLP's ``fc2``); for convnets the pointwise (1x1) convolutions by
+        default and every ungrouped convolution with ``"all"`` (depthwise convolutions are left
+        alone); (IA)^3 scales the expansion convolutions' outputs and the projection
+        convolutions' inputs."""
+        from automl_pt.adapters import find_targets
+
+        return find_targets(self.model, QUERY_VALUE, KEY_VALUE, prefix="model.")
 
     def export(self, directory: Any) -> None:
         """Write timm's folder format: ``config.json`` (architecture, model args, pretrained
