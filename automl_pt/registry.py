@@ -83,6 +83,9 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     domain: Domain | None = None
+    #: ``(other parameter, values)``: suggested only in trials where the other parameter takes
+    #: one of ``values`` (``top_layers`` only when ``strategy`` is ``"partial"``)
+    when: tuple[str, tuple[Any, ...]] | None = None
 
     def inferred_domain(self) -> Domain:
         """``domain``, or the one the default implies."""

@@ -11,8 +11,8 @@ from .registry import Param, TaskInfo, did_you_mean
 
 def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                        where: _Where | None = None) -> dict[str, Param]:
-    """Merge every plugin's fragment (first-called plugin wins; a parameter keeps the domain of
-    the first fragment that gives one), add ``backbone`` as a categorical over
+    """Merge every plugin's fragment (first-called plugin wins; a parameter keeps the domain and the
+    condition, ``Param.when``, of the first fragment that gives one), add ``backbone`` as a categorical over
     ``search.backbones``, then apply ``[search.space]``, checking each fixed value, choice and
     range bound against the parameter's domain. Problems are recorded in ``where`` (the
     study's collector; without one, :class:`ConfigError` lists them); an override with a
@@ -25,7 +25,8 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
         space.update(fragment)
     for name, param in space.items():
         domain = next((f[name].domain for f in fragments if name in f and f[name].domain), None)
-        space[name] = replace(param, domain=domain or param.inferred_domain())
+        when = next((f[name].when for f in fragments if name in f and f[name].when), None)
+        space[name] = replace(param, domain=domain or param.inferred_domain(), when=when)
     space = {"backbone": Param("backbone", "categorical", choices=tuple(config.search.backbones)),
              **space}
     for name, spec in config.search.space.items():
@@ -35,7 +36,7 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
             where.add("search.space", name, f"unknown hyperparameter{did_you_mean(name, list(space))}; "
                       f"known: {', '.join(sorted(space))}")
         else:
-            space[name] = _override(where, space[name], spec)
+            space[name] = replace(_override(where, space[name], spec), when=space[name].when)
     if config.search.sampler == "grid":
         ranged = [p.name for p in space.values() if p.kind != "categorical"]
         if ranged:
@@ -80,7 +81,13 @@ def _override(where: _Where, default: Param, spec: Any) -> Param:
 
 
 def suggest_params(trial: Any, space: dict[str, Param]) -> dict[str, Any]:
-    return {name: param.suggest(trial) for name, param in space.items()}
+    """The trial's parameters; a conditional one (``Param.when``) only where its condition
+    holds."""
+    params = {name: p.suggest(trial) for name, p in space.items() if p.when is None}
+    for name, p in space.items():
+        if p.when is not None and p.when[0] in params and params[p.when[0]] in p.when[1]:
+            params[name] = p.suggest(trial)
+    return params
 
 
 def make_sampler(config: StudyConfig, space: dict[str, Param]):

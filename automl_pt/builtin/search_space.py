@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..plugins import hookimpl
 from ..registry import Domain, Param
 
-STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze")
+STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze", "partial")
 # ``init``: where a trial's backbone weights come from (see automl_pt.pretrain). "continued" is
 # the [pretrain] stage's checkpoint; "random" (same architecture, random weights) is accepted
 # by every backbone loader, for baselines, but not searched by default.
@@ -35,6 +35,8 @@ def default_space() -> dict[str, Param]:
         Param("label_smoothing", "float", 0.0, 0.2, domain=FRACTION),
         Param("schedule", "categorical", choices=("cosine", "linear"),
               domain=Domain("choice", choices=("cosine", "linear"))),
+        # strategy "partial": how many top blocks train (on cached activations of the rest)
+        Param("top_layers", "int", 1, 3, domain=AT_LEAST_ONE, when=("strategy", ("partial",))),
     ]
     return {p.name: p for p in params}
 
