@@ -14,6 +14,13 @@ INIT_CHOICES = ("pretrained", "continued")
 RANDOM_INIT = "random"
 
 
+# One configuration per strategy known to train well, tried before the search explores:
+# {strategy: {param: value}}; the parameters it leaves out are searched as usual.
+KNOWN_GOOD: dict[str, dict[str, object]] = {
+    # top two blocks on cached activations; the head learns 10x faster than the blocks
+    "partial": {"top_layers": 2, "learning_rate": 1e-4, "head_lr_multiplier": 10.0},
+}
+
 POSITIVE = Domain("float", low=0.0, open_low=True)
 FRACTION = Domain("float", low=0.0, high=1.0, open_high=True)      # [0, 1)
 AT_LEAST_ONE = Domain("int", low=1)
