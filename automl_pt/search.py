@@ -37,6 +37,11 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                       f"known: {', '.join(sorted(space))}")
         else:
             space[name] = replace(_override(where, space[name], spec), when=space[name].when)
+    for name, param in list(space.items()):  # a condition no choice can meet: never suggested
+        other = space.get(param.when[0]) if param.when else None
+        if other is not None and other.kind == "categorical" and not any(
+                c in param.when[1] for c in other.choices):
+            del space[name]
     if config.search.sampler == "grid":
         ranged = [p.name for p in space.values() if p.kind != "categorical"]
         if ranged:

@@ -8,7 +8,9 @@ autocast on CUDA, and one of three strategies:
 * ``linear_probe``: the backbone is frozen; the head trains on features computed once
   (``batch["features"]``, see :class:`automl_pt.trial.FeatureCache`);
 * ``full``: everything trains from the first step;
-* ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
+* ``freeze_then_unfreeze``: head only for the first third of the steps, then everything;
+* ``partial``: the top k blocks and the head, on cached activations of the blocks below (the
+  trial freezes the rest and passes a :class:`automl_pt.partial.PartialTrialModel`).
 
 The best epoch's weights (by the study's validation metric) are kept and returned.
 Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
