@@ -242,13 +242,20 @@ class TrialRunner:
             return partial.compute_activations(backbone, self.encoded(prep, split), k, self.device,
                                                64, prep.collate)
 
-        tensors = cached_tensors(path, compute)
-        size = partial.nbytes(tensors)
-        if self._activation_bytes + size > partial.MEMORY_FRACTION * partial.available_memory_bytes():
-            del tensors
-            tensors = partial.mmap_safetensors(path)
-        else:
-            self._activation_bytes += size
+        budget = partial.MEMORY_FRACTION * partial.available_memory_bytes() - self._activation_bytes
+        tensors = None
+        if path.is_file() and path.stat().st_size > budget:  # never read a large file whole
+            try:
+                tensors = partial.mmap_safetensors(path)
+            except Exception:  # torn or unreadable: computed again below
+                tensors = None
+        if tensors is None:
+            tensors = cached_tensors(path, compute)
+            if partial.nbytes(tensors) > budget:
+                del tensors
+                tensors = partial.mmap_safetensors(path)
+            else:
+                self._activation_bytes += partial.nbytes(tensors)
         self._activations[key] = tensors
         return tensors
 
