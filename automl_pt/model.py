@@ -136,6 +136,45 @@ class Backbone(nn.Module):
             if isinstance(module, nn.Dropout):
                 module.p = p
 
+    # -- cached partial fine-tuning (strategy "partial", see automl_pt.partial) ---------------
+    # A backbone that splits into a stack of blocks implements these four methods; the trial
+    # then trains only the top ``k`` blocks (and the head) on activations of block ``L - k``
+    # computed once. The defaults refuse, naming the backbone.
+
+    def num_blocks(self) -> int:
+        """``L``, the number of blocks ``encode_bottom`` / ``encode_top`` split between.
+        Raises :class:`~automl_pt.errors.BackboneError` when this backbone cannot be split."""
+        from .errors import BackboneError
+
+        raise BackboneError(f"strategy 'partial' is not available for the {self.modality} backbone "
+                            f"{self.name!r} ({type(self).__name__}): it does not implement "
+                            "num_blocks / encode_bottom / encode_top; leave 'partial' out of "
+                            "[search.space] strategy")
+
+    def encode_bottom(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """Run everything below the top ``k`` blocks on a (collated) preprocessed batch; return
+        the activations and whatever :meth:`encode_top` needs (e.g. an attention mask), all
+        tensors whose first dimension is the batch. Called in eval mode without gradients; the
+        results are cached, concatenated over batches and zero-padded in every other dimension
+        to the largest batch's size, so padding must be harmless to :meth:`encode_top`."""
+        raise NotImplementedError
+
+    def encode_top(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        """Pooled features ``(batch, feature_dim)`` from a batch of :meth:`encode_bottom`'s
+        output: the top ``k`` blocks, the final norm and the pooling. For every batch,
+        ``encode_top(encode_bottom(b, k), k) == encode(b)`` in eval mode."""
+        raise NotImplementedError
+
+    def top_modules(self, k: int) -> list[nn.Module]:
+        """The modules :meth:`encode_top` runs (their parameters train; all others stay
+        frozen)."""
+        raise NotImplementedError
+
+    def collate_bottom(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Trim a batch of cached activations before :meth:`encode_top` (e.g. to its longest
+        sequence); the default keeps it as is."""
+        return batch
+
     def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
         ids: dict[str, int] = {}
         pattern = re.compile(r"(?:^|\.)(?:layer|layers|blocks|block|h|stages)\.(\d+)\.")

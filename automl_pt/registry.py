@@ -85,6 +85,8 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     domain: Domain | None = None
+    #: ``(other parameter, values)``: suggested only in trials where the other parameter takes
+    #: one of ``values`` (``top_layers`` only when ``strategy`` is ``"partial"``)
     condition: tuple[str, tuple[Any, ...]] | None = None
 
     def inferred_domain(self) -> Domain:

@@ -11,8 +11,8 @@ from .registry import Param, TaskInfo, did_you_mean
 
 def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                        where: _Where | None = None) -> dict[str, Param]:
-    """Merge every plugin's fragment (first-called plugin wins; a parameter keeps the domain of
-    the first fragment that gives one), add ``backbone`` as a categorical over
+    """Merge every plugin's fragment (first-called plugin wins; a parameter keeps the domain and the
+    condition, ``Param.condition``, of the first fragment that gives one), add ``backbone`` as a categorical over
     ``search.backbones``, then apply ``[search.space]``, checking each fixed value, choice and
     range bound against the parameter's domain. Problems are recorded in ``where`` (the
     study's collector; without one, :class:`ConfigError` lists them); an override with a
@@ -25,7 +25,8 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
         space.update(fragment)
     for name, param in space.items():
         domain = next((f[name].domain for f in fragments if name in f and f[name].domain), None)
-        space[name] = replace(param, domain=domain or param.inferred_domain())
+        when = next((f[name].condition for f in fragments if name in f and f[name].condition), None)
+        space[name] = replace(param, domain=domain or param.inferred_domain(), condition=when)
     space = {"backbone": Param("backbone", "categorical", choices=tuple(config.search.backbones)),
              **space}
     for name, spec in config.search.space.items():
@@ -35,9 +36,14 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
             where.add("search.space", name, f"unknown hyperparameter{did_you_mean(name, list(space))}; "
                       f"known: {', '.join(sorted(space))}")
         else:
-            space[name] = _override(where, space[name], spec)
+            space[name] = replace(_override(where, space[name], spec), condition=space[name].condition)
     _apply_preset_space(config, space, where)
     _fit_training_length(config, space)
+    for name, param in list(space.items()):  # a condition no choice can meet: never suggested
+        other = space.get(param.condition[0]) if param.condition else None
+        if other is not None and other.kind == "categorical" and not any(
+                c in param.condition[1] for c in other.choices):
+            del space[name]
     strategy = space.get("strategy")
     if config.search.baseline and strategy is not None and strategy.kind == "categorical" \
             and "linear_probe" not in strategy.choices \
@@ -114,11 +120,12 @@ def _override(where: _Where, default: Param, spec: Any) -> Param:
 
 
 def suggest_params(trial: Any, space: dict[str, Param]) -> dict[str, Any]:
-    """One value per parameter; a parameter with a ``condition`` only where it holds."""
-    params = {name: param.suggest(trial) for name, param in space.items() if param.condition is None}
-    for name, param in space.items():
-        if param.condition is not None and params.get(param.condition[0]) in param.condition[1]:
-            params[name] = param.suggest(trial)
+    """The trial's parameters; a conditional one (``Param.condition``) only where its condition
+    holds."""
+    params = {name: p.suggest(trial) for name, p in space.items() if p.condition is None}
+    for name, p in space.items():
+        if p.condition is not None and p.condition[0] in params and params[p.condition[0]] in p.condition[1]:
+            params[name] = p.suggest(trial)
     return params
 
 

@@ -192,3 +192,64 @@ class PluginContract:
             with torch.no_grad():
                 again = model2(prep.collate(reloaded.preprocessor({}).encode(inputs)))
             torch.testing.assert_close(again, adapted, rtol=1e-4, atol=1e-4)
+
+    def test_partial_split_matches_encode_and_trains_only_the_top(self, tmp_path):
+        """Strategy ``partial``: for every k, ``encode_top(encode_bottom(batch, k), k)`` is
+        ``encode(batch)`` in eval mode, directly and through the activation cache's path
+        (batches of two, zero-padded, fp16); after ``freeze_bottom`` only the top k blocks'
+        parameters and the head's get gradients. A backbone without the split refuses with a
+        :class:`~automl_pt.errors.BackboneError` naming it."""
+        import torch
+
+        from . import partial
+        from .errors import BackboneError
+        from .model import ClassificationTask
+
+        host = self.host()
+        modality = self.modality(host)
+        name = self.tiny_backbone(tmp_path)
+        info = host.registry.find_backbone(name) or host.hook.automl_pt_resolve_backbone(
+            name=name, modality=modality)
+        backbone = info.load({}).eval()
+        try:
+            blocks = backbone.num_blocks()
+        except BackboneError as exc:
+            assert repr(backbone.name) in str(exc) and "partial" in str(exc)
+            return
+        assert blocks >= 1
+        prep = backbone.preprocessor({})
+        inputs = self.sample_inputs(tmp_path)
+        prep.fit(inputs)
+        enc = prep.encode(inputs)
+        batch = prep.collate(enc)
+        cpu = torch.device("cpu")
+        with torch.no_grad():
+            full = backbone.encode(batch)
+        for k in range(1, blocks + 1):
+            with torch.no_grad():
+                split = backbone.encode_top(backbone.encode_bottom(batch, k), k)
+            torch.testing.assert_close(split, full, rtol=1e-4, atol=1e-5)
+            cached = partial.compute_activations(backbone, enc, k, cpu, 2, prep.collate)
+            assert all(len(v) == len(inputs) for v in cached.values())
+            assert all(v.dtype == torch.float16 for v in cached.values() if v.is_floating_point())
+            with torch.no_grad():
+                via_cache = backbone.encode_top(partial.collate_for(backbone)(cached), k)
+            torch.testing.assert_close(via_cache, full, rtol=2e-2, atol=2e-2)
+
+        task = ClassificationTask()
+        head = task.build_head(backbone.feature_dim, 2, {"dropout": 0.0})
+        cached = partial.compute_activations(backbone, enc, 1, cpu, 2, prep.collate)
+        trainable = partial.freeze_bottom(backbone, 1)
+        top = {id(p) for m in backbone.top_modules(1) for p in m.parameters()}
+        assert 0 < trainable == sum(p.numel() for p in backbone.parameters() if id(p) in top)
+        model = partial.PartialTrialModel(backbone, head, 1).train()
+        logits = model(partial.collate_for(backbone)(cached))
+        task.loss(logits, torch.arange(len(inputs)) % 2, {}).backward()
+        with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+        expected = {f"head.{n}" for n, _ in head.named_parameters()} | {
+            f"backbone.{n}" for n, p in backbone.named_parameters() if id(p) in top}
+        assert with_grad == expected
+        if blocks > 1:  # the lower blocks are frozen
+            assert any(not p.requires_grad for p in backbone.parameters())
+        assert set(model.state_dict()) == {f"backbone.{n}" for n in backbone.state_dict()} | {
+            f"head.{n}" for n in head.state_dict()}

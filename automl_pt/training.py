@@ -9,7 +9,9 @@ autocast on CUDA, and one of three strategies:
   (``batch["features"]``; a classification trial fits it in closed form instead, see
   :mod:`automl_pt.probe`);
 * ``full``: everything trains from the first step;
-* ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
+* ``freeze_then_unfreeze``: head only for the first third of the steps, then everything;
+* ``partial``: the top k blocks and the head, on cached activations of the blocks below (the
+  trial freezes the rest and passes a :class:`automl_pt.partial.PartialTrialModel`).
 
 Any other strategy trains what requires gradients when training starts: ``lora`` / ``ia3`` /
 ``bitfit`` freeze the backbone but for their adapters / biases and norms beforehand

@@ -1,8 +1,9 @@
 """One trial: build backbone + head from the trial's params, fine-tune, record everything.
 
 :class:`TrialRunner` is what a worker runs for each Optuna trial. It keeps the per-study caches
-that make trials cheap: preprocessed (tokenized / decoded) data per preprocessor and frozen
-backbone features for linear-probe trials, in memory and on disk under ``<run dir>/cache``.
+that make trials cheap: preprocessed (tokenized / decoded) data per preprocessor, frozen
+backbone features for linear-probe trials and the activations below the top ``k`` blocks for
+``partial`` trials (see :mod:`automl_pt.partial`), in memory and on disk under ``<run dir>/cache``.
 Per-epoch metrics go to ``<run dir>/trials/<n>/epochs.parquet`` (temp file + rename); workers
 never open the DuckDB results file.
 """
@@ -92,6 +93,13 @@ def resolve_backbone(name: str, modality: str, host: Any) -> BackboneInfo | None
     return host.resolve_backbone(name, modality)
 
 
+def _backbone_key(info: BackboneInfo, backbone: Backbone) -> str:
+    """Cache key of a backbone's weights: weights other than the original ones (init =
+    continued / random) get their own cached features and activations."""
+    tag = getattr(backbone, "weights_tag", "")
+    return hashlib.sha256(f"{info.name}|{info.source}{'|' + tag if tag else ''}".encode()).hexdigest()[:12]
+
+
 class _EpochRecorder(TrainerCallback):
     """Writes the per-epoch history to Parquet after every epoch and reports to Optuna."""
 
@@ -142,6 +150,8 @@ class TrialRunner:
         self.cache_dir = run_dir / "cache"
         self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         self._features: dict[tuple[str, str, str], torch.Tensor] = {}
+        self._activations: dict[tuple[str, str, str, int], dict[str, torch.Tensor]] = {}
+        self._activation_bytes = 0
         self._preprocessors: dict[str, Preprocessor] = {}
         self.last_trial_number: int | None = None
         #: ``time.time()`` by which the study must end (``[study] timeout``): a trial whose
@@ -232,10 +242,7 @@ class TrialRunner:
     def features(self, info: BackboneInfo, backbone: Backbone, prep: Preprocessor,
                  split: Split) -> torch.Tensor:
         """Frozen backbone features, computed once per (backbone, preprocessor, data)."""
-        # weights other than the original ones (init = continued / random) get their own features
-        tag = getattr(backbone, "weights_tag", "")
-        bb_key = hashlib.sha256(f"{info.name}|{info.source}{'|' + tag if tag else ''}".encode()).hexdigest()[:12]
-        key = (bb_key, prep.fingerprint, split.fingerprint())
+        key = (_backbone_key(info, backbone), prep.fingerprint, split.fingerprint())
         if key in self._features:
             return self._features[key]
 
@@ -249,6 +256,40 @@ class TrialRunner:
         feats = cached_tensors(self.cache_dir / f"features-{'-'.join(key)}.safetensors", compute)["features"]
         self._features[key] = feats
         return feats
+
+    def activations(self, info: BackboneInfo, backbone: Backbone, prep: Preprocessor,
+                    split: Split, k: int) -> dict[str, torch.Tensor]:
+        """Activations below the top ``k`` blocks (strategy ``partial``), computed once per
+        (backbone and its weights, preprocessor, data, k) in fp16; kept in memory, or
+        memory-mapped from the cache file once the process holds more than
+        :data:`automl_pt.partial.MEMORY_FRACTION` of the available memory."""
+        from . import partial
+
+        key = (_backbone_key(info, backbone), prep.fingerprint, split.fingerprint(), int(k))
+        if key in self._activations:
+            return self._activations[key]
+        path = self.cache_dir / f"activations-{'-'.join(key[:3])}-top{k}.safetensors"
+
+        def compute() -> dict[str, torch.Tensor]:
+            return partial.compute_activations(backbone, self.encoded(prep, split), k, self.device,
+                                               64, prep.collate)
+
+        budget = partial.MEMORY_FRACTION * partial.available_memory_bytes() - self._activation_bytes
+        tensors = None
+        if path.is_file() and path.stat().st_size > budget:  # never read a large file whole
+            try:
+                tensors = partial.mmap_safetensors(path)
+            except Exception:  # torn or unreadable: computed again below
+                tensors = None
+        if tensors is None:
+            tensors = cached_tensors(path, compute)
+            if partial.nbytes(tensors) > budget:
+                del tensors
+                tensors = partial.mmap_safetensors(path)
+            else:
+                self._activation_bytes += partial.nbytes(tensors)
+        self._activations[key] = tensors
+        return tensors
 
     # -- one trial ------------------------------------------------------------------------
     def objective(self, trial: Any) -> float:
@@ -365,12 +406,23 @@ class TrialRunner:
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
         adapters = apply_strategy(backbone, params)  # lora / ia3 / bitfit: freeze, inject
-        if trial is not None:
-            self._record_trainable(trial, model, params)
         if params.get("strategy") == "linear_probe":
             train = {"features": self.features(info, backbone, prep, train_split)}
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
             collate = lambda b: b  # noqa: E731
+            augment = None
+            lengths = (None, None)
+        elif params.get("strategy") == "partial":  # the top k blocks on cached activations
+            from . import partial
+
+            k = partial.top_layers(backbone, params)
+            if trial is not None:
+                trial.set_user_attr("top_layers_trained", k)
+            train = self.activations(info, backbone, prep, train_split, k)
+            val = self.activations(info, backbone, prep, self.data.validation, k)
+            partial.freeze_bottom(backbone, k)
+            model = partial.PartialTrialModel(backbone, head, k)
+            collate = partial.collate_for(backbone)
             augment = None
             lengths = (None, None)
         else:
@@ -381,6 +433,8 @@ class TrialRunner:
                 task=self.task_info, backbone=backbone, params=params,
                 num_labels=len(self.data.label_names))
             lengths = (prep.lengths(train), prep.lengths(val))  # length-bucketed batches
+        if trial is not None:   # after the strategy froze what it does not train
+            self._record_trainable(trial, model, params)
         if prep.summary() and trial is not None:
             trial.set_user_attr("input_size", prep.summary())
         extra = [cb for cbs in self.host.hook.automl_pt_trial_callbacks(

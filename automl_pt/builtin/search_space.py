@@ -7,21 +7,10 @@ from ..adapters import ADAPTER_STRATEGIES, LORA_TARGETS
 from ..plugins import hookimpl
 from ..registry import Domain, Param
 
-STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze")
+STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze", "partial")
 #: every strategy a study may name: the searched ones plus the parameter-efficient ones
 #: (``lora``, ``ia3``, ``bitfit``: automl_pt.adapters), which are opt-in (see docs/strategies.md)
 ALL_STRATEGIES = (*STRATEGIES, *ADAPTER_STRATEGIES)
-#: one configuration per strategy known to train well, enqueued before the sampler explores;
-#: each lists only what differs from the sampler's own choice of the other parameters
-KNOWN_GOOD: dict[str, dict[str, object]] = {
-    "lora": {"strategy": "lora", "learning_rate": 1e-3, "lora_rank": 8, "lora_alpha": 16,
-             "lora_dropout": 0.05, "lora_targets": "default", "head_lr_multiplier": 10.0,
-             "layer_decay": 1.0},
-    "ia3": {"strategy": "ia3", "learning_rate": 1e-3, "head_lr_multiplier": 10.0,
-            "layer_decay": 1.0},
-    "bitfit": {"strategy": "bitfit", "learning_rate": 1e-3, "head_lr_multiplier": 10.0,
-               "layer_decay": 1.0},
-}
 # ``init``: where a trial's backbone weights come from (see automl_pt.pretrain). "continued" is
 # the [pretrain] stage's checkpoint; "random" (same architecture, random weights) is accepted
 # by every backbone loader, for baselines, but not searched by default.
@@ -46,6 +35,13 @@ KNOWN_GOOD: dict[str, dict] = {
                              "weight_decay": 0.01, "warmup_ratio": 0.1, "epochs": 5,
                              "batch_size": 16, "dropout": 0.1, "label_smoothing": 0.1,
                              "schedule": "cosine"},
+    # top two blocks on cached activations; the head learns 10x faster than the blocks
+    "partial": {"top_layers": 2, "learning_rate": 1e-4, "head_lr_multiplier": 10.0},
+    # parameter-efficient strategies (automl_pt.adapters); opt-in, enqueued when in the space
+    "lora": {"learning_rate": 1e-3, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+             "lora_targets": "default", "head_lr_multiplier": 10.0, "layer_decay": 1.0},
+    "ia3": {"learning_rate": 1e-3, "head_lr_multiplier": 10.0, "layer_decay": 1.0},
+    "bitfit": {"learning_rate": 1e-3, "head_lr_multiplier": 10.0, "layer_decay": 1.0},
 }
 
 
@@ -81,6 +77,7 @@ def default_space() -> dict[str, Param]:
         Param("lora_dropout", "float", 0.0, 0.2, domain=FRACTION, condition=LORA),
         Param("lora_targets", "categorical", choices=LORA_TARGETS,
               domain=Domain("choice", choices=LORA_TARGETS), condition=LORA),
+        Param("top_layers", "int", 1, 3, domain=AT_LEAST_ONE, condition=("strategy", ("partial",))),
     ]
     return {p.name: p for p in params}
 

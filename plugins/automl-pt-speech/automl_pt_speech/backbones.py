@@ -45,6 +45,9 @@ SUPPORTED_TYPES = ("whisper", "audio-spectrogram-transformer", *WAVEFORM_TYPES)
 # last name parts of the encoders' attention projections (LoRA default / (IA)^3 targets)
 QUERY_VALUE = {"q_proj", "v_proj", "query", "value"}
 KEY_VALUE = {"k_proj", "v_proj", "key", "value"}
+# waveform encoders whose layers take (hidden, attention mask) alone (WavLM's relative position
+# bias, the conformer's rotary embeddings and SEW's down-sampling do not split this way)
+PARTIAL_WAVEFORM_TYPES = ("wav2vec2", "hubert", "data2vec-audio", "unispeech", "unispeech-sat")
 
 
 class Pooling(nn.Module):
@@ -68,6 +71,18 @@ class Pooling(nn.Module):
         scores = self.score(hidden).squeeze(-1).float().masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1).to(hidden.dtype)
         return (weights.unsqueeze(-1) * hidden).sum(dim=1)
+
+
+class _Captured(Exception):
+    """Stops a forward pass once the activations :meth:`AudioBackbone.encode_bottom` wants
+    are captured."""
+
+
+def _run_layers(layers: Any, hidden: torch.Tensor, mask: Any) -> torch.Tensor:
+    for layer in layers:
+        out = layer(hidden, mask)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
 
 
 class AudioBackbone(Backbone):
@@ -107,6 +122,56 @@ class AudioBackbone(Backbone):
 
     def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    # -- strategy "partial": front-end + layers[:L-k] below, layers[L-k:] + norm + pooling on top
+    def layer_stack(self) -> nn.ModuleList:
+        """The encoder's transformer layers (what ``num_blocks`` counts)."""
+        raise BackboneError(f"strategy 'partial' is not available for the audio backbone "
+                            f"{self.name!r} ({type(self).__name__}); leave 'partial' out of "
+                            "[search.space] strategy")
+
+    def num_blocks(self) -> int:
+        return len(self.layer_stack())
+
+    def encode_bottom(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        """:meth:`hidden` up to the input of layer ``L - k``, captured by a pre-hook that stops
+        the forward pass there: the front-end and the lower layers run exactly as in
+        :meth:`encode`. Returns ``hidden``, ``valid`` frames and what :meth:`top_inputs` adds."""
+        layers = self.layer_stack()
+        captured: dict[str, torch.Tensor] = {}
+
+        def grab(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+            raise _Captured
+
+        handle = layers[len(layers) - k].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            self.hidden(batch)
+        except _Captured:
+            pass
+        finally:
+            handle.remove()
+        hidden = captured["hidden"]
+        return {"hidden": hidden, **self.top_inputs(batch, hidden)}
+
+    def top_inputs(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the top needs besides the hidden states: ``valid`` frames per clip."""
+        return {"valid": torch.full((hidden.shape[0],), hidden.shape[1], device=hidden.device)}
+
+    def run_top(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        """Layers ``L - k`` .. ``L - 1`` and the encoder's final norm on ``hidden``."""
+        raise NotImplementedError
+
+    def encode_top(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        return self.pool(self.run_top(batch["hidden"], batch, k), batch["valid"])
+
+    def final_modules(self) -> list[nn.Module]:
+        """Modules after the layer stack (final norm, adapter)."""
+        return []
+
+    def top_modules(self, k: int) -> list[nn.Module]:
+        layers = self.layer_stack()
+        return [*layers[len(layers) - k:], *self.final_modules(), self.pool]
 
     # -- preprocessing / export -----------------------------------------------------------
     def preprocessor(self, options: dict) -> Preprocessor:
@@ -234,6 +299,21 @@ class WhisperEncoderBackbone(AudioBackbone):
                           rounding_mode="floor").clamp(1, frames)
         return x, valid
 
+    def layer_stack(self) -> nn.ModuleList:
+        return self.encoder.layers
+
+    def top_inputs(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        valid = torch.div(batch["length"] + 2 * self.hop_length - 1, 2 * self.hop_length,
+                          rounding_mode="floor").clamp(1, hidden.shape[1])
+        return {"valid": valid}
+
+    def run_top(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        layers = self.encoder.layers
+        return self.encoder.layer_norm(_run_layers(layers[len(layers) - k:], hidden, None))
+
+    def final_modules(self) -> list[nn.Module]:
+        return [self.encoder.layer_norm]
+
     def set_dropout(self, p: float) -> None:
         """The encoder keeps Whisper's own setting (no dropout); the trial's ``dropout`` acts on
         the head only. Whisper was pretrained without dropout, and any inside the encoder stops
@@ -277,6 +357,44 @@ class WaveformBackbone(AudioBackbone):
         valid = self.model._get_feat_extract_output_lengths(length).clamp(1, hidden.shape[1])
         return hidden, valid
 
+    def layer_stack(self) -> nn.ModuleList:
+        model_type = self.model.config.model_type
+        if model_type not in PARTIAL_WAVEFORM_TYPES:
+            raise BackboneError(f"strategy 'partial' is not available for the audio backbone "
+                                f"{self.name!r} ({model_type}): it splits "
+                                f"{', '.join(PARTIAL_WAVEFORM_TYPES)} encoders; leave 'partial' out "
+                                "of [search.space] strategy")
+        return self.model.encoder.layers
+
+    def top_inputs(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        lengths = self.model._get_feat_extract_output_lengths(batch["length"])
+        out = {"valid": lengths.clamp(1, hidden.shape[1])}
+        if self.use_mask:  # the frames the encoder attends to
+            frames = torch.arange(hidden.shape[1], device=hidden.device)
+            out["frame_mask"] = (frames[None, :] < lengths[:, None]).long()
+        return out
+
+    def run_top(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        encoder = self.model.encoder
+        mask = None
+        if self.use_mask:
+            mask = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
+                                             attention_mask=batch["frame_mask"].bool())
+        hidden = _run_layers(encoder.layers[len(encoder.layers) - k:], hidden, mask)
+        for module in self.final_modules():
+            hidden = module(hidden)
+        return hidden
+
+    def final_modules(self) -> list[nn.Module]:
+        """The final norm of "stable layer norm" encoders (the others normalise before the
+        layers), then the adapter where the model has one."""
+        encoder = self.model.encoder
+        out = [encoder.layer_norm] if type(encoder).__name__.endswith("StableLayerNorm") else []
+        adapter = getattr(self.model, "adapter", None)
+        return out + ([adapter] if adapter is not None else [])
+
     def save_model(self, directory: Path) -> None:
         self.settings["normalize"] = self.normalize
         self.model.save_pretrained(str(directory), safe_serialization=True)
@@ -311,6 +429,16 @@ class ASTBackbone(AudioBackbone):
         hidden = self.model(input_values=features).last_hidden_state
         valid = torch.full((hidden.shape[0],), hidden.shape[1], device=hidden.device)
         return hidden, valid
+
+    def layer_stack(self) -> nn.ModuleList:
+        return self.model.layers
+
+    def run_top(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        layers = self.model.layers
+        return self.model.layernorm(_run_layers(layers[len(layers) - k:], hidden, None))
+
+    def final_modules(self) -> list[nn.Module]:
+        return [self.model.layernorm]
 
     def save_model(self, directory: Path) -> None:
         self.model.save_pretrained(str(directory), safe_serialization=True)

@@ -101,6 +101,12 @@ def saved_max_length(directory: Any) -> int | None:
     return int(value) if isinstance(value, int) and value >= 1 else None
 
 
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``hidden (B, T, D)`` over the positions where ``mask (B, T)`` is set."""
+    mask_f = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask_f).sum(dim=1) / mask_f.sum(dim=1).clamp(min=1.0)
+
+
 class TransformersTextBackbone(Backbone):
     """A transformers encoder; features are the attention-masked mean of the last hidden state
     (what sentence encoders such as MiniLM are trained for)."""
@@ -118,8 +124,55 @@ class TransformersTextBackbone(Backbone):
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["attention_mask"]
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-        mask_f = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask_f).sum(dim=1) / mask_f.sum(dim=1).clamp(min=1.0)
+        return masked_mean(hidden, mask)
+
+    # -- strategy "partial": embeddings + layers[:L-k] below, layers[L-k:] + pooling on top ----
+    def _layers(self) -> torch.nn.ModuleList:
+        """The encoder's layer stack of a BERT-like model (``embeddings`` + ``encoder.layer``:
+        BERT, MiniLM, RoBERTa, ELECTRA, XLM-R...)."""
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if (getattr(self.model, "embeddings", None) is None or not isinstance(layers, torch.nn.ModuleList)
+                or getattr(self.model.config, "is_decoder", False)):
+            raise BackboneError(f"strategy 'partial' is not available for the text backbone "
+                                f"{self.name!r} ({type(self.model).__name__}): it splits BERT-like "
+                                "encoders (embeddings + encoder.layer); leave 'partial' out of "
+                                "[search.space] strategy")
+        return layers
+
+    def num_blocks(self) -> int:
+        return len(self._layers())
+
+    def _run_layers(self, layers: Any, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask4 = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
+                                          attention_mask=mask)
+        for layer in layers:
+            out = layer(hidden, mask4)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def encode_bottom(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        layers = self._layers()
+        mask = batch["attention_mask"]
+        hidden = self.model.embeddings(input_ids=batch["input_ids"])
+        hidden = self._run_layers(layers[:len(layers) - k], hidden, mask)
+        return {"hidden": hidden, "attention_mask": mask}
+
+    def encode_top(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        layers = self._layers()
+        mask = batch["attention_mask"]
+        hidden = self._run_layers(layers[len(layers) - k:], batch["hidden"], mask)
+        return masked_mean(hidden, mask)
+
+    def top_modules(self, k: int) -> list[torch.nn.Module]:
+        layers = self._layers()
+        return list(layers[len(layers) - k:])
+
+    def collate_bottom(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Trim to the batch's longest text, as :meth:`TokenizerPreprocessor.collate` does."""
+        longest = int(batch["attention_mask"].sum(dim=1).max()) if len(batch["attention_mask"]) else 1
+        return {k: v[:, :max(1, longest)] for k, v in batch.items()}
 
     def preprocessor(self, options: dict) -> Preprocessor:
         limit = int(getattr(self.tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH)

@@ -78,6 +78,56 @@ class TimmImageBackbone(Backbone):
                     "to choose)")
         return ImagePreprocessor(self.data_config, summary=note)
 
+    # -- strategy "partial": stem + blocks[:L-k] below, blocks[L-k:] + tail + pooling on top ---
+    def _layout(self) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+        """(stem modules, block container, modules between the blocks and ``forward_head``) of
+        the timm families whose ``forward_features`` is stem -> blocks -> tail."""
+        families = {c.__name__ for c in type(self.model).__mro__}
+        for family, layout in _PARTIAL_LAYOUTS.items():
+            if family in families:
+                return layout
+        raise BackboneError(f"strategy 'partial' is not available for the image backbone "
+                            f"{self.name!r} (timm {type(self.model).__name__}): it splits "
+                            f"{', '.join(_PARTIAL_LAYOUTS)}; leave 'partial' out of "
+                            "[search.space] strategy")
+
+    def _blocks(self) -> torch.nn.Sequential:
+        return getattr(self.model, self._layout()[1])
+
+    def num_blocks(self) -> int:
+        return len(self._blocks())
+
+    def encode_bottom(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+        stem, _, _ = self._layout()
+        x = self.normalize(batch["pixel_values"])
+        for name in stem:
+            x = getattr(self.model, name)(x)
+        blocks = self._blocks()
+        for block in blocks[:len(blocks) - k]:
+            x = block(x)
+        return {"activations": x}
+
+    def encode_top(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        _, _, tail = self._layout()
+        x = batch["activations"]
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        blocks = self._blocks()
+        for block in blocks[len(blocks) - k:]:
+            x = block(x)
+        for name in tail:
+            x = getattr(self.model, name)(x)
+        return self.model.forward_head(x)
+
+    def top_modules(self, k: int) -> list[torch.nn.Module]:
+        """The top ``k`` blocks and every module after them (tail, pooling, head norms);
+        stem modules and parameters held by the model itself (position embeddings, class
+        token) stay below."""
+        stem, container, _ = self._layout()
+        blocks = self._blocks()
+        rest = [m for n, m in self.model.named_children() if n not in stem and n != container]
+        return [*blocks[len(blocks) - k:], *rest]
+
     def num_layers_and_ids(self) -> tuple[int, dict[str, int]]:
         """Depth ids from timm's own coarse parameter grouping (stem 0, then one id per stage,
         head last), for layer-wise learning-rate decay: per stage, as usual for CNNs, so that
@@ -175,6 +225,17 @@ class TimmImageBackbone(Backbone):
                                  "'native'")
         self._write_timm_folder(Path(directory), model.state_dict(), len(label_names), label_names)
         return True
+
+
+# timm family -> (stem, block container, tail): forward_features is stem -> blocks -> tail, and
+# the model's output (num_classes=0) is forward_head(forward_features(x)). MobileNetV2 and the
+# EfficientNet-Lite catalog backbones are timm EfficientNet models.
+_PARTIAL_LAYOUTS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
+    "EfficientNet": (("conv_stem", "bn1"), "blocks", ("conv_head", "bn2")),
+    "MobileNetV3": (("conv_stem", "bn1"), "blocks", ()),
+    "VisionTransformer": (("patch_embed", "_pos_embed", "patch_drop", "norm_pre"), "blocks", ("norm",)),
+    "ConvNeXt": (("stem",), "stages", ("norm_pre",)),
+}
 
 
 def _jsonable(v: Any) -> Any:
