@@ -13,7 +13,8 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                        where: _Where | None = None) -> dict[str, Param]:
     """Merge every plugin's fragment (first-called plugin wins; a parameter keeps the domain of
     the first fragment that gives one), add ``backbone`` as a categorical over
-    ``search.backbones``, then apply ``[search.space]``, checking each fixed value, choice and
+    ``search.backbones``, then apply ``[search.space]`` (and leave out parameters whose
+    ``condition`` no choice can meet), checking each fixed value, choice and
     range bound against the parameter's domain. Problems are recorded in ``where`` (the
     study's collector; without one, :class:`ConfigError` lists them); an override with a
     problem leaves the default in place."""
@@ -36,6 +37,8 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
                       f"known: {', '.join(sorted(space))}")
         else:
             space[name] = _override(where, space[name], spec)
+    # a parameter whose condition no choice can meet (lora_rank when strategy has no "lora")
+    space = {n: p for n, p in space.items() if p.condition is None or _reachable(p, space)}
     if config.search.sampler == "grid":
         ranged = [p.name for p in space.values() if p.kind != "categorical"]
         if ranged:
@@ -44,6 +47,14 @@ def build_search_space(config: StudyConfig, task: TaskInfo, host: Any,
     if not collect:
         where.check()
     return space
+
+
+def _reachable(param: Param, space: dict[str, Param]) -> bool:
+    """Whether ``param``'s condition can hold: its parameter can take one of its values."""
+    other = space.get(param.condition[0])
+    if other is None or other.kind != "categorical":
+        return other is not None
+    return any(c in param.condition[1] for c in other.choices)
 
 
 def _override(where: _Where, default: Param, spec: Any) -> Param:

@@ -150,6 +150,8 @@ def test_lora_parameters_are_in_the_space_and_suggested_only_for_lora(tmp_path, 
         assert has_lora == ({"lora_rank", "lora_alpha", "lora_dropout", "lora_targets"}
                             if params["strategy"] == "lora" else set())
     assert seen == {"full", "lora"}
+    no_lora = study_toml(tmp_path, tiny_bert, space='strategy = ["full", "bitfit"]')
+    assert not [n for n in Study.from_config(no_lora, host=text_host).prepare().space if n.startswith("lora_")]
     bad = study_toml(tmp_path, tiny_bert, space='strategy = "lora"\nlora_rank = [0]\nlora_targets = ["most"]')
     with pytest.raises(ConfigError, match=r"lora_rank.*0 is not an integer >= 1(.|\n)*lora_targets"):
         Study.from_config(bad, host=text_host).prepare()
