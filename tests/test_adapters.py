@@ -224,11 +224,11 @@ def test_study_searches_strategies_exports_merged_model_loadable_without_peft(
 
 
 def _env() -> dict[str, str]:
+    """This checkout's packages first on the path of a child process."""
     import os
+    from pathlib import Path
 
     import automl_pt_text
-
-    from pathlib import Path
 
     paths = [str(Path(automl_pt.__file__).parents[1]), str(Path(automl_pt_text.__file__).parents[1])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
