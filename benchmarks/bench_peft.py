@@ -73,6 +73,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--strategies", default="full,lora,bitfit,ia3")
+    parser.add_argument("--full-lr", type=float, default=BASE["learning_rate"],
+                        help="learning rate of 'full' (default: %(default)s)")
+    parser.add_argument("--full-head-multiplier", type=float, default=BASE["head_lr_multiplier"],
+                        help="head learning-rate multiplier of 'full' (default: %(default)s)")
     parser.add_argument("--train-limit", type=int, default=0,
                         help="use the first N training texts (0: all), for slow machines")
     parser.add_argument("--data", type=Path, default=HERE.parent / "studies" / "data" / "fortunes")
@@ -80,6 +84,7 @@ def main() -> int:
     if not (args.data / "train.csv").is_file():
         print(f"{args.data}/train.csv is missing: run python studies/make_fortunes.py", file=sys.stderr)
         return 2
+    BASE.update(learning_rate=args.full_lr, head_lr_multiplier=args.full_head_multiplier)
     train = read_split(args.data / "train.csv")
     if args.train_limit:
         train = (train[0][:args.train_limit], train[1][:args.train_limit], train[2])

@@ -150,6 +150,8 @@ def test_lora_parameters_are_in_the_space_and_suggested_only_for_lora(tmp_path, 
         assert has_lora == ({"lora_rank", "lora_alpha", "lora_dropout", "lora_targets"}
                             if params["strategy"] == "lora" else set())
     assert seen == {"full", "lora"}
+    no_lora = study_toml(tmp_path, tiny_bert, space='strategy = ["full", "bitfit"]')
+    assert not [n for n in Study.from_config(no_lora, host=text_host).prepare().space if n.startswith("lora_")]
     bad = study_toml(tmp_path, tiny_bert, space='strategy = "lora"\nlora_rank = [0]\nlora_targets = ["most"]')
     with pytest.raises(ConfigError, match=r"lora_rank.*0 is not an integer >= 1(.|\n)*lora_targets"):
         Study.from_config(bad, host=text_host).prepare()
@@ -222,11 +224,11 @@ def test_study_searches_strategies_exports_merged_model_loadable_without_peft(
 
 
 def _env() -> dict[str, str]:
+    """This checkout's packages first on the path of a child process."""
     import os
+    from pathlib import Path
 
     import automl_pt_text
-
-    from pathlib import Path
 
     paths = [str(Path(automl_pt.__file__).parents[1]), str(Path(automl_pt_text.__file__).parents[1])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}

@@ -75,6 +75,6 @@ def test_space_overrides_keep_types(tmp_path, tiny_bert, topic_data, text_host):
     path = study_toml(tmp_path, tiny_bert, space='strategy = { low = 1, high = 2 }')
     with pytest.raises(ConfigError, match="strategy is categorical"):
         Study.from_config(path, host=text_host).prepare()
-    path = study_toml(tmp_path, tiny_bert, space='strategy = ["full", "lorax"]')
-    with pytest.raises(ConfigError, match="'lorax' is not one of 'linear_probe', 'full'"):
+    path = study_toml(tmp_path, tiny_bert, space='strategy = ["full", "prompt_tuning"]')
+    with pytest.raises(ConfigError, match="'prompt_tuning' is not one of 'linear_probe', 'full'"):
         Study.from_config(path, host=text_host).prepare()
