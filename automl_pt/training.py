@@ -10,6 +10,8 @@ autocast on CUDA, and one of three strategies:
 * ``full``: everything trains from the first step;
 * ``freeze_then_unfreeze``: head only for the first third of the steps, then everything.
 
+Batches are random, or length-bucketed where the preprocessor gives per-example lengths
+(:mod:`automl_pt.batching`); validation runs sorted by length.
 The best epoch's weights (by the study's validation metric) are kept and returned.
 Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
 """
