@@ -260,7 +260,8 @@ def test_readme_export_example_runs(models, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     labels = automl_pt.load(models["text"]).predict(["a rocket to the moon", "fresh bread and soup"]).labels
     assert str(labels) in out
-    assert "'README.md', 'automl_pt_export.json', 'model.onnx'" in out
+    assert ("'README.md', 'automl_pt_export.json', 'automl_pt_text_preprocessor.json', "
+            "'model.onnx'") in out   # the fitted max_length travels with the tokenizer
     assert (tmp_path / "runs" / "quickstart-text" / "export" / "onnx" / "model.onnx").is_file()
 
 
