@@ -58,8 +58,11 @@ def configuration(strategy: str, space: dict[str, Param], backbone: str) -> dict
     return params
 
 
-def plan(config: Any, space: dict[str, Param], classification: bool) -> list[tuple[dict, dict]]:
-    """``(params, user_attrs)`` of the trials to enqueue, in order (see the module docstring)."""
+def plan(config: Any, space: dict[str, Param], classification: bool,
+         warm: list[tuple[dict, dict]] = ()) -> list[tuple[dict, dict]]:
+    """``(params, user_attrs)`` of the trials to enqueue, in order (see the module docstring):
+    the probe, then ``warm`` (the ``[search] warm_start`` studies' best configurations,
+    :mod:`automl_pt.warmstart`), then the known-good configurations."""
     if config.search.sampler == "grid":
         return []
     strategy = space.get("strategy")
@@ -69,6 +72,7 @@ def plan(config: Any, space: dict[str, Param], classification: bool) -> list[tup
     baseline = config.search.baseline is not False and classification and PROBE in choices
     if baseline:
         out += [(configuration(PROBE, space, b), {SEEDED_ATTR: "baseline"}) for b in backbones]
+    out += list(warm)
     if config.search.known_good:
         from .builtin.search_space import KNOWN_GOOD
 
@@ -79,14 +83,15 @@ def plan(config: Any, space: dict[str, Param], classification: bool) -> list[tup
     return out
 
 
-def enqueue_seed_trials(ostudy: Any, config: Any, space: dict[str, Param], task: Any) -> list[dict]:
+def enqueue_seed_trials(ostudy: Any, config: Any, space: dict[str, Param], task: Any,
+                        warm: Any = None) -> list[dict]:
     """Enqueue :func:`plan`'s trials into a new Optuna study; returns their params (empty for a
     study that has trials already or was seeded before)."""
     from .model import ClassificationTask
 
     if ostudy.user_attrs.get(SEEDED_ATTR) is not None or ostudy.get_trials(deepcopy=False):
         return []
-    trials = plan(config, space, isinstance(task, ClassificationTask))
+    trials = plan(config, space, isinstance(task, ClassificationTask), warm() if warm else ())
     for params, attrs in trials:
         ostudy.enqueue_trial(params, user_attrs=attrs)
     ostudy.set_user_attr(SEEDED_ATTR, len(trials))

@@ -257,12 +257,11 @@ class Study:
             recovered = recover_trials(ostudy, orphaned_running=cfg.storage.optuna == "sqlite")
             from .seeding import enqueue_seed_trials
 
-            fresh = not ostudy.get_trials(deepcopy=False)
-            enqueue_seed_trials(ostudy, cfg, prepared.space, prepared.task.create())
-            if cfg.search.warm_start and fresh:   # a new study: earlier bests before the sampler
-                from .warmstart import enqueue_warm_start
+            from .warmstart import warm_start_trials
 
-                enqueue_warm_start(ostudy, cfg, prepared)
+            # a new study: the probe, the earlier studies' bests, then known-good configurations
+            enqueue_seed_trials(ostudy, cfg, prepared.space, prepared.task.create(),
+                                warm=lambda: warm_start_trials(cfg, prepared))
             store = ResultStore(self.run_dir / RESULTS_FILE)
             meta["environment"] = environment()
             state = {"last_error": None}

@@ -17,6 +17,8 @@ Any other strategy trains what requires gradients when training starts: ``lora``
 ``bitfit`` freeze the backbone but for their adapters / biases and norms beforehand
 (:func:`automl_pt.adapters.apply_strategy`).
 
+Batches are random, or length-bucketed where the preprocessor gives per-example lengths
+(:mod:`automl_pt.batching`); validation runs sorted by length.
 The best epoch's weights (by the study's validation metric) are kept and returned.
 
 Training length fits the data: ``epochs`` is what the search picked, ``min_steps`` (when the

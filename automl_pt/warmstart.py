@@ -111,12 +111,13 @@ def fitting_params(params: dict[str, Any], space: dict[str, "Param"]) -> tuple[d
     return kept, [k for k in params if k not in kept]
 
 
-def enqueue_warm_start(ostudy: Any, config: "StudyConfig", prepared: Any) -> list[dict[str, Any]]:
-    """Enqueue the best configuration of each ``[search] warm_start`` study (in order; a
-    configuration already enqueued is not repeated). Returns the enqueued params."""
+def warm_start_trials(config: "StudyConfig", prepared: Any) -> list[tuple[dict[str, Any], dict]]:
+    """``(params, user_attrs)`` of the best configuration of each ``[search] warm_start`` study,
+    in order, a configuration already listed not repeated; params that do not fit this study's
+    space are dropped with a :class:`DataWarning` naming them."""
     from .errors import DataWarning
 
-    enqueued = []
+    enqueued: list = []
     for run_dir in config.search.warm_start:
         name, params = earlier_best(Path(run_dir))
         if params is None:
@@ -128,7 +129,6 @@ def enqueue_warm_start(ostudy: Any, config: "StudyConfig", prepared: Any) -> lis
             warnings.warn(f"[search] warm_start: from study {name!r} ({run_dir}), dropped params that "
                           f"do not fit this study's search space: "
                           f"{', '.join(f'{k}={params[k]!r}' for k in dropped)}", DataWarning, stacklevel=2)
-        if kept and kept not in enqueued:
-            ostudy.enqueue_trial(kept, user_attrs={"warm_start": str(run_dir)}, skip_if_exists=True)
-            enqueued.append(kept)
+        if kept and kept not in [p for p, _ in enqueued]:
+            enqueued.append((kept, {"warm_start": str(run_dir)}))
     return enqueued

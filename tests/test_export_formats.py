@@ -187,7 +187,8 @@ def test_folders_carry_preprocessing_labels_and_a_model_card(models, tmp_path):
     text = export_model(models["text"], "hf", tmp_path / "text")
     assert (text / "tokenizer.json").is_file()
     prep = json.loads((text / EXPORT_CONFIG).read_text())["preprocessing"]
-    assert prep["max_length"] == 32
+    # fitted to the training texts (7 words each), capped by the study's [data] max_length = 32
+    assert 5 <= prep["max_length"] < 32 and prep["limit"] == 32
     image = json.loads((export_model(models["image"], "timm", tmp_path / "image") / EXPORT_CONFIG)
                        .read_text())["preprocessing"]["data_config"]
     assert image["input_size"] == [3, 32, 32] and len(image["mean"]) == 3 and len(image["std"]) == 3
@@ -259,7 +260,8 @@ def test_readme_export_example_runs(models, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     labels = automl_pt.load(models["text"]).predict(["a rocket to the moon", "fresh bread and soup"]).labels
     assert str(labels) in out
-    assert "'README.md', 'automl_pt_export.json', 'model.onnx'" in out
+    assert ("'README.md', 'automl_pt_export.json', 'automl_pt_text_preprocessor.json', "
+            "'model.onnx'") in out   # the fitted max_length travels with the tokenizer
     assert (tmp_path / "runs" / "quickstart-text" / "export" / "onnx" / "model.onnx").is_file()
 
 

@@ -24,7 +24,7 @@ def test_top_layers_is_suggested_only_for_partial_trials(tmp_path, tiny_bert, to
 
     path = study_toml(tmp_path, tiny_bert, space='top_layers = { low = 2, high = 3 }')
     prepared = Study.from_config(path, host=text_host).prepare()
-    assert prepared.space["top_layers"].when == ("strategy", ("partial",))  # kept by the override
+    assert prepared.space["top_layers"].condition == ("strategy", ("partial",))  # kept by the override
     assert "partial" in prepared.space["strategy"].choices
     seen = []
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -148,7 +148,7 @@ def test_baseline_and_known_good_keys(tmp_path, tiny_bert, topic_data, text_host
     _, seeds = planned("baseline = false\nknown_good = false", 'epochs = 1')
     assert seeds == []
     _, seeds = planned("baseline = false", 'epochs = 1')
-    assert seeds == [(s, "known_good") for s in ("linear_probe", "full", "freeze_then_unfreeze")]
+    assert seeds == [(s, "known_good") for s in ("linear_probe", "full", "freeze_then_unfreeze", "partial")]
 
 
 def test_min_steps_makes_a_tiny_dataset_train_more_epochs():
