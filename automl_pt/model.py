@@ -137,7 +137,7 @@ class Backbone(nn.Module):
                 module.p = p
 
     # -- cached partial fine-tuning (strategy "partial", see automl_pt.partial) ---------------
-    # A backbone that splits into a stack of blocks implements these four methods; the trial
+    # A backbone that splits into a stack of blocks implements these methods; the trial
     # then trains only the top ``k`` blocks (and the head) on activations of block ``L - k``
     # computed once. The defaults refuse, naming the backbone.
 

@@ -1,7 +1,7 @@
 """Cached partial fine-tuning: strategy ``partial`` trains only the top ``k`` blocks of a backbone
 (and the head) on the activations of block ``L - k``, computed once with dropout off.
 
-The backbone contract is four optional :class:`~automl_pt.model.Backbone` methods
+The backbone contract is optional :class:`~automl_pt.model.Backbone` methods
 (``num_blocks``, ``encode_bottom``, ``encode_top``, ``top_modules``, plus ``collate_bottom``);
 ``linear_probe`` is the case ``k = 0``. :class:`automl_pt.trial.TrialRunner` caches the
 activations per (backbone, weights, preprocessor, data, k) in memory and, in fp16, under

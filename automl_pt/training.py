@@ -3,7 +3,7 @@
 ``fine_tune`` trains ``TrialModel`` = backbone + task head with AdamW over parameter groups
 (head learning-rate multiplier, layer-wise learning-rate decay, no weight decay on biases and
 norms), linear warmup then cosine or linear decay, gradient accumulation over micro-batches, bf16
-autocast on CUDA, and one of three strategies:
+autocast on CUDA, and one of these strategies:
 
 * ``linear_probe``: the backbone is frozen; the head trains on features computed once
   (``batch["features"]``; a classification trial fits it in closed form instead, see
