@@ -45,21 +45,26 @@ def load(seed: int = 0):
     return TrialModel(backbone, task.build_head(backbone.feature_dim, 4, {"dropout": 0.1})), task
 
 
-def run_automl_pt(enc, labels, batch_size: int) -> float:
+def one_epoch(model, task, enc, labels, batch_size: int, collate, lengths=None):
+    """One epoch of automl_pt's ``fine_tune`` (full fine-tuning, the benchmark's fixed params;
+    bucketed batches when ``lengths`` is given); returns its result."""
     from automl_pt.builtin.metrics import accuracy
     from automl_pt.registry import Metric
     from automl_pt.training import fine_tune
 
-    model, task = load()
-    prep = model.backbone.preprocessor({"max_length": 64})
     params = dict(strategy="full", learning_rate=5e-5, head_lr_multiplier=10, layer_decay=0.9,
                   weight_decay=0.01, warmup_ratio=0.1, epochs=1, batch_size=batch_size, dropout=0.1,
                   label_smoothing=0.0, schedule="cosine")
     tiny_val = {k: v[:8] for k, v in enc.items()}
-    result = fine_tune(model, task, enc, labels, tiny_val, labels[:8], params,
-                       {"accuracy": Metric("accuracy", accuracy)}, "accuracy", True,
-                       torch.device("cpu"), seed=0, collate=prep.collate)
-    return result.samples_per_s
+    return fine_tune(model, task, enc, labels, tiny_val, labels[:8], params,
+                     {"accuracy": Metric("accuracy", accuracy)}, "accuracy", True,
+                     torch.device("cpu"), seed=0, collate=collate, train_lengths=lengths)
+
+
+def run_automl_pt(enc, labels, batch_size: int) -> float:
+    model, task = load()
+    prep = model.backbone.preprocessor({"max_length": 64})
+    return one_epoch(model, task, enc, labels, batch_size, prep.collate).samples_per_s
 
 
 def run_hand_written(enc, labels, batch_size: int) -> float:
@@ -97,10 +102,6 @@ def make_short_texts(n: int) -> tuple[list[str], np.ndarray]:
 def run_batches(enc, labels, batch_size: int, lengths) -> tuple[float, int]:
     """One epoch of ``fine_tune`` (random batches, or bucketed with ``lengths``): samples/s and
     the tokens (padding included) its batches carried into the model."""
-    from automl_pt.builtin.metrics import accuracy
-    from automl_pt.registry import Metric
-    from automl_pt.training import fine_tune
-
     model, task = load()
     prep = model.backbone.preprocessor({})
     carried = [0]
@@ -111,13 +112,7 @@ def run_batches(enc, labels, batch_size: int, lengths) -> tuple[float, int]:
             carried[0] += out["input_ids"].numel()
         return out
 
-    params = dict(strategy="full", learning_rate=5e-5, head_lr_multiplier=10, layer_decay=0.9,
-                  weight_decay=0.01, warmup_ratio=0.1, epochs=1, batch_size=batch_size, dropout=0.1,
-                  label_smoothing=0.0, schedule="cosine")
-    tiny_val = {k: v[:8] for k, v in enc.items()}
-    result = fine_tune(model, task, enc, labels, tiny_val, labels[:8], params,
-                       {"accuracy": Metric("accuracy", accuracy)}, "accuracy", True,
-                       torch.device("cpu"), seed=0, collate=counting_collate, train_lengths=lengths)
+    result = one_epoch(model, task, enc, labels, batch_size, counting_collate, lengths)
     return result.samples_per_s, carried[0]
 
 
