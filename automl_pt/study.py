@@ -376,13 +376,14 @@ class Study:
                 if cfg.study.timeout and time.monotonic() - started > cfg.study.timeout:
                     bar.log("[yellow]study timeout reached[/]")
                     break
-                before = {t.number for t in ostudy.get_trials(deepcopy=False)}
+                # trials this iteration ran: new ones and enqueued (WAITING) ones it took
+                before = {t.number: t.state for t in ostudy.get_trials(deepcopy=False)}
                 try:
                     ostudy.optimize(runner.objective, n_trials=1, catch=(Exception,))
                 finally:
                     record()
                 self._export_improved(ostudy, bar)
-                new = [t for t in ostudy.get_trials(deepcopy=False) if t.number not in before]
+                new = [t for t in ostudy.get_trials(deepcopy=False) if before.get(t.number) != t.state]
                 from .budget import MAX_BUDGET_SKIPS, OVER_BUDGET
 
                 skipped = [t for t in new if t.user_attrs.get("state_reason") == OVER_BUDGET]

@@ -90,16 +90,17 @@ def run(pruner: str, out: Path, trials: int, per_topic: int, tiny: bool) -> dict
     path = out / f"study-{pruner}.toml"
     path.write_text(STUDY.format(pruner=pruner, trials=trials, data=data, out=out,
                                  backbone=backbone, **sizes))
-    started = time.perf_counter()
-    results = automl_pt.run(path, progress=False)
-    seconds = time.perf_counter() - started
-    frame = results.trials()
-    done = frame[frame["state"].isin(["COMPLETE", "PRUNED"])]
+    results = automl_pt.run(path, progress=False)   # a finished run dir: resumed, nothing re-run
+    trials = _trials(path)
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    # the trials' span (first start to last end): start-up and the final export left out
+    seconds = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     metrics = json.loads((results.best_model_dir / "metrics.json").read_text())
-    row = {"pruner": pruner, "backbone": "tiny random BERT" if tiny else backbone, "trials": len(done), "pruned": int((done["state"] == "PRUNED").sum()),
-           "epochs_trained": int(sum(len(h or []) for h in _histories(path))),
+    row = {"pruner": pruner, "backbone": "tiny random BERT" if tiny else backbone,
+           "trials": len(done), "pruned": sum(t.state.name == "PRUNED" for t in done),
+           "epochs_trained": sum(len(t.user_attrs.get("history") or []) for t in done),
            "seconds": round(seconds, 1), "trials_per_hour": round(len(done) * 3600 / seconds, 1),
-           "best_validation": round(float(results.leaderboard()["value"].iloc[0]), 4),
+           "best_validation": round(max(t.value for t in done if t.state.name == "COMPLETE"), 4),
            "test_accuracy": round(float(metrics["test"]["accuracy"]), 4),
            "optuna": optuna.__version__}
     with (out / "results.jsonl").open("a") as f:
@@ -107,7 +108,7 @@ def run(pruner: str, out: Path, trials: int, per_topic: int, tiny: bool) -> dict
     return row
 
 
-def _histories(path: Path) -> list:
+def _trials(path: Path) -> list:
     import optuna
 
     from automl_pt.config import load_config
@@ -115,7 +116,7 @@ def _histories(path: Path) -> list:
     cfg = load_config(path)
     storage = optuna.storages.RDBStorage(f"sqlite:///{cfg.run_dir / 'optuna.db'}")
     study = optuna.load_study(study_name=cfg.study.name, storage=storage)
-    return [t.user_attrs.get("history") for t in study.trials]
+    return study.trials
 
 
 def report(out: Path) -> None:
