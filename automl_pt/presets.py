@@ -2,7 +2,7 @@
 
 A preset only fills in what the study file leaves out: every key the user sets explicitly (in
 ``[study]``, ``[search]`` or per parameter in ``[search.space]``) wins over the preset's value.
-The exact values are listed in the README's study-file section; ``tests/test_presets.py`` checks
+The exact values are listed in the README's study-file section; ``tests/test_anytime.py`` checks
 that the README and :data:`PRESETS` agree.
 """
 
