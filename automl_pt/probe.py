@@ -135,7 +135,7 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
     epoch (``epochs.parquet`` gets one row). The state says ``closed_form``: its value is final,
     not an epoch-1 score, so it is not reported to the pruner (which would hold trials still
     training against it)."""
-    from .training import TrainResult, TrainState
+    from .training import TrainResult, TrainState, clone_state, metric_values
 
     state = TrainState(epochs=1, total_steps=1, micro_batch_size=len(train_labels), model=model,
                        closed_form=True)
@@ -146,10 +146,8 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
     if labels > num_labels:
         raise ValueError(f"labels up to {labels - 1} for a head of {num_labels} outputs")
 
-    def score(y, preds, probs):
-        return {name: m.fn(y, preds, probs) for name, m in metrics.items()}
-
-    fit = fit_logistic(train, train_labels, validation, validation_labels, num_labels, score,
+    fit = fit_logistic(train, train_labels, validation, validation_labels, num_labels,
+                       lambda y, preds, probs: metric_values(metrics, y, preds, probs),
                        objective_metric, maximize)
     with torch.no_grad():
         model.head.linear.weight.copy_(fit.weight)
@@ -168,7 +166,7 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
         cb.on_epoch_end(state)
     for cb in callbacks:
         cb.on_train_end(state)
-    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    best_state = clone_state(model)
     result = TrainResult(best_state, 1, dict(fit.metrics), state.history, row["samples_per_s"],
                          epochs_planned=1, epochs_run=1, steps=1)
     result.probe = fit  # type: ignore[attr-defined]  # the L2 path, for the trial's user attrs

@@ -230,8 +230,9 @@ class _Scorer:
         return predict_logits(model, self.runner.encoded(prep, split), self.runner.device, 64, prep.collate)
 
     def metrics(self, logits: "torch.Tensor", split: Any) -> dict[str, float]:
-        preds, probs = self.task.predict(logits)
-        return {name: float(m.fn(split.labels, preds, probs)) for name, m in self.runner.metrics.items()}
+        from .training import metric_values
+
+        return metric_values(self.runner.metrics, split.labels, *self.task.predict(logits))
 
     def score(self, params: dict, state: State, split: Any, frozen: bool = False) -> dict[str, float]:
         return self.metrics(self.logits(params, state, split, frozen), split)
@@ -252,7 +253,9 @@ class _Scorer:
             import torch
 
             preds, probs = self.task.predict(torch.stack(outputs).mean(0))
-        return {name: float(m.fn(split.labels, preds, probs)) for name, m in self.runner.metrics.items()}
+        from .training import metric_values
+
+        return metric_values(self.runner.metrics, split.labels, preds, probs)
 
 
 def _probe(params: dict) -> bool:

@@ -30,7 +30,6 @@ Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -177,8 +176,12 @@ def evaluate(model: TrialModel, task: Task, data: dict[str, torch.Tensor], label
              ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     logits = predict_logits(model, data, device, batch_size, collate, lengths)
     preds, probs = task.predict(logits)
-    values = {name: float(m.fn(labels, preds, probs)) for name, m in metrics.items()}
-    return values, preds, probs
+    return metric_values(metrics, labels, preds, probs), preds, probs
+
+
+def metric_values(metrics: dict[str, Metric], labels: Any, preds: Any, probs: Any) -> dict[str, float]:
+    """Every metric of ``metrics`` on one set of predictions: ``{name: value}``."""
+    return {name: float(m.fn(labels, preds, probs)) for name, m in metrics.items()}
 
 
 def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], train_labels: np.ndarray,
@@ -285,7 +288,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
         better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
         if better or keep_last:
             state.best_value, state.best_epoch = value, epoch
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_state = clone_state(model)
             best_metrics = dict(values)
         if keep_states:
             _keep_top(top_states, keep_states, epoch, values, objective_metric, maximize,
@@ -315,10 +318,11 @@ def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: s
     if rank >= n:
         return
     if state is None:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state = clone_state(model)
     top.insert(rank, (epoch, dict(values), state))
     del top[n:]
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    """A copy of ``model``'s weights on the CPU (the kept best epoch, a soup ingredient...)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -30,7 +30,7 @@ from .data import Split, StudyData
 from .model import Backbone, Preprocessor, TrialModel
 from .probe import fit_probe, probe_applies
 from .registry import BackboneInfo, TaskInfo
-from .training import TrainerCallback, fine_tune, predict_logits
+from .training import TrainerCallback, clone_state, fine_tune, predict_logits
 
 
 MIN_MICRO_BATCH = 1
@@ -461,8 +461,7 @@ class TrialRunner:
             if adapters is not None:  # keep the best epoch merged: plain backbone keys, no peft
                 model.load_state_dict(result.best_state)
                 adapters.merge()
-                result.best_state = {k: v.detach().to("cpu", copy=True)
-                                     for k, v in model.state_dict().items()}
+                result.best_state = clone_state(model)
             result.epoch_soup = epoch_soup(model, task, result, val, self.data.validation.labels,
                                            self.metrics, self.metric, self.maximize, self.device,
                                            max(micro, 64), collate, soup)
