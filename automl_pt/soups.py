@@ -214,7 +214,7 @@ class _Scorer:
         if key not in self._models:
             self._models.clear()
             info, backbone = self.runner.load_backbone(params["backbone"], params)
-            prep = self.runner.preprocessor(backbone, params["backbone"])
+            prep = self.runner.preprocessor(backbone, params["backbone"], params)
             head = self.task.build_head(backbone.feature_dim, len(self.prepared.data.label_names), params)
             self._models[key] = (TrialModel(backbone, head).to(self.runner.device), prep, info, backbone)
         return self._models[key]
@@ -227,7 +227,8 @@ class _Scorer:
         if frozen:
             data = {"features": self.runner.features(info, backbone, prep, split)}
             return predict_logits(model, data, self.runner.device, 256)
-        return predict_logits(model, self.runner.encoded(prep, split), self.runner.device, 64, prep.collate)
+        encoded = self.runner.encoded(prep, split)
+        return predict_logits(model, encoded, self.runner.device, 64, prep.collate, prep.lengths(encoded))
 
     def metrics(self, logits: "torch.Tensor", split: Any) -> dict[str, float]:
         from .training import metric_values
