@@ -42,6 +42,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from automl_pt.autofit import to_toml   # the study-file writer automl_pt.fit uses
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "studies" / "data" / "fortunes"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -105,34 +107,6 @@ def prepare_data(source: Path, work: Path, n: int | None) -> Path:
 
 
 # -- study files (ours) -----------------------------------------------------------------------
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} to TOML")
-
-
-def to_toml(doc: dict[str, dict[str, Any]]) -> str:
-    """TOML text of a study dict: top-level tables, one level of sub-tables (``[search.space]``)."""
-    lines: list[str] = []
-    for section, body in doc.items():
-        plain = {k: v for k, v in body.items() if not (isinstance(v, dict) and k == "space")}
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in plain.items()]
-        if "space" in body:
-            lines.append(f"\n[{section}.space]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in body["space"].items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
