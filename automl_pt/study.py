@@ -256,7 +256,6 @@ class Study:
 
             recovered = recover_trials(ostudy, orphaned_running=cfg.storage.optuna == "sqlite")
             from .seeding import enqueue_seed_trials
-
             from .warmstart import warm_start_trials
 
             # a new study: the probe, the earlier studies' bests, then known-good configurations
