@@ -309,8 +309,7 @@ class Predictor:
         for inputs longer than four batches."""
         import torch
 
-        from .batching import restore_order, sorted_batches
-        from .training import _slice, _to_device, device_autocast
+        from .training import predict_logits
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -331,15 +330,10 @@ class Predictor:
                 # a window of batches is preprocessed at once and run sorted by length
                 chunk = items[start:start + batch_size * PREDICT_WINDOW_BATCHES]
                 enc = self.preprocessor.encode(chunk)
-                batches = sorted_batches(len(chunk), batch_size, self.preprocessor.lengths(enc))
-                parts = []
-                for idx in batches:
-                    batch = _to_device(self.preprocessor.collate(_slice(enc, idx)), self.device)
-                    with device_autocast(self.device):
-                        parts.append(self.model(batch).float().cpu())
-                    if bar:
-                        bar.advance(task, len(idx))
-                probs.append(self.task.predict(restore_order(parts, batches))[1])
+                logits = predict_logits(self.model, enc, self.device, batch_size,
+                                        self.preprocessor.collate, self.preprocessor.lengths(enc),
+                                        on_batch=(lambda n: bar.advance(task, n)) if bar else None)
+                probs.append(self.task.predict(logits)[1])
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
         return Prediction([self.label_names[i] for i in p.argmax(axis=1)], p, self.label_names,
                           names)

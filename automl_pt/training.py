@@ -155,10 +155,12 @@ def _slice(data: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.
 @torch.no_grad()
 def predict_logits(model: TrialModel, data: dict[str, torch.Tensor], device: torch.device,
                    batch_size: int, collate: Callable = lambda b: b,
-                   lengths: torch.Tensor | None = None) -> torch.Tensor:
+                   lengths: torch.Tensor | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
     """Model outputs for every example, row ``i`` for example ``i``. With ``lengths`` (see
     :meth:`~automl_pt.model.Preprocessor.lengths`) the batches are formed in order of length,
-    so each carries little padding; the rows still come back in the original order."""
+    so each carries little padding; the rows still come back in the original order.
+    ``on_batch(n)`` is called after each batch of ``n`` examples (progress bars)."""
     model.eval()
     n = len(next(iter(data.values())))
     batches = sorted_batches(n, batch_size, lengths)
@@ -167,6 +169,8 @@ def predict_logits(model: TrialModel, data: dict[str, torch.Tensor], device: tor
         batch = _to_device(collate(_slice(data, idx)), device)
         with device_autocast(device):
             out.append(model(batch).float().cpu())
+        if on_batch is not None:
+            on_batch(len(idx))
     return restore_order(out, batches)
 
 
