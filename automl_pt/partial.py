@@ -79,9 +79,10 @@ def compute_activations(backbone: Backbone, data: dict[str, torch.Tensor], k: in
     backbone.to(device).eval()
     n = len(next(iter(data.values())))
     parts: dict[str, list[torch.Tensor]] = {}
+    from .training import _slice, _to_device
+
     for start in range(0, n, batch_size):
-        batch = {key: v[start:start + batch_size] for key, v in data.items()}
-        batch = {key: v.to(device, non_blocking=True) for key, v in collate(batch).items()}
+        batch = _to_device(collate(_slice(data, torch.arange(start, min(n, start + batch_size)))), device)
         for key, value in backbone.encode_bottom(batch, k).items():
             parts.setdefault(key, []).append(value.detach().cpu())
     out = {}
