@@ -82,7 +82,7 @@ class SearchSection:
     #: retrain the best configuration on train + validation before export
     refit: bool = False
     #: earlier run directories whose best configurations are tried first (resolved paths)
-    warm_start: list[Any] = field(default_factory=list)
+    warm_start: list[Any] | str = field(default_factory=list)   # or "auto"
 
 
 @dataclass
@@ -199,7 +199,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "soup": ((str,), "greedy | uniform | none: average the best epochs and the top trials"),
         "ensemble": ((int,), "measure an ensemble of the top k trials (0: off)"),
         "refit": ((bool,), "retrain the best configuration on train + validation before export"),
-        "warm_start": ((list, str), "earlier run directories whose best configurations go first"),
+        "warm_start": ((list, str), "earlier run directories (or \"auto\": the sibling run directories) whose best configurations go first"),
     },
     "resources": {
         "devices": ((str,), "auto | cpu | cuda | cuda:0,1"),

@@ -10,6 +10,11 @@ naming them, and the sampler fills them in.
 Earlier studies are read through their own Optuna storage, opened read-only (a SQLite file in
 their run directory with ``mode=ro``; another RDB URL is only read): never written to.
 
+``warm_start = "auto"`` finds the earlier studies itself: every other automl_pt run directory
+next to this study's (the same parent folder, e.g. ``runs/``) that holds a study of the same task
+whose best configuration uses one of this study's backbones, newest first, at most
+:data:`AUTO_MAX` of them. Finding none is not an error (a first study has nothing to start from).
+
 The earlier trials are not added to this study as finished trials: they would count towards
 ``[study] trials`` and could become the best trial without weights to export.
 """
@@ -26,13 +31,21 @@ if TYPE_CHECKING:
     from .registry import Param
 
 
-def check_warm_start(where: "_Where", value: Any, base_dir: Path, task_type: Any) -> list[Path]:
+#: ``warm_start = "auto"`` starts from at most this many earlier studies (the newest)
+AUTO_MAX = 3
+AUTO = "auto"
+
+
+def check_warm_start(where: "_Where", value: Any, base_dir: Path, task_type: Any) -> list[Path] | str:
     """The run directories of ``[search] warm_start`` (a path or a list of paths relative to the
     study file), resolved. Each must be an automl_pt run directory (a ``study.json`` automl_pt
     wrote, with its SQLite storage present) of the same task; problems are recorded in
-    ``where`` (file:line) and the entry dropped."""
+    ``where`` (file:line) and the entry dropped. ``"auto"`` is kept as is: the run directories
+    are found when the study starts (:func:`auto_run_dirs`)."""
     from .rundir import STUDY_JSON_KEYS
 
+    if value == AUTO:
+        return AUTO
     entries = [value] if isinstance(value, str) else value
     out: list[Path] = []
     if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
@@ -64,6 +77,33 @@ def check_warm_start(where: "_Where", value: Any, base_dir: Path, task_type: Any
             continue
         out.append(path)
     return out
+
+
+def auto_run_dirs(run_dir: Path, task_type: str) -> list[Path]:
+    """``warm_start = "auto"``: the other automl_pt run directories in ``run_dir``'s parent folder
+    whose study is a ``task_type`` study with its SQLite storage present, newest ``study.json``
+    first (the backbone check happens when their best configurations are read)."""
+    from .rundir import STUDY_JSON_KEYS
+
+    found: list[tuple[float, Path]] = []
+    parent = Path(run_dir).resolve().parent
+    for path in sorted(parent.iterdir()) if parent.is_dir() else []:
+        meta_path = path / "study.json"
+        if path == Path(run_dir).resolve() or not meta_path.is_file():
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or any(k not in meta for k in STUDY_JSON_KEYS):
+            continue
+        if meta.get("task") != task_type:
+            continue
+        url = str(meta["optuna_url"])
+        if not url.startswith("sqlite:///") or not Path(url.removeprefix("sqlite:///")).is_file():
+            continue
+        found.append((meta_path.stat().st_mtime, path))
+    return [p for _, p in sorted(found, key=lambda x: -x[0])]
 
 
 def read_only_url(url: str) -> str:
@@ -118,8 +158,15 @@ def warm_start_trials(config: "StudyConfig", prepared: Any) -> list[tuple[dict[s
     from .errors import DataWarning
 
     enqueued: list = []
-    for run_dir in config.search.warm_start:
+    auto = config.search.warm_start == AUTO
+    run_dirs = (auto_run_dirs(config.run_dir, prepared.task.name) if auto
+                else config.search.warm_start)
+    for run_dir in run_dirs:
+        if auto and len(enqueued) >= AUTO_MAX:
+            break
         name, params = earlier_best(Path(run_dir))
+        if auto and (params is None or not fits(prepared.space["backbone"], params.get("backbone"))):
+            continue      # nothing to start from, or another backbone: not this study's kin
         if params is None:
             warnings.warn(f"[search] warm_start: study {name!r} ({run_dir}) has no completed trial; "
                           "nothing to start from", DataWarning, stacklevel=2)

@@ -213,17 +213,17 @@ def test_refit_trains_on_train_and_validation_for_the_best_epoch_and_exports(
 
 
 # -- warm start -----------------------------------------------------------------------------
-def _earlier_run(tmp_path, tiny_bert, params_list, values, task="text-classification"):
+def _earlier_run(tmp_path, tiny_bert, params_list, values, task="text-classification", name="earlier"):
     """An earlier study's run directory: study.json and an Optuna storage with completed trials."""
-    run_dir = tmp_path / "earlier"
+    run_dir = tmp_path / name
     run_dir.mkdir()
     url = f"sqlite:///{run_dir / 'optuna.db'}"
-    study = optuna.create_study(study_name="earlier", storage=url, direction="maximize")
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
     for params, value in zip(params_list, values):
         dists = {k: (optuna.distributions.CategoricalDistribution([v]) if isinstance(v, str)
                      else optuna.distributions.FloatDistribution(0.0, 10.0)) for k, v in params.items()}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
-    (run_dir / "study.json").write_text(json.dumps({"study": "earlier", "task": task, "metric": "accuracy",
+    (run_dir / "study.json").write_text(json.dumps({"study": name, "task": task, "metric": "accuracy",
                                                     "direction": "maximize", "optuna_url": url}))
     return run_dir
 
@@ -254,6 +254,27 @@ def test_warm_start_enqueues_the_earlier_best_first_and_drops_what_does_not_fit(
     assert "learning_rate" not in dropped[0]
     # the earlier study was only read
     assert hashlib.sha256((earlier / "optuna.db").read_bytes()).hexdigest() == digest
+
+
+def test_warm_start_auto_finds_the_sibling_run_dirs_of_the_same_task_and_backbones(
+        tmp_path, tiny_bert, topic_data, text_host):
+    kin = _earlier_run(tmp_path, tiny_bert, [{"backbone": str(tiny_bert), "learning_rate": 0.0007,
+                                              "strategy": "linear_probe"}], [0.8], name="kin")
+    _earlier_run(tmp_path, tiny_bert, [{"backbone": "other-model", "learning_rate": 0.0003}], [0.9],
+                 name="other-backbone")
+    _earlier_run(tmp_path, tiny_bert, [{"backbone": str(tiny_bert), "learning_rate": 0.0002}], [0.9],
+                 task="image-classification", name="other-task")
+    (tmp_path / "a-user-folder").mkdir()
+    digest = hashlib.sha256((kin / "optuna.db").read_bytes()).hexdigest()
+    path = study_toml(tmp_path, tiny_bert, trials=2, space='epochs = [1]\nbatch_size = [8]',
+                      resources='workers = "inline"')
+    path.write_text(path.read_text().replace('pruner = "none"',
+                                             'pruner = "none"\nsoup = "none"\nwarm_start = "auto"'))
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    warm = [t for t in results.optuna_study().trials if t.user_attrs.get("warm_start")]
+    assert [t.user_attrs["warm_start"] for t in warm] == [str(kin)]
+    assert warm[0].params["learning_rate"] == 0.0007
+    assert hashlib.sha256((kin / "optuna.db").read_bytes()).hexdigest() == digest
 
 
 def test_bad_warm_start_is_a_config_error_naming_file_and_line(tmp_path, tiny_bert, topic_data, text_host):
