@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bad = [q for q in quickstarts if q not in QUICKSTARTS] + [v for v in variants if v not in VARIANTS]
     if bad:
         parser.error(f"unknown quickstart or variant {bad[0]!r}")
+    if args.data and not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such folder")
     if args.data and len(quickstarts) != 1:
         parser.error("--data replaces one quickstart's data: name one with --quickstarts")
     if "warm" in variants and "default" not in variants:
