@@ -339,13 +339,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.trials < 1 or args.threads < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         parser.error("--trials, --threads and --max-epochs must be at least 1")
-    args.variants = [v.strip() for v in args.ours.split(",") if v.strip()]
+    args.variants = list(dict.fromkeys(v.strip() for v in args.ours.split(",") if v.strip()))
     for item in args.study:
         name, _, file = item.partition("=")
         if not name or not file or not Path(file).is_file():
             parser.error(f"--study {item}: expected NAME=FILE with an existing study file")
         VARIANTS[name] = {"base": str(Path(file).resolve()), "drop": [], "set": {}}
-        args.variants.append(name)
+        if name not in args.variants:
+            args.variants.append(name)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--ours: unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
