@@ -72,22 +72,29 @@ def freeze_bottom(backbone: Backbone, k: int) -> int:
 @torch.no_grad()
 def compute_activations(backbone: Backbone, data: dict[str, torch.Tensor], k: int,
                         device: torch.device, batch_size: int,
-                        collate: Callable = lambda b: b) -> dict[str, torch.Tensor]:
-    """``encode_bottom`` over ``data`` in order, in eval mode; float tensors in fp16 (fp32
-    where a value would overflow fp16), each key concatenated over batches and zero-padded
-    to the largest size in its other dimensions."""
-    backbone.to(device).eval()
-    n = len(next(iter(data.values())))
-    parts: dict[str, list[torch.Tensor]] = {}
+                        collate: Callable = lambda b: b,
+                        lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``encode_bottom`` over ``data``, in eval mode, in batches sorted by ``lengths`` when given
+    (each batch trimmed to its longest example by ``collate``), rows returned in input order;
+    float tensors in fp16 (fp32 where a value would overflow fp16), each key concatenated over
+    batches and zero-padded to the largest size in its other dimensions."""
+    from .batching import sorted_batches
     from .training import _slice, _to_device
 
-    for start in range(0, n, batch_size):
-        batch = _to_device(collate(_slice(data, torch.arange(start, min(n, start + batch_size)))), device)
+    backbone.to(device).eval()
+    n = len(next(iter(data.values())))
+    batches = sorted_batches(n, batch_size, lengths)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for index in batches:
+        batch = _to_device(collate(_slice(data, index)), device)
         for key, value in backbone.encode_bottom(batch, k).items():
             parts.setdefault(key, []).append(value.detach().cpu())
+    order = torch.cat(batches) if batches else torch.arange(0)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
     out = {}
     for key, values in parts.items():
-        tensor = _pad_cat(values)
+        tensor = _pad_cat(values)[inverse]          # back to input order
         if tensor.is_floating_point() and tensor.dtype != torch.float16:
             if tensor.numel() == 0 or float(tensor.abs().max()) < _FP16_MAX:
                 tensor = tensor.half()

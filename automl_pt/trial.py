@@ -271,8 +271,9 @@ class TrialRunner:
         path = self.cache_dir / f"activations-{'-'.join(key[:3])}-top{k}.safetensors"
 
         def compute() -> dict[str, torch.Tensor]:
-            return partial.compute_activations(backbone, self.encoded(prep, split), k, self.device,
-                                               64, prep.collate)
+            encoded = self.encoded(prep, split)
+            return partial.compute_activations(backbone, encoded, k, self.device, 64, prep.collate,
+                                               prep.lengths(encoded))
 
         budget = partial.MEMORY_FRACTION * partial.available_memory_bytes() - self._activation_bytes
         tensors = None
@@ -424,7 +425,9 @@ class TrialRunner:
             model = partial.PartialTrialModel(backbone, head, k)
             collate = partial.collate_for(backbone)
             augment = None
-            lengths = (None, None)
+            # the cached rows are in the data's order: bucket them by the inputs' lengths
+            lengths = (prep.lengths(self.encoded(prep, train_split)),
+                       prep.lengths(self.encoded(prep, self.data.validation)))
         else:
             train = self.encoded(prep, train_split)
             val = self.encoded(prep, self.data.validation)

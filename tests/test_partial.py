@@ -78,6 +78,21 @@ def test_partial_study_exports_a_model_that_predicts_as_trained(tmp_path, tiny_b
     enc = predictor.preprocessor.encode(validation["text"].tolist())
     cached = partial.compute_activations(backbone, enc, 1, torch.device("cpu"), 64,
                                          predictor.preprocessor.collate)
+    # computed in length-sorted batches (as trials do), the rows come back in input order
+    texts = [" ".join(t.split()[:1 + i % 3]) for i, t in enumerate(validation["text"])]   # max_length is 9
+    mixed = predictor.preprocessor.encode(texts)
+    lengths = predictor.preprocessor.lengths(mixed)
+    assert lengths is not None and len(set(lengths.tolist())) == 3
+    in_order = partial.compute_activations(backbone, mixed, 1, torch.device("cpu"), 3,
+                                           predictor.preprocessor.collate)
+    by_length = partial.compute_activations(backbone, mixed, 1, torch.device("cpu"), 3,
+                                            predictor.preprocessor.collate, lengths)
+    assert torch.equal(by_length["attention_mask"], in_order["attention_mask"])
+    real = by_length["attention_mask"].bool()
+    for key, value in by_length.items():
+        if value.is_floating_point():
+            np.testing.assert_allclose(value[real].float().numpy(), in_order[key][real].float().numpy(),
+                                       atol=2e-3)
     trained = partial.PartialTrialModel(backbone, head, 1).eval()
     with torch.no_grad():
         logits = trained(partial.collate_for(backbone)(cached))
