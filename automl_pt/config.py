@@ -55,6 +55,8 @@ class DataSection:
     test: Any = None
     columns: dict[str, str] = field(default_factory=dict)   # e.g. {"text_column": "text"}
     label_column: str = "label"
+    #: multi-label tasks: the separator of labels in a label cell (``"a|b"``)
+    label_separator: str = "|"
     validation_fraction: float = 0.2
     max_length: int | None = None
     image_size: int | None = None
@@ -183,6 +185,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "validation": ((str,), "validation data path"),
         "test": ((str,), "test data path"),
         "label_column": ((str,), "label column"),
+        "label_separator": ((str,), "multi-label tasks: what joins labels in a label cell (default \"|\")"),
         "validation_fraction": ((float, int), "fraction of train held out when no validation"),
         "max_length": ((int,), "maximum input length (tokens for text)"),
         "image_size": ((int,), "image side in pixels (default: the backbone's pretrained input size)"),
@@ -488,6 +491,7 @@ def _check_data(where: _Where, d: dict[str, Any], base_dir: Path) -> None:
             ("validation_fraction", lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)"),
             ("max_length", lambda v: v >= 1, "must be at least 1"),
             ("image_size", lambda v: v >= 8, "must be at least 8 (pixels)"),
+            ("label_separator", lambda v: v != "", "must not be empty (e.g. \"|\" or \";\")"),
             ("on_bad_file", lambda v: v in ON_BAD_FILE, f"must be one of {', '.join(ON_BAD_FILE)}")):
         if key in d and not ok(d[key]):
             where.add("data", key, message)

@@ -19,7 +19,9 @@ MAX_ROWS_LISTED = 10
 
 @dataclass
 class Split:
-    """One split: raw inputs, integer labels (``-1`` when unlabelled) and the source rows."""
+    """One split: raw inputs, targets and the source rows. ``labels`` is the task's encoding of
+    the targets (:meth:`automl_pt.tasks.Task.encode_targets`): class indices (``-1`` when
+    unlabelled), numbers, or an ``(examples, labels)`` 0/1 matrix."""
 
     name: str
     inputs: list[Any]
@@ -49,20 +51,24 @@ class StudyData:
     train: Split
     validation: Split
     test: Split | None
-    label_names: list[str]
+    label_names: list[str]            # the outputs' names: classes, labels, or the target column
     skipped: dict[str, list[dict[str, Any]]] = None  # split -> [{"row", "input", "reason"}]
+    kind: str = "classification"      # the task's kind (automl_pt.tasks)
 
     def describe(self) -> dict[str, Any]:
         skipped = {k: len(v) for k, v in (self.skipped or {}).items()}
-        return {"train": len(self.train), "validation": len(self.validation),
-                "test": len(self.test) if self.test else 0, "labels": self.label_names,
-                "skipped_bad_files": skipped, "skipped_total": sum(skipped.values())}
+        out = {"train": len(self.train), "validation": len(self.validation),
+               "test": len(self.test) if self.test else 0, "labels": self.label_names,
+               "skipped_bad_files": skipped, "skipped_total": sum(skipped.values())}
+        if self.kind != "classification":
+            out["kind"] = self.kind
+        return out
 
 
 def _rows(rows: np.ndarray) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:MAX_ROWS_LISTED])
-    more = f" and {len(rows) - MAX_ROWS_LISTED} more" if len(rows) > MAX_ROWS_LISTED else ""
-    return f"{shown}{more}"
+    from .tasks import rows_text
+
+    return rows_text(rows)
 
 
 def read_frame(source: Any, registry: Registry, options: dict, what: str):
@@ -95,9 +101,9 @@ def read_frame(source: Any, registry: Registry, options: dict, what: str):
 
 def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: str,
                     require_labels: bool = True, variants: dict | None = None
-                    ) -> tuple[list[Any], list[str | None], np.ndarray]:
-    """Inputs, label strings (``None`` where missing) and 1-based rows of a split's frame.
-    ``variants`` (label -> {how it is written: (source, first row)}) collects how each label is
+                    ) -> tuple[list[Any], list[Any], np.ndarray]:
+    """Inputs, label values as written (``None`` where missing) and 1-based rows of a split's
+    frame (the task parses the values: :meth:`automl_pt.tasks.Task.read_targets`). ``variants`` (label -> {how it is written: (source, first row)}) collects how each label is
     written, for :func:`_warn_label_variants`."""
     import pandas as pd
 
@@ -113,16 +119,17 @@ def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: st
     labels: list[str | None] = [None] * len(frame)
     if label_col in frame.columns:
         raw = frame[label_col].tolist()
-        missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) or
-                            (isinstance(v, str) and not v.strip()) or pd.isna(v) for v in raw])
+        missing = np.array([not isinstance(v, (list, tuple, np.ndarray)) and (
+            v is None or (isinstance(v, float) and np.isnan(v)) or
+            (isinstance(v, str) and not v.strip()) or bool(pd.isna(v))) for v in raw], dtype=bool)
         if missing.any() and require_labels:
             raise DataError(f"{source}: {int(missing.sum())} missing label(s) in column {label_col!r} "
                             f"({name}), data rows {_rows(rows[missing])}")
-        labels = [None if m else _label_str(v) for v, m in zip(raw, missing)]
+        labels = [None if m else v for v, m in zip(raw, missing)]
         if variants is not None:
             for v, label, row in zip(raw, labels, rows):
                 if label is not None:
-                    variants.setdefault(label, {}).setdefault(_written(v), (source, int(row)))
+                    variants.setdefault(_label_str(label), {}).setdefault(_written(v), (source, int(row)))
     return inputs, labels, rows
 
 
@@ -208,13 +215,16 @@ def _describe(source: Any) -> str:
 
 
 def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> StudyData:
-    """Read train / validation / test, check them, map labels to indices and split off a
+    """Read train / validation / test, check them, encode their targets through the task
+    (:class:`automl_pt.tasks.Task`: class indices, numbers, label sets) and split off a
     stratified validation set when none is given. Raises :class:`DataError`."""
     input_col = config.input_column(task.input_key, task.input_key.removesuffix("_column"))
     label_col = config.data.label_column
     options = {"base_dir": str(config.source.parent) if config.source else ".",
                "input_column": input_col, "label_column": label_col,
                "on_bad_file": config.data.on_bad_file}
+    targets_of = task.create()
+    target_options = {"label_separator": config.data.label_separator}
 
     parsed = {}
     skipped: dict[str, list[dict[str, Any]]] = {}
@@ -224,8 +234,10 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
         if source is None:
             continue
         frame = read_frame(source, registry, options, f"data.{name}")
-        inputs, labels, rows = _frame_to_split(frame, name, input_col, label_col, _describe(source),
-                                               variants=variants)
+        inputs, labels, rows = _frame_to_split(
+            frame, name, input_col, label_col, _describe(source),
+            variants=variants if targets_of.kind == "classification" else None)
+        labels = targets_of.read_targets(labels, rows, _describe(source), name, target_options)
         if task.input_is_path:
             base = Path(source).parent if isinstance(source, (str, Path)) and Path(source).is_file() \
                 else Path(options["base_dir"])
@@ -238,20 +250,12 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
         parsed[name] = ((inputs, labels, rows), _describe(source))
 
     (train_inputs, train_labels, train_rows), train_src = parsed["train"]
-    label_names = sorted(set(train_labels), key=_natural_key)
-    _warn_label_variants(variants, label_names, train_src)
-    if len(label_names) < 2:
-        raise DataError(f"{train_src}: training data has {len(label_names)} distinct label(s); "
-                        "classification needs at least 2")
-    index = {name: i for i, name in enumerate(label_names)}
+    label_names = targets_of.label_names(train_labels, train_src, label_col)
+    if targets_of.kind == "classification":
+        _warn_label_variants(variants, label_names, train_src)
 
     def make(name: str, inputs, labels, rows, src) -> Split:
-        unseen = np.array([lab not in index for lab in labels])
-        if unseen.any():
-            names = sorted({lab for lab, u in zip(labels, unseen) if u})
-            raise DataError(f"{src}: {int(unseen.sum())} row(s) in {name} have labels never seen in "
-                            f"train ({', '.join(map(repr, names[:10]))}), data rows {_rows(rows[unseen])}")
-        return Split(name, list(inputs), np.array([index[lab] for lab in labels], dtype=np.int64),
+        return Split(name, list(inputs), targets_of.encode_targets(labels, label_names, rows, src, name),
                      np.asarray(rows), src)
 
     train = make("train", train_inputs, train_labels, train_rows, train_src)
@@ -259,12 +263,14 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
         (vi, vl, vr), vsrc = parsed["validation"]
         validation = make("validation", vi, vl, vr, vsrc)
     else:
-        train, validation = stratified_split(train, config.data.validation_fraction, config.study.seed)
+        train, validation = stratified_split(train, config.data.validation_fraction, config.study.seed,
+                                             targets_of.stratify(train.labels))
+    targets_of.check_targets(train.labels, label_names, train_src)
     test = None
     if "test" in parsed:
         (ti, tl, tr), tsrc = parsed["test"]
         test = make("test", ti, tl, tr, tsrc)
-    return StudyData(train, validation, test, label_names, skipped)
+    return StudyData(train, validation, test, label_names, skipped, kind=targets_of.kind)
 
 
 def _check_inputs(task: TaskInfo, inputs: list, labels: list, rows: np.ndarray, name: str,
@@ -290,12 +296,18 @@ def _check_inputs(task: TaskInfo, inputs: list, labels: list, rows: np.ndarray, 
     return ([inputs[i] for i in keep], [labels[i] for i in keep], rows[keep], bad)
 
 
-def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Hold out ``fraction`` of every class (at least one example of classes with two or more)."""
+def stratified_split(split: Split, fraction: float, seed: int,
+                     groups: np.ndarray | None = None) -> tuple[Split, Split]:
+    """Hold out ``fraction`` of every group (at least one example of groups with two or more).
+    ``groups``: one per example (default: the labels, i.e. classes); the task's
+    :meth:`~automl_pt.tasks.Task.stratify` gives them (``None`` there: one group, a random split)."""
     rng = np.random.default_rng(seed)
     held = []
-    for c in np.unique(split.labels):
-        idx = np.flatnonzero(split.labels == c)
+    if groups is None:
+        groups = split.labels if split.labels.ndim == 1 and split.labels.dtype.kind in "iu" \
+            else np.zeros(len(split), dtype=np.int64)
+    for c in np.unique(groups):
+        idx = np.flatnonzero(groups == c)
         rng.shuffle(idx)
         n = int(round(len(idx) * fraction))
         if len(idx) >= 2:
@@ -316,7 +328,9 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def _natural_key(s: str):
-    return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
+    from .tasks import natural_key
+
+    return natural_key(s)
 
 
 def label_names_json(names: list[str]) -> str:

@@ -102,16 +102,11 @@ def parse_budgets(values: Iterable[Any]) -> list[int | str]:
 
 def subset_indices(labels: np.ndarray, per_class: int | str, seed: int) -> np.ndarray:
     """Indices of ``per_class`` examples of every class (all of a class that has fewer), drawn
-    with ``seed``; nested across budgets for one seed. ``"all"``: every labelled example."""
-    labels = np.asarray(labels)
-    if per_class == "all":
-        return np.flatnonzero(labels >= 0)
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels[labels >= 0]):
-        idx = np.flatnonzero(labels == c)
-        picked.append(idx[rng.permutation(len(idx))][:int(per_class)])
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+    with ``seed``; nested across budgets for one seed. ``"all"``: every labelled example.
+    Other tasks budget in their own unit: :meth:`automl_pt.tasks.Task.subset_indices`."""
+    from .tasks import ClassificationTask
+
+    return ClassificationTask().subset_indices(labels, per_class, seed)
 
 
 class _Run:
@@ -342,12 +337,12 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
 
     from .data import StudyData
     from .model import TrialModel
-    from .training import evaluate
+    from .training import calibrate_on, evaluate
 
     data = prepared.data
-    idx = subset_indices(data.train.labels, budget, study.config.study.seed + seed)
+    idx = prepared.task.create().subset_indices(data.train.labels, budget, study.config.study.seed + seed)
     runner.data = StudyData(data.train.subset(idx), data.validation, data.test, data.label_names,
-                            data.skipped)
+                            data.skipped, kind=data.kind)
     t0 = time.time()
     kept = None   # (validation value, params, trial, weights file)
     for k, candidate in enumerate(budget_params(base, start, budget, fixed)):
@@ -368,17 +363,23 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     # score the kept (best-epoch) weights on the evaluation split
     info, backbone = runner.load_backbone(params["backbone"], params)
     prep = runner.preprocessor(backbone, params["backbone"], params)
-    task = prepared.task.create()
-    head = task.build_head(backbone.feature_dim, len(data.label_names), params)
+    task = runner.make_task()
+    head = task.build_head(backbone.feature_dim, task.num_outputs(data.label_names), params)
     model = TrialModel(backbone, head)
     model.load_state_dict(load_file(str(weights)))
     model.to(device)
+    if task.needs_calibration:  # decision values tuned on validation, as an export does
+        val_enc = runner.encoded(prep, data.validation)
+        calibrate_on(task, model, val_enc, data.validation.labels, device, 64, prep.collate,
+                     prep.lengths(val_enc))
     enc = runner.encoded(prep, eval_split)
     metrics, _, _ = evaluate(model, task, enc, eval_split.labels, runner.metrics, device, 64, prep.collate,
                           prep.lengths(enc))
     weights.unlink(missing_ok=True)
-    counts = np.bincount(runner.data.train.labels, minlength=len(data.label_names))
-    per_class = int(budget) if budget != "all" else int(round(counts.mean()))
+    counts = task.class_counts(runner.data.train.labels, data.label_names)
+    # in the task's budget unit: labels per class, or examples (regression)
+    per_class = int(budget) if budget != "all" else (
+        int(round(counts.mean())) if counts is not None and task.budget_unit == "per_class" else int(len(idx)))
     return {"study": study.name, "settings": settings, "start": start, "budget": str(budget),
             "labels_per_class": per_class, "seed": seed, "n_train": int(len(idx)),
             "metric": prepared.metric, "value": float(metrics[prepared.metric]), "split": split_name,

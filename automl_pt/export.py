@@ -2,7 +2,10 @@
 
 An exported model directory holds:
 
-* ``automl_pt.json``: task, modality, backbone name, label names, input column, params, metrics;
+* ``automl_pt.json``: task, modality, backbone name, label names (classes, labels, or the
+  regression target's column), input column, params, metrics, and ``task_state``: what the task
+  fitted or tuned that predictions need, as plain JSON numbers (a regression's target mean and
+  standard deviation, a multi-label model's per-label thresholds);
 * ``backbone/``: the fine-tuned backbone in its plugin's own loadable format (for transformers: a
   ``save_pretrained`` folder with config, safetensors weights and tokenizer);
 * ``head.safetensors``: the task head's weights;
@@ -110,7 +113,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     from safetensors.torch import load_file, save_file
 
     from .model import TrialModel
-    from .training import evaluate
+    from .training import calibrate_on, evaluate
 
     from .rundir import check_replaceable
 
@@ -130,11 +133,15 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
                              "re-run the study to retrain it")
     info, backbone = runner.load_backbone(params["backbone"], params)
     prep = runner.preprocessor(backbone, params["backbone"], params)
-    task = prepared.task.create()
-    head = task.build_head(backbone.feature_dim, len(prepared.data.label_names), params)
+    task = runner.make_task()
+    head = task.build_head(backbone.feature_dim, task.num_outputs(prepared.data.label_names), params)
     model = TrialModel(backbone, head)
     model.load_state_dict(state if state is not None else load_file(str(weights)))
     model.to(runner.device)
+    val_enc = runner.encoded(prep, prepared.data.validation) if task.needs_calibration else None
+    if val_enc is not None:  # decision values (multi-label thresholds) tuned on validation
+        calibrate_on(task, model, val_enc, prepared.data.validation.labels, runner.device, 64,
+                     prep.collate, prep.lengths(val_enc))
 
     test_metrics = test_predictions = None
     if prepared.data.test is not None and score_test:
@@ -147,11 +154,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     tmp = staging_dir(out)
     try:
         (tmp / "backbone").mkdir()
-        if test_predictions is not None:  # for the report's confusion matrix: label indices
-            import pandas as pd
-
-            true, pred = test_predictions
-            pd.DataFrame({"true": true.astype("int64"), "pred": pred.astype("int64")}).to_parquet(
+        if test_predictions is not None:  # for the report: see test_predictions_frame
+            test_predictions_frame(task.kind, *test_predictions).to_parquet(
                 tmp / "test_predictions.parquet", index=False)
         model.cpu()
         backbone.export(tmp / "backbone")
@@ -172,6 +176,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
             "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
             "backbone_class": class_path(backbone),
             "params": params, "trial": best.number, "metric": prepared.metric,
+            "task_kind": task.kind, "task_state": task.state(),
         }
         metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
                    "objective": {prepared.metric: best.value}}
@@ -193,23 +198,62 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     return test_metrics
 
 
+def test_predictions_frame(kind: str, true: np.ndarray, pred: np.ndarray):
+    """The best model's test predictions as the report reads them (``test_predictions.parquet``):
+    label indices ``true`` / ``pred`` (classification), numbers (regression), or one row per
+    example and label with 0/1 ``true`` / ``pred`` and the ``label`` index (multi-label)."""
+    import pandas as pd
+
+    if kind == "regression":
+        return pd.DataFrame({"true": true.astype("float64"), "pred": pred.astype("float64")})
+    if kind == "multilabel":
+        n, k = true.shape
+        return pd.DataFrame({"example": np.repeat(np.arange(n), k), "label": np.tile(np.arange(k), n),
+                             "true": true.reshape(-1).astype("int64"), "pred": pred.reshape(-1).astype("int64")})
+    return pd.DataFrame({"true": true.astype("int64"), "pred": pred.astype("int64")})
+
+
 @dataclass
 class Prediction:
-    """``labels[i]`` is the predicted label of input ``i``; ``probabilities[i, j]`` the
-    probability of ``label_names[j]``."""
+    """What :meth:`Predictor.predict` returns, one entry per input, by the model's task kind:
 
-    labels: list[str]
-    probabilities: np.ndarray
+    * classification: ``labels[i]`` is the predicted label, ``probabilities[i, j]`` the
+      probability of ``label_names[j]``;
+    * multi-label: ``labels[i]`` is the list of predicted labels (each whose probability passed
+      its tuned threshold), ``probabilities[i, j]`` the probability of ``label_names[j]``;
+    * regression: ``labels[i]`` (and :attr:`values`) is the predicted number;
+      ``probabilities`` is ``None`` and ``label_names`` holds the target's name.
+    """
+
+    labels: list
+    probabilities: np.ndarray | None
     label_names: list[str]
     #: the input files, where the inputs were files (a folder, a table of paths...), else None
     inputs: list[str] | None = None
+    kind: str = "classification"
+
+    @property
+    def values(self) -> np.ndarray:
+        """The predicted numbers of a regression model (``float64``)."""
+        if self.kind != "regression":
+            raise TypeError(f"a {self.kind} model predicts labels, not numbers; use .labels")
+        return np.asarray(self.labels, dtype=np.float64)
 
     def to_frame(self):
+        """One row per input: ``label`` and ``confidence`` plus a ``p_<label>`` column per label
+        (classification), ``labels`` (joined by ``|``) plus ``p_<label>`` (multi-label), or
+        ``prediction`` (regression); ``input`` first where the inputs were files."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.probabilities, columns=[f"p_{n}" for n in self.label_names])
-        frame.insert(0, "label", self.labels)
-        frame.insert(1, "confidence", self.probabilities.max(axis=1) if len(self.labels) else [])
+        if self.kind == "regression":
+            frame = pd.DataFrame({"prediction": np.asarray(self.labels, dtype=np.float64)})
+        else:
+            frame = pd.DataFrame(self.probabilities, columns=[f"p_{n}" for n in self.label_names])
+            if self.kind == "multilabel":
+                frame.insert(0, "labels", ["|".join(x) for x in self.labels])
+            else:
+                frame.insert(0, "label", self.labels)
+                frame.insert(1, "confidence", self.probabilities.max(axis=1) if len(self.labels) else [])
         if self.inputs is not None:
             frame.insert(0, "input", self.inputs)
         return frame
@@ -263,7 +307,12 @@ class Predictor:
         self.preprocessor = (self.host.hook.automl_pt_preprocessor(
             backbone=backbone, task=self.task_info, options=options) or backbone.preprocessor(options))
         self.task = self.task_info.create()
-        head = self.task.build_head(backbone.feature_dim, len(self.label_names), m.get("params", {}))
+        task_state = m.get("task_state") or {}
+        if not isinstance(task_state, dict):
+            raise ModelLoadError(f"{manifest_path}: key 'task_state' must be an object; re-export the model")
+        self.task.load_state(task_state, str(manifest_path))
+        head = self.task.build_head(backbone.feature_dim, self.task.num_outputs(self.label_names),
+                                    m.get("params", {}))
         try:
             head.load_state_dict(load_file(str(self.directory / "head.safetensors")))
         except Exception as exc:
@@ -301,7 +350,8 @@ class Predictor:
         return InputReader(self.task_info, self.input_column, self.host.registry).read(inputs)
 
     def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
-        """Predict labels and probabilities (see :meth:`_inputs` for what ``inputs`` may be).
+        """Predict labels and probabilities, label sets or numbers, as the model's task decodes
+        them (see :class:`Prediction`; :meth:`_inputs` for what ``inputs`` may be).
         Inputs are preprocessed ``PREDICT_WINDOW_BATCHES`` batches at a time, so long inputs
         never sit in memory as tensors at once; within a window, where the preprocessor reports
         lengths, batches are formed in order of length (less padding) and the results come back
@@ -314,7 +364,7 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         items, names = self._inputs(inputs)
-        probs = []
+        preds, probs = [], []
         starts: Any = range(0, len(items), batch_size * PREDICT_WINDOW_BATCHES)
         show = len(items) > 4 * batch_size if progress is None else progress and len(items) > batch_size
         bar = None
@@ -333,10 +383,17 @@ class Predictor:
                 logits = predict_logits(self.model, enc, self.device, batch_size,
                                         self.preprocessor.collate, self.preprocessor.lengths(enc),
                                         on_batch=(lambda n: bar.advance(task, n)) if bar else None)
-                probs.append(self.task.predict(logits)[1])
-        p = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
-        return Prediction([self.label_names[i] for i in p.argmax(axis=1)], p, self.label_names,
-                          names)
+                pred, prob = self.task.predict(logits)
+                preds.append(np.asarray(pred))
+                probs.append(prob)
+        kind = self.task.kind
+        if not preds:
+            return Prediction([], None if kind == "regression" else np.zeros((0, len(self.label_names))),
+                              self.label_names, names, kind)
+        pred = np.concatenate(preds)
+        prob = None if probs[0] is None else np.concatenate(probs)
+        return Prediction(self.task.decode(pred, prob, self.label_names), prob, self.label_names,
+                          names, kind)
 
 
 class _nothing:

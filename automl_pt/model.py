@@ -1,8 +1,11 @@
-"""The torch-side contracts a plugin implements: :class:`Backbone`, :class:`Preprocessor` and
-:class:`Task`, plus the :class:`ClassificationTask` most plugins can use as is.
+"""The torch-side contracts a plugin implements: :class:`Backbone` and :class:`Preprocessor`;
+the task contract (:class:`Task`, :class:`ClassificationTask`, :class:`RegressionTask`,
+:class:`MultilabelTask`) lives in :mod:`automl_pt.tasks` and is re-exported here.
 
 A trial's model is ``head(backbone.encode(batch))``: the backbone turns a batch of preprocessed
-tensors into pooled features ``(batch, feature_dim)``, the task's head turns features into logits.
+tensors into pooled features ``(batch, feature_dim)``, the task's head turns features into
+outputs (logits, standardised numbers). A head whose ``features`` attribute is ``"positions"``
+reads :meth:`Backbone.encode_positions` instead (per token / patch / frame).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from .tasks import ClassificationTask, MultilabelTask, RegressionTask, Task  # noqa: F401  (re-exported)
 
 
 def state_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
@@ -93,6 +98,17 @@ class Backbone(nn.Module):
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-position features for heads that need them (a tag per token, boxes on feature
+        maps, frames): ``(features (batch, positions, feature_dim), mask (batch, positions))``,
+        ``mask`` true where a position is real (not padding). Tokens for text, patches or
+        feature-map cells for images, frames for audio. The default refuses, naming the
+        backbone: only pooled features are available then."""
+        from .errors import BackboneError
+
+        raise BackboneError(f"the {self.modality} backbone {self.name!r} ({type(self).__name__}) "
+                            "has no per-position features (encode_positions); this task needs them")
 
     def preprocessor(self, options: dict) -> Preprocessor:
         raise NotImplementedError
@@ -193,6 +209,11 @@ class Backbone(nn.Module):
 
 
 class ClassificationHead(nn.Module):
+    """A linear layer (after dropout) on pooled features: the head of every built-in task
+    (class logits, label logits, one standardised number)."""
+
+    features = "pooled"
+
     def __init__(self, feature_dim: int, num_labels: int, dropout: float):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
@@ -200,41 +221,6 @@ class ClassificationHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(features))
-
-
-class Task:
-    """Head, loss and metrics of a task. ``labels`` are the class names seen in training."""
-
-    name: str = ""
-
-    def build_head(self, feature_dim: int, num_labels: int, params: dict) -> nn.Module:
-        raise NotImplementedError
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, params: dict) -> torch.Tensor:
-        raise NotImplementedError
-
-    def predict(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``(predicted indices, probabilities)`` from logits."""
-        raise NotImplementedError
-
-
-class ClassificationTask(Task):
-    """Single-label classification: linear head over pooled features, cross-entropy with
-    label smoothing, softmax probabilities."""
-
-    def __init__(self, name: str = "classification"):
-        self.name = name
-
-    def build_head(self, feature_dim: int, num_labels: int, params: dict) -> nn.Module:
-        return ClassificationHead(feature_dim, num_labels, float(params.get("dropout", 0.1)))
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, params: dict) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.float(), targets,
-                                           label_smoothing=float(params.get("label_smoothing", 0.0)))
-
-    def predict(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        probs = torch.softmax(logits.detach().float(), dim=-1).cpu().numpy()
-        return probs.argmax(axis=1), probs
 
 
 class TrialModel(nn.Module):
@@ -249,4 +235,6 @@ class TrialModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:
             return self.head(batch["features"])
+        if getattr(self.head, "features", "pooled") == "positions":
+            return self.head(*self.backbone.encode_positions(batch))
         return self.head(self.backbone.encode(batch))

@@ -47,11 +47,38 @@ class ProbeFit:
 
 
 def probe_applies(task: Any, head: Any) -> bool:
-    """Whether ``linear_probe`` trials of this task are fitted in closed form: a single-label
-    classification task (cross-entropy, softmax) with the standard linear head."""
-    from .model import ClassificationHead, ClassificationTask
+    """Whether ``linear_probe`` trials of this task are fitted in closed form: a task that has
+    a closed-form probe (``closed_form_probe``: classification, regression, multi-label) with
+    the standard linear head."""
+    from .model import ClassificationHead
 
-    return isinstance(task, ClassificationTask) and isinstance(head, ClassificationHead)
+    return bool(getattr(task, "closed_form_probe", False)) and isinstance(head, ClassificationHead)
+
+
+def _standardise(train_x: torch.Tensor, val_x: torch.Tensor):
+    x = train_x.detach().float().cpu()
+    v = val_x.detach().float().cpu()
+    mean = x.mean(0)
+    std = x.std(0, unbiased=False)
+    # (nearly) constant dimensions stay unscaled instead of blowing float noise up to unit variance
+    std = std.clamp_min(max(1e-3 * float(std.mean()), 1e-12))
+    return (x - mean) / std, (v - mean) / std, mean, std
+
+
+def _one_thread(train_x: torch.Tensor):
+    """A context that runs small fits on one thread (see :data:`ONE_THREAD_BELOW`)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        threads = torch.get_num_threads()
+        if train_x.numel() < ONE_THREAD_BELOW:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+    return ctx()
 
 
 def fit_logistic(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor, val_y: np.ndarray,
@@ -62,61 +89,102 @@ def fit_logistic(train_x: torch.Tensor, train_y: np.ndarray, val_x: torch.Tensor
     (warm-started along the path) and keep the one that scores best on ``(val_x, val_y)``.
     ``score(labels, preds, probs)`` returns the validation metrics (``objective_metric`` among
     them). Raises ``ValueError`` on empty inputs."""
-    if len(train_x) == 0 or len(val_x) == 0:
-        raise ValueError("the probe needs training and validation examples")
-    threads = torch.get_num_threads()
-    if train_x.numel() < ONE_THREAD_BELOW:
-        torch.set_num_threads(1)
-    try:
-        return _fit(train_x, train_y, val_x, val_y, num_labels, score, objective_metric, maximize,
-                    grid, max_iter)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(train_x, train_y, val_x, val_y, num_labels, score, objective_metric, maximize, grid,
-         max_iter) -> ProbeFit:
-    t0 = time.perf_counter()
-    x = train_x.detach().float().cpu()
-    v = val_x.detach().float().cpu()
-    mean = x.mean(0)
-    std = x.std(0, unbiased=False)
-    # (nearly) constant dimensions stay unscaled instead of blowing float noise up to unit variance
-    std = std.clamp_min(max(1e-3 * float(std.mean()), 1e-12))
-    xs, vs = (x - mean) / std, (v - mean) / std
     y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
     vy = torch.as_tensor(np.asarray(val_y), dtype=torch.long)
-    n, dim = xs.shape
-    w = torch.zeros(dim, num_labels, requires_grad=True)
-    b = torch.zeros(num_labels, requires_grad=True)
-    ce = torch.nn.functional.cross_entropy
-    best: tuple[tuple[float, float], dict] | None = None
-    path = []
-    for l2 in sorted(grid, reverse=True):
-        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10,
-                                tolerance_grad=1e-5, tolerance_change=1e-9,
-                                line_search_fn="strong_wolfe")
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = ce(xs @ w + b, y) + l2 / (2 * n) * (w * w).sum()
-            loss.backward()
-            return loss
+    def score_logits(logits: torch.Tensor) -> dict[str, float]:
+        probs = torch.softmax(logits, dim=-1).numpy()
+        return score(np.asarray(val_y), probs.argmax(1), probs)
 
-        opt.step(closure)
-        with torch.no_grad():
-            logits = vs @ w + b
-            val_loss = float(ce(logits, vy))
-            probs = torch.softmax(logits, dim=-1).numpy()
-            metrics = {k: float(m) for k, m in score(np.asarray(val_y), probs.argmax(1), probs).items()}
-        value = metrics[objective_metric]
-        path.append({"l2": l2, "val_loss": val_loss, **{f"val_{k}": m for k, m in metrics.items()}})
-        key = (value if maximize else -value, -val_loss)
-        if best is None or key > best[0]:
+    return fit_linear(train_x, y, val_x, vy, num_labels, torch.nn.functional.cross_entropy,
+                      score_logits, objective_metric, maximize, grid, max_iter)
+
+
+def fit_linear(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+               num_outputs: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               score_logits: Callable[[torch.Tensor], dict[str, float]], objective_metric: str,
+               maximize: bool, grid: tuple[float, ...] = L2_GRID, max_iter: int = MAX_ITER) -> ProbeFit:
+    """A linear layer fitted by full-batch L-BFGS on standardised features for every L2 strength
+    of ``grid`` (strongest first, warm-started), minimising ``loss(logits, targets)`` (mean over
+    examples) plus ``l2 / (2 n) ||W||^2``; the strength whose validation logits score best
+    (``score_logits(logits)`` → metrics; ties: lower validation loss) is kept. Raises
+    ``ValueError`` on empty inputs."""
+    if len(train_x) == 0 or len(val_x) == 0:
+        raise ValueError("the probe needs training and validation examples")
+    with _one_thread(train_x):
+        t0 = time.perf_counter()
+        xs, vs, mean, std = _standardise(train_x, val_x)
+        n, dim = xs.shape
+        w = torch.zeros(dim, num_outputs, requires_grad=True)
+        b = torch.zeros(num_outputs, requires_grad=True)
+        best: tuple[tuple[float, float], dict] | None = None
+        path = []
+        for l2 in sorted(grid, reverse=True):
+            opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10,
+                                    tolerance_grad=1e-5, tolerance_change=1e-9,
+                                    line_search_fn="strong_wolfe")
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                value = loss(xs @ w + b, train_y) + l2 / (2 * n) * (w * w).sum()
+                value.backward()
+                return value
+
+            opt.step(closure)
             with torch.no_grad():
-                train_loss = float(ce(xs @ w + b, y))
-            best = (key, {"w": w.detach().clone(), "b": b.detach().clone(), "l2": l2,
-                          "metrics": metrics, "val_loss": val_loss, "train_loss": train_loss})
+                logits = vs @ w + b
+                val_loss = float(loss(logits, val_y))
+                metrics = {k: float(m) for k, m in score_logits(logits).items()}
+            best = _keep(best, path, l2, val_loss, metrics, objective_metric, maximize,
+                         lambda: float(loss(xs @ w + b, train_y)), w, b)
+        return _folded(best, mean, std, t0, path)
+
+
+def fit_ridge(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+              score_logits: Callable[[torch.Tensor], dict[str, float]], objective_metric: str,
+              maximize: bool, grid: tuple[float, ...] = L2_GRID) -> ProbeFit:
+    """Ridge regression in closed form on standardised features and (standardised) targets
+    ``train_y`` for every L2 strength of ``grid`` (one eigendecomposition of the Gram matrix
+    for them all): ``(X^T X + l2 I) w = X^T y`` on centred data, the same penalty as
+    :func:`fit_linear` on the mean squared error. The strength whose validation predictions
+    score best (ties: lower validation error) is kept. Raises ``ValueError`` on empty inputs."""
+    if len(train_x) == 0 or len(val_x) == 0:
+        raise ValueError("the probe needs training and validation examples")
+    with _one_thread(train_x):
+        t0 = time.perf_counter()
+        xs, vs, mean, std = _standardise(train_x, val_x)
+        x64, v64 = xs.double(), vs.double()
+        y = train_y.double().reshape(-1, 1)
+        y_mean = y.mean(0)
+        evals, evecs = torch.linalg.eigh(x64.T @ x64)
+        proj = evecs.T @ (x64.T @ (y - y_mean))
+        best = None
+        path: list[dict[str, float]] = []
+        for l2 in sorted(grid, reverse=True):
+            w = evecs @ (proj / (evals.clamp_min(0) + l2)[:, None])
+            b = y_mean
+            with torch.no_grad():
+                logits = (v64 @ w + b).float()
+                val_loss = float(((logits.reshape(-1) - val_y.float().reshape(-1)) ** 2).mean())
+                metrics = {k: float(m) for k, m in score_logits(logits).items()}
+            best = _keep(best, path, l2, val_loss, metrics, objective_metric, maximize,
+                         lambda: float((((x64 @ w + b) - y) ** 2).mean()), w.float(), b.float())
+        return _folded(best, mean, std, t0, path)
+
+
+def _keep(best, path, l2, val_loss, metrics, objective_metric, maximize, train_loss, w, b):
+    """Record one strength on the ``path``; return it as ``best`` when it beats the kept one."""
+    value = metrics[objective_metric]
+    path.append({"l2": l2, "val_loss": val_loss, **{f"val_{k}": m for k, m in metrics.items()}})
+    key = (value if maximize else -value, -val_loss)
+    if best is None or key > best[0]:
+        with torch.no_grad():
+            return (key, {"w": w.detach().clone(), "b": b.detach().clone(), "l2": l2,
+                          "metrics": metrics, "val_loss": val_loss, "train_loss": train_loss()})
+    return best
+
+
+def _folded(best, mean, std, t0, path) -> ProbeFit:
     assert best is not None
     kept = best[1]
     # fold the standardisation into the layer: W (x - mean) / std + b
@@ -128,27 +196,31 @@ def _fit(train_x, train_y, val_x, val_y, num_labels, score, objective_metric, ma
 
 def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validation: torch.Tensor,
               validation_labels: np.ndarray, metrics: dict[str, Any], objective_metric: str,
-              maximize: bool, callbacks: list[Any] = ()):
+              maximize: bool, callbacks: list[Any] = (), task: Any = None):
     """A ``linear_probe`` trial: fit the head of ``model`` (a :class:`TrialModel` whose head is a
-    :class:`ClassificationHead`) on frozen features by :func:`fit_logistic` and return a
-    :class:`~automl_pt.training.TrainResult` of one epoch; callbacks see one step and one
-    epoch (``epochs.parquet`` gets one row). The state says ``closed_form``: its value is final,
-    not an epoch-1 score, so it is not reported to the pruner (which would hold trials still
-    training against it)."""
+    :class:`ClassificationHead`) on frozen features by the ``task``'s closed form
+    (:meth:`automl_pt.tasks.Task.fit_probe`; default: single-label classification,
+    :func:`fit_logistic`) and return a :class:`~automl_pt.training.TrainResult` of one epoch;
+    callbacks see one step and one epoch (``epochs.parquet`` gets one row). The state says
+    ``closed_form``: its value is final, not an epoch-1 score, so it is not reported to the
+    pruner (which would hold trials still training against it)."""
+    from .tasks import ClassificationTask
     from .training import TrainResult, TrainState, clone_state, metric_values
 
+    task = task if task is not None else ClassificationTask()
     state = TrainState(epochs=1, total_steps=1, micro_batch_size=len(train_labels), model=model,
                        closed_form=True)
     for cb in callbacks:
         cb.on_train_begin(state)
-    labels = max(int(np.max(train_labels)), int(np.max(validation_labels))) + 1
     num_labels = model.head.linear.out_features
-    if labels > num_labels:
-        raise ValueError(f"labels up to {labels - 1} for a head of {num_labels} outputs")
+    if task.kind == "classification":
+        labels = max(int(np.max(train_labels)), int(np.max(validation_labels))) + 1
+        if labels > num_labels:
+            raise ValueError(f"labels up to {labels - 1} for a head of {num_labels} outputs")
 
-    fit = fit_logistic(train, train_labels, validation, validation_labels, num_labels,
-                       lambda y, preds, probs: metric_values(metrics, y, preds, probs),
-                       objective_metric, maximize)
+    fit = task.fit_probe(train, train_labels, validation, validation_labels, num_labels,
+                         lambda preds, probs: metric_values(metrics, validation_labels, preds, probs),
+                         objective_metric, maximize)
     with torch.no_grad():
         model.head.linear.weight.copy_(fit.weight)
         model.head.linear.bias.copy_(fit.bias)

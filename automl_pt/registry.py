@@ -167,6 +167,10 @@ class TaskInfo:
     # The backbones a study of this task searches when its ``[search] backbones`` is left out:
     # catalog names that work offline, small enough for a first run on a CPU.
     default_backbones: tuple[str, ...] = ()
+    # The shape of its targets: ``classification`` (one class), ``regression`` (a number),
+    # ``multilabel`` (a set of labels); :func:`automl_pt.tasks.task_info` fills it in. Search
+    # spaces read it without building the task (e.g. ``label_smoothing`` only for classification).
+    kind: str = "classification"
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,10 @@ def enqueue_seed_trials(ostudy: Any, config: Any, space: dict[str, Param], task:
                         warm: Any = None) -> list[dict]:
     """Enqueue :func:`plan`'s trials into a new Optuna study; returns their params (empty for a
     study that has trials already or was seeded before)."""
-    from .model import ClassificationTask
-
     if ostudy.user_attrs.get(SEEDED_ATTR) is not None or ostudy.get_trials(deepcopy=False):
         return []
-    trials = plan(config, space, isinstance(task, ClassificationTask), warm() if warm else ())
+    # every task with a closed-form probe (classification, regression, multi-label) starts with it
+    trials = plan(config, space, bool(getattr(task, "closed_form_probe", False)), warm() if warm else ())
     for params, attrs in trials:
         ostudy.enqueue_trial(params, user_attrs=attrs)
     ostudy.set_user_attr(SEEDED_ATTR, len(trials))

@@ -168,7 +168,8 @@ def epoch_soup(model: Any, task: Any, result: Any, val: dict, val_labels: Any, m
 
     def score(state: State) -> dict[str, float]:
         model.load_state_dict(state)
-        return evaluate(model, task, val, val_labels, metrics, device, batch_size, collate)[0]
+        return evaluate(model, task, val, val_labels, metrics, device, batch_size, collate,
+                        calibrate=True)[0]
 
     ingredients = [(epoch, state, values) for epoch, values, state in result.top_states]
     return make_soup(mode, ingredients, score, metric, maximize)
@@ -204,7 +205,7 @@ class _Scorer:
 
     def __init__(self, runner: Any, prepared: Any):
         self.runner, self.prepared = runner, prepared
-        self.task = prepared.task.create()
+        self.task = runner.make_task()
         self._models: dict[str, Any] = {}
 
     def model(self, params: dict) -> tuple[Any, Any, Any, Any]:
@@ -215,7 +216,8 @@ class _Scorer:
             self._models.clear()
             info, backbone = self.runner.load_backbone(params["backbone"], params)
             prep = self.runner.preprocessor(backbone, params["backbone"], params)
-            head = self.task.build_head(backbone.feature_dim, len(self.prepared.data.label_names), params)
+            head = self.task.build_head(backbone.feature_dim,
+                                        self.task.num_outputs(self.prepared.data.label_names), params)
             self._models[key] = (TrialModel(backbone, head).to(self.runner.device), prep, info, backbone)
         return self._models[key]
 
@@ -236,7 +238,12 @@ class _Scorer:
         return metric_values(self.runner.metrics, split.labels, *self.task.predict(logits))
 
     def score(self, params: dict, state: State, split: Any, frozen: bool = False) -> dict[str, float]:
-        return self.metrics(self.logits(params, state, split, frozen), split)
+        logits = self.logits(params, state, split, frozen)
+        if self.task.needs_calibration:  # decision values tuned on validation, as export does
+            validation = self.prepared.data.validation
+            val_logits = logits if split is validation else self.logits(params, state, validation, frozen)
+            self.task.calibrate(val_logits, validation.labels)
+        return self.metrics(logits, split)
 
     def ensemble(self, members: list[tuple[dict, State]], split: Any) -> dict[str, float]:
         """Metrics of the members' averaged probabilities (single-label classifiers) or averaged
@@ -253,6 +260,11 @@ class _Scorer:
         else:
             import torch
 
+            if self.task.needs_calibration:  # on the averaged validation outputs
+                validation = self.prepared.data.validation
+                val_outputs = outputs if split is validation else [
+                    self.logits(p, s, validation, _probe(p)) for p, s in members]
+                self.task.calibrate(torch.stack(val_outputs).mean(0), validation.labels)
             preds, probs = self.task.predict(torch.stack(outputs).mean(0))
         from .training import metric_values
 

@@ -181,9 +181,10 @@ class Study:
         registry = host.registry
         data = load_study_data(cfg, task, registry)
         floor = registry.metrics[metric].min_classes if metric in registry.metrics else 0
-        if len(data.label_names) <= floor:
+        if floor and len(data.label_names) <= floor:
             raise where.error("study", "metric", f"{metric} needs more than {floor} classes; the data "
                               f"has {len(data.label_names)}")
+        _search_class_weights(cfg, task, data, space)
         self._prepared = _Prepared(host, task, metric, direction, space, data)
         if plan is not None:  # the unlabeled data checked up front
             plan.split()
@@ -464,6 +465,21 @@ class Study:
 
     def results(self) -> Results:
         return load_results(self.run_dir, self.name)
+
+
+def _search_class_weights(cfg: StudyConfig, task: TaskInfo, data: Any, space: dict) -> None:
+    """Imbalanced classes (the most frequent at least 3x the rarest, see
+    :meth:`automl_pt.tasks.Task.imbalanced`): search ``class_weights`` over none / balanced,
+    unless the study file sets it. Balanced data keeps the fixed ``"none"`` of the default space."""
+    from .registry import Param
+
+    param = space.get("class_weights")
+    user = {**cfg.search.preset_space, **cfg.search.space}
+    if param is None or "class_weights" in user:
+        return
+    if task.create().imbalanced(data.train.labels, data.label_names):
+        space["class_weights"] = Param("class_weights", "categorical", choices=("none", "balanced"),
+                                       domain=param.domain)
 
 
 def _redact(url: str) -> str:

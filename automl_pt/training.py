@@ -176,11 +176,25 @@ def predict_logits(model: TrialModel, data: dict[str, torch.Tensor], device: tor
 
 def evaluate(model: TrialModel, task: Task, data: dict[str, torch.Tensor], labels: np.ndarray,
              metrics: dict[str, Metric], device: torch.device, batch_size: int,
-             collate: Callable = lambda b: b, lengths: torch.Tensor | None = None
-             ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+             collate: Callable = lambda b: b, lengths: torch.Tensor | None = None,
+             calibrate: bool = False) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics, predictions and probabilities of ``model`` on ``data``. ``calibrate``: first
+    tune the task's decision values on these outputs (validation only; see
+    :meth:`automl_pt.tasks.Task.calibrate`)."""
     logits = predict_logits(model, data, device, batch_size, collate, lengths)
+    if calibrate and getattr(task, "needs_calibration", False):
+        task.calibrate(logits, labels)
     preds, probs = task.predict(logits)
     return metric_values(metrics, labels, preds, probs), preds, probs
+
+
+def calibrate_on(task: Task, model: TrialModel, data: dict[str, torch.Tensor], labels: np.ndarray,
+                 device: torch.device, batch_size: int, collate: Callable = lambda b: b,
+                 lengths: torch.Tensor | None = None) -> None:
+    """Tune ``task``'s decision values on ``model``'s outputs for ``data`` (validation) where
+    the task has any (:attr:`automl_pt.tasks.Task.needs_calibration`); else nothing runs."""
+    if getattr(task, "needs_calibration", False):
+        task.calibrate(predict_logits(model, data, device, batch_size, collate, lengths), labels)
 
 
 def metric_values(metrics: dict[str, Metric], labels: Any, preds: Any, probs: Any) -> dict[str, float]:
@@ -235,7 +249,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     if unfreeze_at:
         for p in trainable:
             p.requires_grad_(False)
-    targets_all = torch.as_tensor(train_labels, dtype=torch.long)
+    targets_all = task.target_tensor(train_labels)
     best_state = None
     best_metrics: dict[str, float] = {}
     top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
@@ -282,7 +296,7 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
         train_seconds += epoch_seconds
         state.train_loss = loss_sum / max(1, loss_count)
         values, _, _ = evaluate(model, task, validation, validation_labels, metrics, device,
-                                max(micro, 64), collate, validation_lengths)
+                                max(micro, 64), collate, validation_lengths, calibrate=True)
         state.metrics = values
         row = {"epoch": epoch, "train_loss": state.train_loss, "samples_per_s": n / epoch_seconds,
                "epoch_seconds": epoch_seconds, "learning_rate": optimizer.param_groups[0]["lr"],

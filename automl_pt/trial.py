@@ -146,7 +146,10 @@ class TrialRunner:
         n_labels = len(data.label_names)
         self.metrics = {m: host.registry.metrics[m] for m in names
                         if m == self.metric or n_labels > host.registry.metrics[m].min_classes}
-        self.maximize = (config.study.direction or "maximize") == "maximize"
+        direction = config.study.direction or (
+            "maximize" if self.metric not in host.registry.metrics
+            or host.registry.metrics[self.metric].greater_is_better else "minimize")
+        self.maximize = direction == "maximize"
         self.cache_dir = run_dir / "cache"
         self._encoded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         self._features: dict[tuple[str, str, str], torch.Tensor] = {}
@@ -172,6 +175,13 @@ class TrialRunner:
             if params.get(key) is not None:
                 options[key] = int(params[key])
         return options
+
+    def make_task(self) -> Any:
+        """The study's task object, fitted on the training targets (class weights, target
+        scaling): every model of the study (trials, soups, export) is built with one."""
+        from .tasks import make_task
+
+        return make_task(self.task_info, self.data)
 
     # -- caches ---------------------------------------------------------------------------
     def load_backbone(self, name: str, params: dict) -> tuple[BackboneInfo, Backbone]:
@@ -401,8 +411,8 @@ class TrialRunner:
         soup = self.config.search.soup if trial is not None else "none"
         info, backbone = self.load_backbone(params["backbone"], params)
         prep = self.preprocessor(backbone, params["backbone"], params)
-        task = self.task_info.create()
-        head = task.build_head(backbone.feature_dim, len(self.data.label_names), params)
+        task = self.make_task()
+        head = task.build_head(backbone.feature_dim, task.num_outputs(self.data.label_names), params)
         model = TrialModel(backbone, head)
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
@@ -449,7 +459,7 @@ class TrialRunner:
             if params.get("strategy") == "linear_probe" and probe_applies(task, head):
                 result = fit_probe(model, train["features"], train_split.labels, val["features"],
                                    self.data.validation.labels, self.metrics, self.metric,
-                                   self.maximize, callbacks)
+                                   self.maximize, callbacks, task=task)
                 if trial is not None:
                     trial.set_user_attr("probe_l2", result.probe.l2)
                     trial.set_user_attr("probe_fit_s", result.probe.fit_seconds)

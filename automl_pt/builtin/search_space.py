@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..adapters import ADAPTER_STRATEGIES, LORA_TARGETS
 from ..plugins import hookimpl
 from ..registry import Domain, Param
+from ..tasks import CLASS_WEIGHTS
 
 STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze", "partial")
 #: every strategy a study may name: the searched ones plus the parameter-efficient ones
@@ -80,6 +81,11 @@ def default_space() -> dict[str, Param]:
         Param("lora_targets", "categorical", choices=LORA_TARGETS,
               domain=Domain("choice", choices=LORA_TARGETS), condition=LORA),
         Param("top_layers", "int", 1, 3, domain=AT_LEAST_ONE, condition=("strategy", ("partial",))),
+        # classification and multi-label: "balanced" weighs classes (positives of a label) by
+        # their rarity in the loss; fixed "none" unless the classes are imbalanced (then the
+        # study searches both, automl_pt.study) or the study file lists them
+        Param("class_weights", "categorical", choices=("none",),
+              domain=Domain("choice", choices=CLASS_WEIGHTS)),
     ]
     return {p.name: p for p in params}
 
@@ -87,6 +93,11 @@ def default_space() -> dict[str, Param]:
 @hookimpl(trylast=True)
 def automl_pt_search_space(task, config):
     space = default_space()
+    kind = getattr(task, "kind", "classification")
+    if kind != "classification":  # soft single-label targets mean nothing for these
+        space.pop("label_smoothing")
+    if kind == "regression":
+        space.pop("class_weights")
     if getattr(config, "pretrain", None) is not None:
         space["init"] = Param("init", "categorical", choices=INIT_CHOICES,
                               domain=Domain("choice", choices=(*INIT_CHOICES, RANDOM_INIT)))
