@@ -58,6 +58,15 @@ def automl_pt_register_tasks(register):
         input_is_path=True, check_input=check_input, default_backbones=(WHISPER_CATALOG,),
         description="single-label audio classification (keyword spotting, speaker, emotion): "
                     "class-per-folder trees or tables with an audio path column"))
+    from automl_pt.tasks import task_info
+
+    # the generic tasks on audio read from tables (paths relative to the table)
+    for kind, what in (("regression", "a number per clip (a numeric label column)"),
+                       ("multilabel", "a set of labels per clip (\"a|b\" or a list)")):
+        register.task(task_info(
+            kind, f"{MODALITY}-{kind}", MODALITY, "audio_column", input_is_path=True,
+            check_input=check_input, default_backbones=(WHISPER_CATALOG,),
+            description=f"audio {kind}: a table with an audio path column and {what}"))
 
 
 def _audio_tree(path: Path) -> bool:

@@ -44,6 +44,15 @@ def automl_pt_register_tasks(register):
         metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="text_column",
         default_backbones=("minilm-l6",),
         description="single-label text classification (a text column and a label column)"))
+    from automl_pt.tasks import task_info
+
+    register.task(task_info(
+        "regression", "text-regression", MODALITY, "text_column", default_backbones=("minilm-l6",),
+        description="text regression: a text column and a numeric label column"))
+    register.task(task_info(
+        "multilabel", "text-multilabel", MODALITY, "text_column", default_backbones=("minilm-l6",),
+        description="multi-label text classification: a text column and a label column holding "
+                    "a set of labels (\"a|b\" or a list)"))
 
 
 @hookimpl

@@ -37,6 +37,15 @@ def automl_pt_register_tasks(register):
         default_backbones=("mobilenetv2-100",),
         description="single-label image classification: a class-per-folder tree, or a table "
                     "with an image path column (relative to the table) and a label column"))
+    from automl_pt.tasks import task_info
+
+    # the generic tasks on images read from tables (paths relative to the table)
+    for kind, what in (("regression", "a number per image (a numeric label column)"),
+                       ("multilabel", "a set of labels per image (\"a|b\" or a list)")):
+        register.task(task_info(
+            kind, f"{MODALITY}-{kind}", MODALITY, "image_column", input_is_path=True,
+            check_input=_check_image, default_backbones=("mobilenetv2-100",),
+            description=f"image {kind}: a table with an image path column and {what}"))
 
 
 def _catalog_loader(name: str):
@@ -132,7 +141,9 @@ def automl_pt_search_space(task, config):
         "batch_size": Param("batch_size", "categorical", choices=(32, 64)),
         "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0,
                                        domain=Domain("float", low=0.0, high=1.0)),
-        "mixup": Param("mixup", "categorical", choices=MIX_CHOICES),
+        # mixing images mixes one-hot class targets: single-label classification only
+        **({"mixup": Param("mixup", "categorical", choices=MIX_CHOICES)}
+           if getattr(task, "kind", "classification") == "classification" else {}),
         # None: [data] image_size, else chosen from the data; a list in [search.space] searches
         # it (cost grows with the square of the side)
         "image_size": Param("image_size", "categorical", choices=(None,),
@@ -158,8 +169,9 @@ def automl_pt_augmentation(task, backbone, params, num_labels):
         return None
     from .augment import make_augment
 
-    return make_augment(float(params.get("augmentation_strength", 0.0)),
-                        str(params.get("mixup", "none")), num_labels)
+    mixing = str(params.get("mixup", "none")) if getattr(task, "kind", "classification") == "classification" \
+        else "none"
+    return make_augment(float(params.get("augmentation_strength", 0.0)), mixing, num_labels)
 
 
 @hookimpl
