@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -35,6 +37,39 @@ def test_fit_example_runs(tmp_path, monkeypatch, capsys):
     assert "['space', 'food']" in capsys.readouterr().out
     run_dir = tmp_path / "runs" / "fit-demo"
     assert (run_dir / "study.toml").is_file() and (run_dir / "best" / "automl_pt.json").is_file()
+
+
+@pytest.mark.slow
+def test_regression_example_runs_on_minilm(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(readme_block("regression"), "README.md:regression", "exec"), scope)
+    best = json.loads((tmp_path / "runs" / "regression-demo" / "best" / "metrics.json").read_text())
+    print(f"text-regression validation r2 {best['validation']['r2']:.3f}")
+    assert best["validation"]["r2"] > 0.3            # the probe on MiniLM features
+    high, low = scope["model"].predict(["rocket moon star orbit launch",
+                                        "bread soup cheese pasta bake"]).values
+    assert high > low + 2
+
+
+@pytest.mark.slow
+def test_multilabel_example_runs_on_minilm(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(readme_block("multilabel"), "README.md:multilabel", "exec"), scope)
+    best = json.loads((tmp_path / "runs" / "multilabel-demo" / "best" / "metrics.json").read_text())
+    # predicting the most frequent label set for every text scores far lower
+    from automl_pt.builtin.metrics import micro_f1
+
+    rows = scope["rows"]
+    names = ["food", "law", "space"]
+    common = pd.Series([r["topics"] for r in rows]).value_counts().index[0].split("|")
+    truth = np.array([[n in r["topics"].split("|") for n in names] for r in rows])
+    majority = micro_f1(truth, np.array([[n in common for n in names]] * len(rows)))
+    print(f"text-multilabel validation micro_f1 {best['validation']['micro_f1']:.3f} vs majority {majority:.3f}")
+    assert best["validation"]["micro_f1"] > majority + 0.2
+    assert scope["prediction"].labels[0] == ["space"]
+    assert "p_law" in capsys.readouterr().out
 
 
 def test_plugin_example_is_used_by_a_study(tmp_path, monkeypatch, tiny_bert, topic_data):
