@@ -407,7 +407,9 @@ class Results:
 
     def test_predictions(self):
         """The exported best model's test predictions: ``true, pred`` label indices and
-        ``true_label, pred_label`` names; ``None`` when the study had no test split."""
+        ``true_label, pred_label`` names (regression: numbers; multi-label: one row per example
+        and label, ``label`` its index and ``label_name``); ``None`` when the study had no test
+        split."""
         import pandas as pd
 
         path = self.best_model_dir / "test_predictions.parquet"
@@ -416,6 +418,11 @@ class Results:
             return None
         frame = pd.read_parquet(path)
         labels = self.labels()
+        if frame["true"].dtype.kind == "f":      # regression: numbers, no label names
+            return frame
+        if "label" in frame.columns:              # multi-label: 0/1 per (example, label)
+            frame["label_name"] = [labels[i] for i in frame["label"]]
+            return frame
         frame["true_label"] = [labels[i] for i in frame["true"]]
         frame["pred_label"] = [labels[i] for i in frame["pred"]]
         return frame
