@@ -48,12 +48,16 @@ def check_input(path) -> str | None:
     return check_audio_file(path)
 
 
+def _create_task():
+    from automl_pt.model import ClassificationTask   # torch: only when a task is built
+
+    return ClassificationTask(TASK)
+
+
 @hookimpl
 def automl_pt_register_tasks(register):
-    from automl_pt.model import ClassificationTask
-
     register.task(TaskInfo(
-        name=TASK, modality=MODALITY, create=lambda: ClassificationTask(TASK),
+        name=TASK, modality=MODALITY, create=_create_task,
         metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="audio_column",
         input_is_path=True, check_input=check_input, default_backbones=(WHISPER_CATALOG,),
         description="single-label audio classification (keyword spotting, speaker, emotion): "
