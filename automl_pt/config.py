@@ -126,7 +126,9 @@ class StorageSection:
 
 @dataclass
 class StudyConfig:
-    """A validated study. ``source`` is the study file (``None`` for dict configs)."""
+    """A validated study. ``source`` is the study file (``None`` for dict configs);
+    ``base_dir`` is the folder its relative paths (data, run directory, ``[study] plugins``)
+    are resolved against: the study file's folder, or the ``base_dir`` a dict config was given."""
 
     study: StudySection
     task: TaskSection
@@ -137,6 +139,7 @@ class StudyConfig:
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainSection | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
 
     @property
     def run_dir(self) -> Path:
@@ -154,6 +157,7 @@ class StudyConfig:
                 out["data"][split] = f"<{type(value).__name__}>"
         out["storage"]["dir"] = str(self.storage.dir)
         out["source"] = str(self.source) if self.source else None
+        out.pop("base_dir", None)   # the study file's folder: implied by source
         for key in ("train", "validation", "test"):
             if isinstance(out["data"][key], Path):
                 out["data"][key] = str(out["data"][key])
@@ -173,7 +177,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "trials": ((int,), "number of finished trials wanted"),
         "timeout": ((str, int, float), "time budget, e.g. \"30m\""),
         "seed": ((int,), "random seed"),
-        "plugins": ((list,), "extra plugin modules to load"),
+        "plugins": ((list,), "extra plugins to load: module names or .py files (relative to this file)"),
         "max_failures": ((int,), "stop after this many consecutive failed trials"),
         "preset": ((str,), "fast | balanced | best: trials, search space, pruning and fidelity"),
     },
@@ -436,7 +440,7 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
         pretrain=pretrain, study=StudySection(**s), task=TaskSection(**values["task"]),
         data=DataSection(**values["data"]), search=SearchSection(**values["search"]),
         resources=ResourcesSection(**values["resources"]), storage=StorageSection(**st),
-        source=source, raw=raw)
+        source=source, raw=raw, base_dir=base_dir)
 
 
 def _typed_values(raw: dict[str, Any], source: Path | None, where: _Where) -> dict[str, dict[str, Any]]:
