@@ -192,3 +192,24 @@ def automl_pt_pretrain_views(backbone, modality, options):
 
     strength = float((options.get("options") or {}).get("augmentation_strength", 1.0))
     return make_audio_views(backbone, strength)
+
+
+# -- export ----------------------------------------------------------------------------------------
+@hookimpl
+def automl_pt_register_export_formats(register):
+    from automl_pt.registry import ExportFormat
+
+    register.export_format(ExportFormat(
+        "hf", library=True, description="the encoder's transformers save_pretrained folder (config "
+        "with id2label) + head.safetensors"))
+
+
+@hookimpl
+def automl_pt_export_support(backbone, modality):
+    from .backbones import AudioBackbone
+
+    if modality != MODALITY or not isinstance(backbone, AudioBackbone):
+        return None
+    from .exporting import AudioExportSupport
+
+    return AudioExportSupport()

@@ -122,3 +122,24 @@ def automl_pt_pretrain_views(backbone, modality, options):
 
     token_drop = float((options.get("options") or {}).get("token_drop", DEFAULT_TOKEN_DROP))
     return make_text_views(backbone.tokenizer, token_drop)
+
+
+# -- export ----------------------------------------------------------------------------------------
+@hookimpl
+def automl_pt_register_export_formats(register):
+    from automl_pt.registry import ExportFormat
+
+    register.export_format(ExportFormat(
+        "hf", library=True, description="the encoder's transformers save_pretrained folder (config "
+        "with id2label) + head.safetensors"))
+
+
+@hookimpl
+def automl_pt_export_support(backbone, modality):
+    from .backbone import TransformersTextBackbone
+
+    if modality != MODALITY or not isinstance(backbone, TransformersTextBackbone):
+        return None
+    from .exporting import TextExportSupport
+
+    return TextExportSupport()
