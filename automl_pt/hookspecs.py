@@ -143,7 +143,8 @@ def automl_pt_register_objectives(register: "Registry") -> None:
     An objective's ``create(backbone, context)`` returns an
     :class:`automl_pt.pretrain.PretrainObjective` (an ``nn.Module`` holding the backbone and any
     extra heads, whose ``loss(batch, generator)`` is minimised); only the backbone's weights are
-    kept. The core registers ``contrastive``; the text plugin registers ``mlm``.
+    kept. The core registers ``contrastive`` (as the built-in plugin
+    ``automl_pt.builtin.objectives``); the text plugin registers ``mlm``.
     """
 
 

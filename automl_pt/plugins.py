@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = (
     "automl_pt.builtin.tables",
     "automl_pt.builtin.metrics",
     "automl_pt.builtin.search_space",
+    "automl_pt.builtin.objectives",
     "automl_pt.builtin.export_formats",
 )
 
@@ -78,7 +79,7 @@ class PluginHost:
             registry = Registry()
             for hook_name in ("automl_pt_register_metrics", "automl_pt_register_data_readers",
                               "automl_pt_register_tasks", "automl_pt_register_backbones",
-                              "automl_pt_register_export_formats"):
+                              "automl_pt_register_objectives", "automl_pt_register_export_formats"):
                 caller = getattr(self.pm.hook, hook_name)
                 for impl in caller.get_hookimpls():
                     registry.current_plugin = self.pm.get_name(impl.plugin) or ""

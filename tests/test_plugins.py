@@ -31,9 +31,10 @@ def test_hookspecs_are_prefixed_typed_and_documented():
 def test_builtins_only_when_entry_points_off():
     host = create_plugin_host(entry_points=False)
     names = {p.name for p in host.plugins}
-    assert names == {"tables", "metrics", "search_space", "export_formats"}
+    assert names == {"tables", "metrics", "search_space", "objectives", "export_formats"}
     assert all(p.builtin for p in host.plugins)
     assert list(host.registry.export_formats) == ["native", "safetensors", "onnx", "torchscript"]
+    assert list(host.registry.objectives) == ["contrastive"]
     assert {"accuracy", "macro_f1"} <= set(host.registry.metrics)
     assert "table" in host.registry.readers
     assert host.registry.tasks == {}
