@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,10 +316,6 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
 
 def _natural_key(s: str):
     return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
-
-
-def label_names_json(names: list[str]) -> str:
-    return json.dumps(names)
 
 
 def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: Registry,

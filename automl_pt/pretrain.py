@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
+from .builtin.search_space import RANDOM_INIT
 from .errors import AutomlError, BackboneError, ConfigError, PluginError
 from .progress import LiveBar
 from .registry import Objective, did_you_mean

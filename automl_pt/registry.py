@@ -117,9 +117,6 @@ class Param:
         return f"[{self.low:g}, {self.high:g}]{scale}"
 
 
-SearchSpace = dict  # name -> Param
-
-
 @dataclass(frozen=True)
 class BackboneInfo:
     """A backbone a plugin can build.
@@ -303,19 +300,6 @@ class Registry:
                 continue
             out.append(info)
         return out
-
-    def get_objective(self, name: str) -> Objective:
-        """The objective named ``name``; :class:`PluginError` with a "did you mean" otherwise."""
-        if name not in self.objectives:
-            raise PluginError(f"unknown pre-training objective {name!r}"
-                              f"{did_you_mean(name, list(self.objectives))}; registered: "
-                              f"{', '.join(sorted(self.objectives)) or 'none'}")
-        return self.objectives[name]
-
-    def get_task(self, name: str) -> TaskInfo:
-        if name not in self.tasks:
-            raise KeyError(name)
-        return self.tasks[name]
 
 
 def _with_plugin(obj: Any, plugin: str) -> Any:
