@@ -272,6 +272,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .study import Study
 
     target = Path(args.target)
+    if args.format != "native":   # an unknown format is refused before anything is rebuilt
+        from .formats import check_format
+        from .plugins import create_plugin_host
+
+        check_format(create_plugin_host(), args.format)
     if args.format == "native" and args.out is None:
         if (target / MANIFEST).is_file():
             from .errors import ModelLoadError
@@ -476,9 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "it in another format (--format)")
     p.add_argument("target", help="study file, run directory, or exported model folder")
     p.add_argument("--format", default="native",
-                   choices=("native", "hf", "safetensors", "timm", "onnx", "torchscript"),
                    help="native: RUN_DIR/best (default); hf: transformers save_pretrained; timm; "
-                   "safetensors: the backbone library's folder; onnx; torchscript")
+                   "safetensors: the backbone library's folder; onnx; torchscript; or a format "
+                   "a plugin registers")
     p.add_argument("--out", "-o", help="output folder (default: RUN_DIR/export/FORMAT)")
     p.set_defaults(func=cmd_export)
 

@@ -128,7 +128,9 @@ class StorageSection:
 
 @dataclass
 class StudyConfig:
-    """A validated study. ``source`` is the study file (``None`` for dict configs)."""
+    """A validated study. ``source`` is the study file (``None`` for dict configs);
+    ``base_dir`` is the folder its relative paths (data, run directory, ``[study] plugins``)
+    are resolved against: the study file's folder, or the ``base_dir`` a dict config was given."""
 
     study: StudySection
     task: TaskSection
@@ -139,6 +141,7 @@ class StudyConfig:
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainSection | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
 
     @property
     def run_dir(self) -> Path:
@@ -156,6 +159,7 @@ class StudyConfig:
                 out["data"][split] = f"<{type(value).__name__}>"
         out["storage"]["dir"] = str(self.storage.dir)
         out["source"] = str(self.source) if self.source else None
+        out.pop("base_dir", None)   # the study file's folder: implied by source
         for key in ("train", "validation", "test"):
             if isinstance(out["data"][key], Path):
                 out["data"][key] = str(out["data"][key])
@@ -175,7 +179,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "trials": ((int,), "number of finished trials wanted"),
         "timeout": ((str, int, float), "time budget, e.g. \"30m\""),
         "seed": ((int,), "random seed"),
-        "plugins": ((list,), "extra plugin modules to load"),
+        "plugins": ((list,), "extra plugins to load: module names or .py files (relative to this file)"),
         "max_failures": ((int,), "stop after this many consecutive failed trials"),
         "preset": ((str,), "fast | balanced | best: trials, search space, pruning and fidelity"),
     },
@@ -370,6 +374,30 @@ _PLACEHOLDER = {("study", "name"): "study", ("task", "type"): "", ("data", "trai
 def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Where) -> StudyConfig:
     """Check every section and key, recording each problem in ``where``; a value with a problem
     falls back to its default (or a placeholder) so that the rest is still checked."""
+    _check_sections(where, raw)
+    values = _typed_values(raw, source, where)
+    for (section, key), placeholder in _PLACEHOLDER.items():
+        values[section].setdefault(key, placeholder)
+    _check_study(where, values["study"])
+    _check_data(where, values["data"], base_dir)
+    _check_search(where, values["search"])
+    _apply_preset(where, values["study"], values["search"])
+    from .soups import check_search_keys
+
+    check_search_keys(where, values["search"], base_dir, values["task"].get("type"))
+    _check_resources(where, values["resources"])
+    _check_storage(where, values["storage"], values["study"]["name"], base_dir)
+    pretrain = (_pretrain_section(where, values["pretrain"], base_dir)
+                if isinstance(raw.get("pretrain"), dict) else None)
+    return StudyConfig(
+        pretrain=pretrain, study=StudySection(**values["study"]), task=TaskSection(**values["task"]),
+        data=DataSection(**values["data"]), search=SearchSection(**values["search"]),
+        resources=ResourcesSection(**values["resources"]),
+        storage=StorageSection(**values["storage"]), source=source, raw=raw, base_dir=base_dir)
+
+
+def _check_sections(where: _Where, raw: dict[str, Any]) -> None:
+    """Unknown sections, sections that are not tables, required keys that are missing."""
     for section in list(raw):
         if section not in _SCHEMA:
             where.add(section, None, f"unknown section{did_you_mean(section, list(_SCHEMA))}; "
@@ -381,10 +409,9 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
             if not isinstance(raw.get(section), dict) or key not in raw[section]:
                 where.add(section, key, f"missing required key ({_SCHEMA[section][key][1]})")
 
-    values = _typed_values(raw, source, where)
-    for (section, key), placeholder in _PLACEHOLDER.items():
-        values[section].setdefault(key, placeholder)
-    s = values["study"]
+
+def _check_study(where: _Where, s: dict[str, Any]) -> None:
+    """``[study]``: a name usable as a folder name, direction, counts, timeout, plugins."""
     if not re.fullmatch(r"[\w.\-]+", s["name"]) or not s["name"].strip("."):
         where.add("study", "name", "use letters, digits, '.', '-' or '_' only, not only dots "
                   "(the name is a folder name: runs/NAME)")
@@ -401,23 +428,25 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
         where.add("study", "plugins", "must be a list of module names")
         s.pop("plugins")
 
-    _check_data(where, values["data"], base_dir)
-    _check_search(where, values["search"])
-    if "preset" in s:
-        from .presets import PRESETS, apply_preset
 
-        if s["preset"] in PRESETS:
-            values["search"]["preset_space"] = apply_preset(s["preset"], s, values["search"])
-        else:
-            where.add("study", "preset", f"unknown preset {s['preset']!r}"
-                      f"{did_you_mean(s['preset'], list(PRESETS))}; choose one of "
-                      f"{', '.join(PRESETS)}")
-            s.pop("preset")
-    from .soups import check_search_keys
+def _apply_preset(where: _Where, s: dict[str, Any], search: dict[str, Any]) -> None:
+    """``[study] preset``: fill in what the study file leaves out (:mod:`automl_pt.presets`)."""
+    if "preset" not in s:
+        return
+    from .presets import PRESETS, apply_preset
 
-    check_search_keys(where, values["search"], base_dir, values["task"].get("type"))
-    _check_resources(where, values["resources"])
-    st = values["storage"]
+    if s["preset"] in PRESETS:
+        search["preset_space"] = apply_preset(s["preset"], s, search)
+    else:
+        where.add("study", "preset", f"unknown preset {s['preset']!r}"
+                  f"{did_you_mean(s['preset'], list(PRESETS))}; choose one of "
+                  f"{', '.join(PRESETS)}")
+        s.pop("preset")
+
+
+def _check_storage(where: _Where, st: dict[str, Any], name: str, base_dir: Path) -> None:
+    """``[storage]``: heartbeat timing, the run directory (resolved: ``runs/NAME`` by default)
+    and the Optuna storage URL."""
     for key in ("heartbeat_interval", "grace_period"):
         if key in st and st[key] < 1:
             where.add("storage", key, "must be at least 1 second")
@@ -425,21 +454,13 @@ def _build(raw: dict[str, Any], source: Path | None, base_dir: Path, where: _Whe
     if st.get("grace_period", 40) <= st.get("heartbeat_interval", 10):
         where.add("storage", "grace_period", "must be longer than heartbeat_interval")
         st.pop("grace_period", None), st.pop("heartbeat_interval", None)
-    run_dir = Path(st.get("dir", f"runs/{s['name']}")).expanduser()
+    run_dir = Path(st.get("dir", f"runs/{name}")).expanduser()
     st["dir"] = (run_dir if run_dir.is_absolute() else base_dir / run_dir).resolve()
     optuna_url = st.get("optuna", "sqlite")
     if optuna_url != "sqlite" and not re.match(r"^(sqlite|postgresql|mysql)(\+\w+)?://", optuna_url):
         where.add("storage", "optuna", "use \"sqlite\" (a file in the run directory) or an "
                   "RDB URL such as postgresql://user@host/db")
         st.pop("optuna")
-
-    pretrain = (_pretrain_section(where, values["pretrain"], base_dir)
-                if isinstance(raw.get("pretrain"), dict) else None)
-    return StudyConfig(
-        pretrain=pretrain, study=StudySection(**s), task=TaskSection(**values["task"]),
-        data=DataSection(**values["data"]), search=SearchSection(**values["search"]),
-        resources=ResourcesSection(**values["resources"]), storage=StorageSection(**st),
-        source=source, raw=raw)
 
 
 def _typed_values(raw: dict[str, Any], source: Path | None, where: _Where) -> dict[str, dict[str, Any]]:

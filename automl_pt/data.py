@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,10 +330,6 @@ def _natural_key(s: str):
     from .tasks import natural_key
 
     return natural_key(s)
-
-
-def label_names_json(names: list[str]) -> str:
-    return json.dumps(names)
 
 
 def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: Registry,

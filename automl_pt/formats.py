@@ -1,20 +1,23 @@
 """Export an exported model (``<run dir>/best``) to a folder that other tools load.
 
-Formats (:data:`FORMATS`):
+Formats are registered like everything else (``automl_pt_register_export_formats``); the core
+registers, in :mod:`automl_pt.builtin.export_formats`:
 
 * ``native``: a copy of ``best/`` (``automl_pt.load`` reads it);
-* ``hf``: the backbone's transformers ``save_pretrained`` folder (config with ``id2label``,
-  safetensors weights, tokenizer / feature extractor) plus ``head.safetensors``: the head is a
-  linear layer over pooled features, not a transformers head, so the card shows how to apply it;
-* ``timm``: a timm folder whose classifier *is* the fine-tuned head:
-  ``timm.create_model("local-dir:DIR", pretrained=True)`` gives the whole model;
-* ``safetensors``: the backbone library's safetensors folder: ``timm`` for timm backbones, ``hf``
-  for transformers ones;
-* ``onnx``: ``model.onnx`` from preprocessed tensors to logits, dynamic batch axis (and dynamic
-  sequence axis for text), exported with ``torch.onnx.export(dynamo=True)`` and checked against
-  PyTorch with onnxruntime when it is installed;
+* ``safetensors``: the backbone library's own folder (the first of its
+  :attr:`~automl_pt.model.Backbone.library_formats`);
+* ``onnx``: ``model.onnx`` from preprocessed tensors to logits, dynamic batch axis (and every
+  axis whose size differs between two sample batches, e.g. a text's sequence), exported with
+  ``torch.onnx.export(dynamo=True)`` and checked against PyTorch with onnxruntime when it is
+  installed;
 * ``torchscript``: ``model.pt`` traced with ``torch.jit.trace``, checked on a second batch of
   another shape; a model whose trace does not generalise is refused with a clear error.
+
+Plugins register the library formats their backbones write (``hf``: transformers
+``save_pretrained``; ``timm``: a timm folder whose classifier *is* the head), which
+:meth:`~automl_pt.model.Backbone.export_as` writes. Everything that depends on the modality
+(sample inputs to trace with, axis names, preprocessing steps, the card's snippets) comes from
+the :class:`ExportSupport` the backbone's plugin returns from ``automl_pt_export_support``.
 
 Every folder also holds ``automl_pt_export.json`` (format, label names, the model's inputs and
 outputs, preprocessing, study, metrics and best parameters), the preprocessing files the plugin
@@ -34,7 +37,6 @@ import numpy as np
 
 from .errors import ModelLoadError
 
-FORMATS = ("native", "hf", "safetensors", "timm", "onnx", "torchscript")
 EXPORT_CONFIG = "automl_pt_export.json"
 ONNX_OPSET = 18
 #: onnxruntime / traced outputs must match PyTorch's logits within this absolute tolerance
@@ -46,6 +48,59 @@ class ExportFormatError(ModelLoadError):
     reproduce PyTorch's outputs)."""
 
 
+class ExportSupport:
+    """What the export formats need to know about a backbone's modality, supplied by the plugin
+    that owns the backbone (hook ``automl_pt_export_support``). The core's export code names no
+    modality: this base class is what an unknown one gets (``native`` and library formats export
+    with a generic card; ``onnx`` / ``torchscript`` need :meth:`sample_inputs`)."""
+
+    #: Python source of the raw inputs the card's snippets predict on (an expression, optionally
+    #: followed by two spaces and a comment: ``'["photo.png"]  # image paths'``)
+    example: str = "inputs  # a list of raw inputs, as the study read them"
+    #: what the preprocessing outside the model does, for the card and ``automl_pt_export.json``
+    preprocessing_steps: str = "see the plugin's documentation"
+
+    def sample_inputs(self, n: int, seed: int) -> list[Any]:
+        """``n`` raw inputs to trace and check an export with, different for each ``seed`` and of
+        varied sizes, so that dynamic axes show (texts of varied lengths, images, waveforms)."""
+        raise NotImplementedError
+
+    def axis_name(self, input_name: str, dim: int) -> str | None:
+        """The name of dynamic axis ``dim`` of the preprocessed input ``input_name`` (inputs that
+        share an axis share its name, e.g. ``"sequence"``); ``None``: ``<input>_<dim>``."""
+        return None
+
+    def describe_head(self, backbone: Any) -> dict[str, Any]:
+        """For a library export that ships the head separately: ``applied_to`` (what the head
+        sees, e.g. "attention-masked mean of the last hidden state"), plus anything the card's
+        snippet needs to reproduce the features."""
+        return {"applied_to": "the backbone's pooled features"}
+
+    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str]) -> None:
+        """Adjust the library folder :meth:`~automl_pt.model.Backbone.export_as` wrote (e.g. the
+        label names into a transformers config's ``id2label``)."""
+
+    def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
+        """Python that loads the library folder ``fmt`` (at ``where``, a quoted path) and
+        predicts, running as written; ``None`` when this plugin has none for ``fmt``."""
+        return None
+
+    def tensor_snippet(self, config: dict[str, Any]) -> str:
+        """Python that turns :attr:`example` into ``inputs``, a dict of numpy arrays named as
+        ``config["inputs"]`` (the ``onnx`` / ``torchscript`` card; ``folder``, ``config`` and
+        ``np`` are defined before it runs)."""
+        raise ExportFormatError("no preprocessing snippet for this modality's onnx / torchscript card")
+
+
+def export_support(predictor: Any) -> ExportSupport:
+    """The :class:`ExportSupport` of the predictor's backbone (the base class when no plugin
+    answers)."""
+    backbone = predictor.model.backbone
+    support = predictor.host.hook.automl_pt_export_support(backbone=backbone,
+                                                            modality=predictor.task_info.modality)
+    return support if support is not None else ExportSupport()
+
+
 def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
                  predictor: Any = None) -> Path:
     """Write the exported model ``model_dir`` (a ``best/`` folder) in format ``fmt`` to ``out``
@@ -53,47 +108,42 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
 
     Raises :class:`ExportFormatError` for an unknown or unsupported format, or an export whose
     outputs differ from PyTorch's; :class:`ModelLoadError` when ``model_dir`` is not a model."""
-    if fmt not in FORMATS:
-        raise ExportFormatError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     model_dir = Path(model_dir)
+    host = predictor.host if predictor is not None else None
+    if host is None:
+        from .plugins import create_plugin_host
+
+        host = create_plugin_host()
+    spec = check_format(host, fmt)
     if predictor is None:
         from .export import load
 
-        predictor = load(model_dir)
+        predictor = load(model_dir, host=host)
     out = Path(out) if out is not None else model_dir.parent / "export" / fmt
     if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
         raise ExportFormatError(f"{out}: the output folder must lie outside the model folder {model_dir}")
     from .rundir import check_replaceable
 
     check_replaceable(out, error=ExportFormatError)   # a user's folder is never replaced
-    backbone = predictor.model.backbone
-    if fmt == "safetensors":
-        if not backbone.library_formats:
-            raise ExportFormatError(f"export format 'safetensors' needs a backbone with a library "
-                                    f"format; {backbone.name!r} ({type(backbone).__name__}) has none")
-        fmt_written = backbone.library_formats[0]
-    else:
-        fmt_written = fmt
-
+    support = export_support(predictor)
     from .export import staging_dir, swap_in
 
     tmp = staging_dir(out)
     try:
-        if fmt_written == "native":
-            shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
-            details: dict[str, Any] = {"files": {"model": "automl_pt.json + backbone/ + head.safetensors"}}
-        else:
-            try:  # exports trace and check on the CPU; the predictor gets its device back
-                predictor.model.cpu()
-                details = _WRITERS[fmt_written](predictor, tmp)
-            finally:
-                predictor.model.to(predictor.device)
+        try:  # exports trace and check on the CPU; the predictor gets its device back
+            predictor.model.cpu()
+            details = (spec.write(predictor, tmp) if spec.write is not None
+                       else write_library(spec.name, predictor, tmp, support))
+        finally:
+            predictor.model.to(predictor.device)
+        fmt_written = details.pop("written_as", fmt)
+        if spec.with_preprocessing:
             predictor.preprocessor.save(tmp)
-        config = _export_config(predictor, model_dir, fmt, fmt_written, details)
+        config = _export_config(predictor, model_dir, fmt, fmt_written, details, support)
         (tmp / EXPORT_CONFIG).write_text(json.dumps(config, indent=2, default=str))
         from .model_card import model_card
 
-        (tmp / "README.md").write_text(model_card(config, out.resolve()))
+        (tmp / "README.md").write_text(model_card(config, out.resolve(), support))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -101,24 +151,26 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     return out
 
 
+def check_format(host: Any, fmt: str) -> Any:
+    """The registered :class:`~automl_pt.registry.ExportFormat` named ``fmt``;
+    :class:`ExportFormatError` listing the registered ones otherwise."""
+    formats = host.registry.export_formats
+    if fmt not in formats:
+        raise ExportFormatError(f"unknown export format {fmt!r}; choose from {', '.join(formats)}"
+                                f"{host.failure_hint()}")
+    return formats[fmt]
+
+
 # -- sample batches and the tensor-in, logits-out module ------------------------------------------
-def sample_inputs(modality: str, n: int, seed: int = 0) -> list[Any]:
-    """``n`` raw inputs of ``modality`` to trace and check an export with (texts of varied
-    lengths, random RGB arrays, waveforms of varied lengths at the model's rate)."""
-    rng = np.random.default_rng(seed)
-    if modality == "text":
-        words = "the model reads a short text and then a longer one with more words in it".split()
-        return [" ".join(words[: 2 + (3 * i + seed) % (len(words) - 1)]) for i in range(n)]
-    if modality == "image":
-        return [rng.integers(0, 256, size=(40 + 8 * i, 48, 3), dtype=np.uint8) for i in range(n)]
-    if modality == "audio":
-        return [(0.3 * rng.standard_normal(4000 + 1500 * i)).astype(np.float32) for i in range(n)]
-    raise ExportFormatError(f"no sample inputs for modality {modality!r}: onnx / torchscript "
-                            "export supports text, image and audio models")
-
-
-def _batch(predictor: Any, n: int, seed: int) -> dict[str, Any]:
-    enc = predictor.preprocessor.encode(sample_inputs(predictor.task_info.modality, n, seed))
+def _batch(predictor: Any, support: ExportSupport, n: int, seed: int) -> dict[str, Any]:
+    try:
+        inputs = support.sample_inputs(n, seed)
+    except NotImplementedError:
+        raise ExportFormatError(
+            f"no sample inputs for the {predictor.task_info.modality} backbone "
+            f"{predictor.model.backbone.name!r}: onnx / torchscript export traces the model on "
+            "inputs that the backbone's plugin supplies (hook automl_pt_export_support)") from None
+    enc = predictor.preprocessor.encode(inputs)
     return dict(predictor.preprocessor.collate(enc))
 
 
@@ -138,18 +190,18 @@ def tensor_module(model: Any, names: list[str]) -> Any:
     return TensorModel().eval()
 
 
-def _dynamic_axes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[int, str]]:
+def _dynamic_axes(a: dict[str, Any], b: dict[str, Any], support: ExportSupport
+                  ) -> dict[str, dict[int, str]]:
     """Axes whose size differs between two sample batches are dynamic: the batch (first) axis
-    always, and e.g. the text's sequence axis."""
+    always, and e.g. a text's sequence axis (named by the plugin: inputs that share an axis
+    share its name)."""
     axes: dict[str, dict[int, str]] = {}
     for name, t in a.items():
         other = b[name]
         axes[name] = {0: "batch"}
         for d in range(1, t.dim()):
             if t.shape[d] != other.shape[d]:
-                # the text inputs share one sequence axis
-                text = d == 1 and name in ("input_ids", "attention_mask", "token_type_ids")
-                axes[name][d] = "sequence" if text else f"{name}_{d}"
+                axes[name][d] = support.axis_name(name, d) or f"{name}_{d}"
     return axes
 
 
@@ -184,55 +236,54 @@ def _reason(exc: BaseException) -> str:
 
 
 # -- writers ---------------------------------------------------------------------------------------
-def _write_library(fmt: str):
-    def write(predictor: Any, directory: Path) -> dict[str, Any]:
-        from safetensors.torch import save_file
-
-        backbone = predictor.model.backbone
-        head = predictor.model.head
-        folded = backbone.export_as(fmt, directory, head, predictor.label_names)
-        details: dict[str, Any] = {"head_folded": folded, "files": {"backbone": "config.json + model.safetensors"}}
-        if not folded:
-            save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
-                      str(directory / "head.safetensors"))
-            details["files"]["head"] = "head.safetensors"
-            details["head"] = {"keys": sorted(head.state_dict()), "applied_to": _pooling(backbone),
-                               "backbone_class": type(backbone).__name__}
-            waveform = {"normalize": getattr(backbone, "normalize", None),
-                        "attention_mask": getattr(backbone, "use_mask", None),
-                        "pooling": getattr(getattr(backbone, "pool", None), "kind", None)}
-            if backbone.modality == "audio" and isinstance(waveform["normalize"], bool):
-                details["head"]["waveform"] = waveform
-        if fmt == "hf":
-            cfg_path = directory / "config.json"
-            cfg = json.loads(cfg_path.read_text())
-            cfg["id2label"] = {str(i): n for i, n in enumerate(predictor.label_names)}
-            cfg["label2id"] = {n: i for i, n in enumerate(predictor.label_names)}
-            cfg_path.write_text(json.dumps(cfg, indent=2))
-        return details
-    return write
+def write_native(predictor: Any, directory: Path) -> dict[str, Any]:
+    """``native``: a copy of the model folder."""
+    shutil.copytree(predictor.directory, directory, dirs_exist_ok=True)
+    return {"files": {"model": "automl_pt.json + backbone/ + head.safetensors"}}
 
 
-def _pooling(backbone: Any) -> str:
-    if backbone.modality == "text":
-        return "attention-masked mean of the last hidden state"
-    pool = getattr(backbone, "pool", None)
-    kind = getattr(pool, "kind", None)
-    if kind:
-        return f"{kind} pooling of the last hidden state over valid frames"
-    return "the backbone's pooled features"
+def write_backbone_library(predictor: Any, directory: Path) -> dict[str, Any]:
+    """``safetensors``: the backbone library's own folder (its first library format)."""
+    backbone = predictor.model.backbone
+    if not backbone.library_formats:
+        raise ExportFormatError(f"export format 'safetensors' needs a backbone with a library "
+                                f"format; {backbone.name!r} ({type(backbone).__name__}) has none")
+    fmt = backbone.library_formats[0]
+    return {"written_as": fmt, **write_library(fmt, predictor, directory, export_support(predictor))}
 
 
-def _write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
+def write_library(fmt: str, predictor: Any, directory: Path, support: ExportSupport) -> dict[str, Any]:
+    """A library format (``hf``, ``timm``): what :meth:`~automl_pt.model.Backbone.export_as`
+    writes, plus ``head.safetensors`` when the head is not folded into the library's model."""
+    from safetensors.torch import save_file
+
+    backbone = predictor.model.backbone
+    head = predictor.model.head
+    folded = backbone.export_as(fmt, directory, head, predictor.label_names)
+    details: dict[str, Any] = {"head_folded": folded, "files": {"backbone": "config.json + model.safetensors"}}
+    if not folded:
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                  str(directory / "head.safetensors"))
+        details["files"]["head"] = "head.safetensors"
+        described = dict(support.describe_head(backbone))
+        details["head"] = {"keys": sorted(head.state_dict()), "applied_to": described.pop("applied_to"),
+                           "backbone_class": type(backbone).__name__, **described}
+    support.finish_library_folder(fmt, directory, predictor.label_names)
+    return details
+
+
+def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
+    """``onnx``: ``model.onnx``, checked with onnxruntime on two batches of different shapes."""
     import contextlib
     import io
     import warnings
 
     import torch
 
-    a, b = _batch(predictor, 2, 0), _batch(predictor, 3, 1)
+    support = export_support(predictor)
+    a, b = _batch(predictor, support, 2, 0), _batch(predictor, support, 3, 1)
     names = list(a)
-    axes = _dynamic_axes(a, b)
+    axes = _dynamic_axes(a, b, support)
     module = tensor_module(predictor.model, names)
     args = tuple(a[n] for n in names)
     dims: dict[str, Any] = {}
@@ -275,12 +326,14 @@ def _write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
     return details
 
 
-def _write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
+def write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
+    """``torchscript``: ``model.pt`` traced on one batch and checked on a batch of another shape."""
     import warnings
 
     import torch
 
-    a, b = _batch(predictor, 2, 0), _batch(predictor, 3, 1)
+    support = export_support(predictor)
+    a, b = _batch(predictor, support, 2, 0), _batch(predictor, support, 3, 1)
     names = list(a)
     module = tensor_module(predictor.model, names)
     try:
@@ -309,13 +362,9 @@ def _write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
             worst = max(worst, _compare(f"torchscript export of the {backbone.modality} backbone "
                                         f"{backbone.name!r} ({type(backbone).__name__})", got,
                                         module(*tensors).float().numpy()))
-    return {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b)),
+    return {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b, support)),
             "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}],
             "max_abs_difference": worst}
-
-
-_WRITERS = {"hf": _write_library("hf"), "timm": _write_library("timm"), "onnx": _write_onnx,
-            "torchscript": _write_torchscript}
 
 
 # -- export config ------------------------------------------------------------------------------
@@ -334,10 +383,10 @@ def _jsonable(value: Any) -> Any:
 _SKIP = object()
 
 
-def preprocessing_info(predictor: Any) -> dict[str, Any]:
+def preprocessing_info(predictor: Any, support: ExportSupport) -> dict[str, Any]:
     """The preprocessor's settings (its plain-valued attributes: max_length for text; input size,
     interpolation, crop, mean / std for images; sample rate and clip length for audio), plus what
-    each modality's preprocessing does."""
+    the preprocessing does (``steps``, from the plugin's :class:`ExportSupport`)."""
     prep = predictor.preprocessor
     info = {k: v for k, v in ((k, _jsonable(v)) for k, v in vars(prep).items())
             if v is not _SKIP and not k.startswith("_")}
@@ -346,14 +395,7 @@ def preprocessing_info(predictor: Any) -> dict[str, Any]:
         if isinstance(value, (int, str)):
             info[name] = value
     info["preprocessor"] = type(prep).__name__
-    modality = predictor.task_info.modality
-    info["steps"] = {
-        "text": "tokenize with the saved tokenizer (truncation at max_length), pad to the longest text",
-        "image": "RGB; resize the shorter side to size / crop_pct with `interpolation`; centre-crop "
-                 "to input_size; uint8 CHW. mean/std normalisation happens inside the model",
-        "audio": "mono; resample to sample_rate; int16 PCM padded with zeros (or cut) to max_samples; "
-                 "length = valid samples. Front-end (spectrogram / normalisation) is inside the model",
-    }.get(modality, "see the plugin's documentation")
+    info["steps"] = support.preprocessing_steps
     return info
 
 
@@ -402,7 +444,7 @@ def _describe_distribution(d: Any) -> str:
 
 
 def _export_config(predictor: Any, model_dir: Path, fmt: str, fmt_written: str,
-                   details: dict[str, Any]) -> dict[str, Any]:
+                   details: dict[str, Any], support: ExportSupport) -> dict[str, Any]:
     m = predictor.manifest
     metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
@@ -410,7 +452,7 @@ def _export_config(predictor: Any, model_dir: Path, fmt: str, fmt_written: str,
         "format": fmt, "written_as": fmt_written, "study": m.get("study"), "task": m.get("task"),
         "modality": m.get("modality"), "backbone": m.get("backbone"),
         "backbone_source": m.get("backbone_source"), "labels": predictor.label_names,
-        "input_column": m.get("input_column"), "preprocessing": preprocessing_info(predictor),
+        "input_column": m.get("input_column"), "preprocessing": preprocessing_info(predictor, support),
         **details, "metric": m.get("metric"), "metrics": metrics, "params": m.get("params"),
         "trial": m.get("trial"), **_study_info(model_dir, m),
     }

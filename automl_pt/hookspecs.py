@@ -114,6 +114,27 @@ def automl_pt_trial_callbacks(task: "TaskInfo", params: dict) -> "list[Any] | No
     fault injection in tests, custom early stopping). Results of all plugins are concatenated."""
 
 
+# -- export (see automl_pt.formats) ---------------------------------------------------------
+@hookspec
+def automl_pt_register_export_formats(register: "Registry") -> None:
+    """Register ``automl-pt export --format`` formats with
+    ``register.export_format(ExportFormat(...))``. The core registers ``native``,
+    ``safetensors``, ``onnx`` and ``torchscript``; a plugin registers the library formats its
+    backbones write (``ExportFormat("hf", library=True)``), or a format of its own.
+    """
+
+
+@hookspec(firstresult=True)
+def automl_pt_export_support(backbone: Any, modality: str) -> Any:
+    """Return the :class:`automl_pt.formats.ExportSupport` of ``backbone`` (a loaded
+    :class:`automl_pt.model.Backbone` of ``modality``): the modality knowledge exports need
+    (sample inputs to trace with, names of dynamic axes, preprocessing steps, what the head is
+    applied to, and the model card's "how to load" snippets), or ``None`` when ``backbone`` is
+    not yours. Without an answer, ``native`` and library formats still export, with generic
+    cards; ``onnx`` and ``torchscript`` need the sample inputs.
+    """
+
+
 # -- continued pre-training (see automl_pt.pretrain) ----------------------------------------
 @hookspec
 def automl_pt_register_objectives(register: "Registry") -> None:
@@ -122,7 +143,8 @@ def automl_pt_register_objectives(register: "Registry") -> None:
     An objective's ``create(backbone, context)`` returns an
     :class:`automl_pt.pretrain.PretrainObjective` (an ``nn.Module`` holding the backbone and any
     extra heads, whose ``loss(batch, generator)`` is minimised); only the backbone's weights are
-    kept. The core registers ``contrastive``; the text plugin registers ``mlm``.
+    kept. The core registers ``contrastive`` (as the built-in plugin
+    ``automl_pt.builtin.objectives``); the text plugin registers ``mlm``.
     """
 
 

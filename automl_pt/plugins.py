@@ -15,9 +15,12 @@ by ``automl-pt plugins``; it does not stop the others.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Iterable
 
 import pluggy
@@ -36,6 +39,8 @@ BUILTIN_PLUGINS = (
     "automl_pt.builtin.tables",
     "automl_pt.builtin.metrics",
     "automl_pt.builtin.search_space",
+    "automl_pt.builtin.objectives",
+    "automl_pt.builtin.export_formats",
 )
 
 
@@ -73,7 +78,8 @@ class PluginHost:
         if self._registry is None:
             registry = Registry()
             for hook_name in ("automl_pt_register_metrics", "automl_pt_register_data_readers",
-                              "automl_pt_register_tasks", "automl_pt_register_backbones"):
+                              "automl_pt_register_tasks", "automl_pt_register_backbones",
+                              "automl_pt_register_objectives", "automl_pt_register_export_formats"):
                 caller = getattr(self.pm.hook, hook_name)
                 for impl in caller.get_hookimpls():
                     registry.current_plugin = self.pm.get_name(impl.plugin) or ""
@@ -139,12 +145,47 @@ def _distribution(module_name: str, ep: metadata.EntryPoint | None = None) -> tu
     return "", "?"
 
 
+def import_plugin(item: str, base_dir: Path | None = None) -> Any:
+    """The module a study's ``plugins`` entry names. ``base_dir`` is the study file's folder:
+    a ``.py`` path is relative to it, and a module name is looked up there first (a plugin kept
+    next to the study file loads whatever the current directory), then on ``sys.path``.
+    A file plugin is imported under its file name's stem, once per process."""
+    if item.endswith(".py"):
+        path = Path(item).expanduser()
+        path = path if path.is_absolute() or base_dir is None else base_dir / path
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        name = path.stem
+        loaded = sys.modules.get(name)
+        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+            return loaded
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    top = item.split(".")[0]
+    if base_dir is not None and ((base_dir / f"{top}.py").is_file()
+                                 or (base_dir / top / "__init__.py").is_file()):
+        sys.path.insert(0, str(base_dir))
+        try:
+            return importlib.import_module(item)
+        finally:
+            sys.path.remove(str(base_dir))
+    return importlib.import_module(item)
+
+
 def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
-                       builtins: bool = True) -> PluginHost:
+                       builtins: bool = True, base_dir: str | Path | None = None) -> PluginHost:
     """Build a fresh plugin manager.
 
     ``entry_points=False`` skips installed plugins (tests use this for isolation); ``extra`` are
-    plugin objects or importable module names to register too (a study's ``plugins`` list).
+    plugin objects or module names / ``.py`` files to register too (a study's ``plugins`` list,
+    resolved against ``base_dir``, the study file's folder: see :func:`import_plugin`).
     """
     pm = pluggy.PluginManager("automl_pt")
     pm.add_hookspecs(hookspecs)
@@ -178,7 +219,8 @@ def create_plugin_host(*, entry_points: bool = True, extra: Iterable[Any] = (),
 
     for item in extra:
         try:
-            plugin = importlib.import_module(item) if isinstance(item, str) else item
+            plugin = (import_plugin(item, Path(base_dir) if base_dir is not None else None)
+                      if isinstance(item, str) else item)
             name = item if isinstance(item, str) else (getattr(item, "__name__", None)
                                                         or type(item).__name__)
             if pm.has_plugin(name) or pm.is_registered(plugin):

@@ -8,7 +8,7 @@ hyperparameter ``init`` to the search: ``"pretrained"`` (the original weights) o
 
 Objectives are registered by plugins (``automl_pt_register_objectives``):
 
-* ``contrastive`` (core): SimCLR / SimCSE-style InfoNCE over two views of each example, through
+* ``contrastive`` (built in, :mod:`automl_pt.builtin.objectives`): SimCLR / SimCSE-style InfoNCE over two views of each example, through
   the backbone's pooled embedding (:meth:`Backbone.encode`) and a small projection head that is
   discarded afterwards. The views come from the modality's plugin
   (``automl_pt_pretrain_views``);
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .builtin.search_space import INIT_CHOICES, RANDOM_INIT
+from .builtin.search_space import RANDOM_INIT
 from .errors import AutomlError, BackboneError, ConfigError, PluginError
 from .progress import LiveBar
 from .registry import Objective, did_you_mean
@@ -159,35 +159,16 @@ class ContrastiveObjective(PretrainObjective):
         return info_nce(za, zb, self.temperature)
 
 
-def _create_contrastive(backbone: "Backbone", context: ObjectiveContext) -> ContrastiveObjective:
+def create_contrastive(backbone: "Backbone", context: ObjectiveContext) -> ContrastiveObjective:
+    """The built-in ``contrastive`` objective (registered by :mod:`automl_pt.builtin.objectives`)."""
     return ContrastiveObjective(backbone, context.views(backbone), context.settings.temperature,
                                 int(context.options.get("projection_dim", PROJECTION_DIM)))
 
 
-CONTRASTIVE = Objective(
-    name="contrastive", create=_create_contrastive, plugin="automl_pt",
-    description="SimCLR/SimCSE-style InfoNCE over two views of each example (views from the "
-                "modality's plugin), on the pooled embedding through a projection head")
-
-
 def objectives(host: "PluginHost") -> dict[str, Objective]:
-    """Every registered objective: the core's ``contrastive`` plus what plugins register through
-    ``automl_pt_register_objectives`` (collected once per plugin host)."""
-    registry = host.registry
-    if CONTRASTIVE.name not in registry.objectives:
-        registry.objective(CONTRASTIVE)
-        for impl in host.pm.hook.automl_pt_register_objectives.get_hookimpls():
-            registry.current_plugin = host.pm.get_name(impl.plugin) or ""
-            try:
-                impl.function(register=registry)
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(f"plugin {registry.current_plugin!r} failed in "
-                                  f"automl_pt_register_objectives: {type(exc).__name__}: {exc}") from exc
-            finally:
-                registry.current_plugin = ""
-    return registry.objectives
+    """Every registered objective (``automl_pt_register_objectives``): the built-in
+    ``contrastive`` and what plugins add."""
+    return host.registry.objectives
 
 
 # -- the plan: data, cache keys, directories ---------------------------------------------------

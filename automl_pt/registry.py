@@ -117,9 +117,6 @@ class Param:
         return f"[{self.low:g}, {self.high:g}]{scale}"
 
 
-SearchSpace = dict  # name -> Param
-
-
 @dataclass(frozen=True)
 class BackboneInfo:
     """A backbone a plugin can build.
@@ -218,6 +215,27 @@ class Objective:
     plugin: str = ""
 
 
+@dataclass(frozen=True)
+class ExportFormat:
+    """An ``automl-pt export --format`` (see :mod:`automl_pt.formats`).
+
+    ``write(predictor, directory) -> details`` writes the model into the empty ``directory`` and
+    returns what the export's ``automl_pt_export.json`` should record (``files``, ``inputs``...;
+    a ``written_as`` entry names the format actually written, as ``safetensors`` does). A
+    ``library`` format (``hf``, ``timm``) has no ``write``: it is the library's own folder that
+    :meth:`automl_pt.model.Backbone.export_as` writes, and every plugin whose backbones write it
+    registers the same name. ``with_preprocessing``: the plugin's preprocessing files are saved
+    next to the model (every format but ``native``, which copies them with the model folder).
+    """
+
+    name: str
+    write: Callable[[Any, Path], dict] | None = None
+    description: str = ""
+    library: bool = False
+    with_preprocessing: bool = True
+    plugin: str = ""
+
+
 @dataclass
 class Registry:
     """What plugins registered. Passed to the ``automl_pt_register_*`` hooks as ``register``.
@@ -231,6 +249,7 @@ class Registry:
     readers: dict[str, DataReader] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
     objectives: dict[str, Objective] = field(default_factory=dict)
+    export_formats: dict[str, ExportFormat] = field(default_factory=dict)
     current_plugin: str = ""
 
     def _add(self, table: dict, kind: str, name: str, obj: Any) -> None:
@@ -257,6 +276,15 @@ class Registry:
         self._add(self.objectives, "pre-training objective", objective.name,
                   _with_plugin(objective, self.current_plugin))
 
+    def export_format(self, fmt: ExportFormat) -> None:
+        """Register an export format; a library format (``library=True``) may be registered by
+        every plugin whose backbones write it (the first registration is kept)."""
+        known = self.export_formats.get(fmt.name)
+        if known is not None and known.library and fmt.library:
+            return
+        self._add(self.export_formats, "export format", fmt.name,
+                  _with_plugin(fmt, self.current_plugin))
+
     # -- lookups ---------------------------------------------------------------------------
     def find_backbone(self, name: str) -> BackboneInfo | None:
         if name in self.backbones:
@@ -276,19 +304,6 @@ class Registry:
                 continue
             out.append(info)
         return out
-
-    def get_objective(self, name: str) -> Objective:
-        """The objective named ``name``; :class:`PluginError` with a "did you mean" otherwise."""
-        if name not in self.objectives:
-            raise PluginError(f"unknown pre-training objective {name!r}"
-                              f"{did_you_mean(name, list(self.objectives))}; registered: "
-                              f"{', '.join(sorted(self.objectives)) or 'none'}")
-        return self.objectives[name]
-
-    def get_task(self, name: str) -> TaskInfo:
-        if name not in self.tasks:
-            raise KeyError(name)
-        return self.tasks[name]
 
 
 def _with_plugin(obj: Any, plugin: str) -> Any:

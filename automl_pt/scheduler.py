@@ -26,6 +26,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from .errors import AutomlError
+from .worker import RUN, STOP
 
 MAX_STARTUP_FAILURES = 3
 
@@ -146,7 +147,7 @@ class Scheduler:
                 for w in self.workers.values():
                     if w.state == "idle" and not self.stopping and (
                             target is None or finished + self.in_flight < target):
-                        w.conn.send(("run", self.deadline))
+                        w.conn.send((RUN, self.deadline))
                         w.state, w.current, w.started = "busy", None, time.monotonic()
                         self.in_flight += 1
                 if self.in_flight == 0 and (self.stopping or (target is not None and finished >= target)):
@@ -283,7 +284,7 @@ class Scheduler:
                 continue
             try:
                 if sig is None:
-                    w.conn.send(("stop",))
+                    w.conn.send((STOP,))
                 else:
                     os.kill(w.process.pid, sig)
             except (OSError, ProcessLookupError):

@@ -65,7 +65,7 @@ def _study_host(cfg: StudyConfig, where: _Where) -> PluginHost:
     """The plugin host of a study: installed plugins plus the modules ``[study] plugins`` names
     (one that cannot be imported is a problem of the study file, at its line)."""
     try:
-        return create_plugin_host(extra=cfg.study.plugins)
+        return create_plugin_host(extra=cfg.study.plugins, base_dir=cfg.base_dir)
     except PluginNotFoundError as exc:
         where.add("study", "plugins", str(exc))
         return create_plugin_host()

@@ -1,10 +1,20 @@
-"""Reusable conformance tests for plugins (like Optuna's ``StorageTestCase``).
+"""Test helpers and reusable conformance tests for plugins (like Optuna's ``StorageTestCase``).
 
-A plugin's test suite subclasses :class:`PluginContract`, sets ``plugin`` (the module with the
-hook implementations) and implements ``tiny_backbone`` and ``sample_inputs``; pytest then runs
-every contract test against that plugin::
+Two contracts, each a class a plugin's test suite subclasses (pytest then runs every check):
 
-    class TestTextContract(PluginContract):
+* :class:`PluginContract`: plugin-level checks (hooks have specs, tasks are consistent, foreign
+  requests get ``None``, search-space fragments are valid, catalog entries are well formed).
+  Set ``plugin``.
+* :class:`BackboneContract`: per-backbone checks (features of the declared width, export and
+  reload through the plugin, adapter strategies, the ``partial`` split), run for every catalog
+  backbone the plugin registers and for its ``tiny_backbone``. A backbone-only plugin (one that
+  adds backbones to another plugin's task) uses it alone::
+
+    class TestTextPlugin(PluginContract):
+        plugin = automl_pt_text
+
+
+    class TestTextBackbones(BackboneContract):
         plugin = automl_pt_text
 
         def tiny_backbone(self, tmp_path):
@@ -12,37 +22,104 @@ every contract test against that plugin::
 
         def sample_inputs(self, tmp_path):
             return ["a first text", "another one", "a third"]
+
+Helpers for a plugin's own end-to-end tests: :func:`write_study` writes a study file,
+:data:`TINY_SPACE` is a search space of one quick configuration, :func:`require` skips a test
+on a machine without an optional install (and fails in CI).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .plugins import create_plugin_host
+
+#: every transfer-learning hyperparameter fixed to one quick value: ``trials = 1`` trains once
+TINY_SPACE = {"strategy": ["full"], "learning_rate": [0.002], "head_lr_multiplier": [10.0],
+              "layer_decay": [1.0], "weight_decay": [0.0], "warmup_ratio": [0.0], "epochs": [1],
+              "batch_size": [8], "dropout": [0.0], "label_smoothing": [0.0],
+              "schedule": ["cosine"]}
+
+
+def require(condition: bool, what: str) -> None:
+    """In a test: skip on a developer machine that lacks an optional install (a weights
+    package, the Debian data set); fail in CI (``CI`` set), where a skip would hide a broken
+    install."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed (CI must install it)")
+    pytest.skip(f"{what} is not installed")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} to a study file")
+
+
+def write_study(directory: str | Path, task: str, backbones: list[str] | str | Path, data: dict[str, Any],
+                space: dict[str, Any] | str | None = None, *, name: str = "tiny", trials: int = 1,
+                filename: str = "study.toml", **sections: dict[str, Any]) -> Path:
+    """Write ``directory/study.toml`` for a small CPU study and return its path: ``task``,
+    ``backbones`` (one or several names), ``[data]`` entries (paths relative to the file or
+    absolute), ``[search.space]`` (a dict of values, lists and ranges, or TOML text; default
+    :data:`TINY_SPACE`). Defaults: sampler ``random``, pruner ``none``, devices ``cpu``, run
+    directory ``run``; other keys go in ``sections`` by section name, e.g.
+    ``study={"seed": 1}``, ``search={"sampler": "grid"}``, ``resources={"workers": "inline"}``
+    (``search_space`` is not a section: use ``space``)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    values: dict[str, dict[str, Any]] = {
+        "study": {"name": name, "trials": trials, "seed": 0},
+        "task": {"type": task},
+        "data": dict(data),
+        "search": {"backbones": [str(b) for b in ([backbones] if isinstance(backbones, (str, Path))
+                                                  else backbones)],
+                   "sampler": "random", "pruner": "none"},
+        "resources": {"devices": "cpu"},
+        "storage": {"dir": "run"},
+    }
+    for section, entries in sections.items():
+        values.setdefault(section, {}).update(entries)
+    space = TINY_SPACE if space is None else space
+    lines = []
+    for section, entries in values.items():
+        lines += [f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in entries.items()), ""]
+        if section == "search":
+            lines += ["[search.space]", *(space.strip().splitlines() if isinstance(space, str) else
+                                          (f"{k} = {_toml(v)}" for k, v in space.items())), ""]
+    path = directory / filename
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _own_name(host: Any, plugin: Any) -> str:
+    return host.pm.get_name(plugin) or ""
 
 
 class PluginContract:
+    """Plugin-level checks; set ``plugin`` (the module or object with the hook implementations)
+    and, when the plugin builds on another plugin's tasks, ``requires`` (those plugins)."""
+
     plugin: Any = None
+    requires: tuple[Any, ...] = ()
 
-    # -- to implement ---------------------------------------------------------------------
-    def tiny_backbone(self, tmp_path: Path) -> str:
-        """A backbone name (catalog name, hub name or local path) the plugin resolves and loads
-        quickly, with random weights if need be."""
-        raise NotImplementedError
-
-    def sample_inputs(self, tmp_path: Path) -> list[Any]:
-        """A few raw inputs of the plugin's modality (texts, image paths, audio paths)."""
-        raise NotImplementedError
-
-    # -- helpers ----------------------------------------------------------------------------
     def host(self):
-        return create_plugin_host(entry_points=False, extra=[self.plugin])
-
-    def modality(self, host) -> str:
-        mine = [t for t in host.registry.tasks.values() if t.plugin == host.pm.get_name(self.plugin)]
-        assert mine, "the plugin registers no task"
-        return mine[0].modality
+        return create_plugin_host(entry_points=False, extra=[*self.requires, self.plugin])
 
     # -- the contract -----------------------------------------------------------------------
     def test_hooks_have_specs(self):
@@ -92,18 +169,103 @@ class PluginContract:
                         assert p.low is not None and p.high is not None and p.low <= p.high
                         assert not p.log or p.low > 0
 
-    def test_backbone_encode_export_reload(self, tmp_path):
+    def test_catalog_entries_are_well_formed(self):
+        """Every catalog backbone of the plugin names a modality some task reads, a loader, a
+        source and (when known) its parameter count; nothing is loaded."""
+        host = self.host()
+        mine = [b for b in host.registry.backbones.values() if b.plugin == _own_name(host, self.plugin)]
+        modalities = {t.modality for t in host.registry.tasks.values()}
+        for info in mine:
+            assert info.modality in modalities, f"{info.name}: no task reads {info.modality!r} inputs"
+            assert callable(info.load) and info.source, info.name
+            assert info.parameters is None or info.parameters > 0, info.name
+            assert host.registry.find_backbone(info.name) is info
+            for alias in info.aliases:
+                assert host.registry.find_backbone(alias) is info, alias
+
+
+class BackboneContract:
+    """Per-backbone checks, run for every catalog backbone the plugin registers (its weights
+    must be installed: else skipped, a failure in CI) and for :meth:`tiny_backbone`.
+
+    Set ``plugin``; ``requires``: plugins it builds on (the task of its modality); implement
+    :meth:`sample_inputs` and :meth:`tiny_backbone` (return ``None`` to check the catalog only);
+    ``modality`` names the modality of ``tiny_backbone`` when the plugin has no catalog entry
+    to take it from. ``adapters = False``: the backbones offer no LoRA / (IA)^3 targets, and
+    the check is that strategies ``lora`` / ``ia3`` refuse them with an error naming them.
+    """
+
+    plugin: Any = None
+    requires: tuple[Any, ...] = ()
+    modality: str = ""
+    adapters: bool = True
+    #: checks that also run on the catalog backbones (the others run on the tiny backbone only:
+    #: they train, and real weights add nothing to what they check)
+    catalog_checks: tuple[str, ...] = ("test_backbone_encode_export_reload",)
+
+    # -- to implement ---------------------------------------------------------------------
+    def tiny_backbone(self, tmp_path: Path) -> str | None:
+        """A backbone name (catalog name, hub name or local path) the plugin resolves and loads
+        quickly, with random weights if need be."""
+        raise NotImplementedError
+
+    def sample_inputs(self, tmp_path: Path) -> list[Any]:
+        """A few raw inputs of the backbones' modality (texts, image paths, audio paths)."""
+        raise NotImplementedError
+
+    # -- parametrization over the catalog ---------------------------------------------------
+    def host(self):
+        return create_plugin_host(entry_points=False, extra=[*self.requires, self.plugin])
+
+    def pytest_generate_tests(self, metafunc: Any) -> None:
+        if "backbone_name" not in metafunc.fixturenames:
+            return
+        names: list[str] = ["tiny"]
+        if metafunc.function.__name__ in self.catalog_checks:
+            host = self.host()
+            names += sorted(b.name for b in host.registry.backbones.values()
+                            if b.plugin == _own_name(host, self.plugin))
+        metafunc.parametrize("backbone_name", names)
+
+    def resolve(self, host: Any, backbone_name: str, tmp_path: Path) -> tuple[Any, str]:
+        """``(BackboneInfo, modality)`` of ``backbone_name`` (``"tiny"``: :meth:`tiny_backbone`)."""
+        if backbone_name != "tiny":
+            info = host.registry.find_backbone(backbone_name)
+            return info, info.modality
+        name = self.tiny_backbone(tmp_path)
+        if name is None:
+            pytest.skip("the plugin checks its catalog backbones only")
+        modality = self.modality or next(
+            (b.modality for b in host.registry.backbones.values()
+             if b.plugin == _own_name(host, self.plugin)), "")
+        assert modality, "set BackboneContract.modality: the plugin registers no catalog backbone"
+        info = host.registry.find_backbone(name) or host.hook.automl_pt_resolve_backbone(
+            name=name, modality=modality)
+        assert info is not None, f"plugin cannot resolve its own tiny backbone {name!r}"
+        return info, modality
+
+    def load(self, info: Any, options: dict) -> Any:
+        """``info.load(options)``; a catalog backbone whose weights are not installed is skipped
+        (a failure in CI)."""
+        from .errors import BackboneError
+
+        try:
+            return info.load(options)
+        except BackboneError as exc:
+            if "pip install" not in str(exc):
+                raise
+            require(False, f"{info.name!r} weights ({exc})")
+
+    # -- the contract -----------------------------------------------------------------------
+    def test_backbone_encode_export_reload(self, tmp_path, backbone_name):
         """Features have the declared width, and an exported backbone reloads through the
         plugin as a local folder and gives the same features."""
         import torch
 
         host = self.host()
-        modality = self.modality(host)
-        name = self.tiny_backbone(tmp_path)
-        info = host.registry.find_backbone(name) or host.hook.automl_pt_resolve_backbone(
-            name=name, modality=modality)
-        assert info is not None, f"plugin cannot resolve its own tiny backbone {name!r}"
-        backbone = info.load({}).eval()
+        info, modality = self.resolve(host, backbone_name, tmp_path)
+        backbone = self.load(info, {}).eval()
+        assert backbone.modality == modality and backbone.feature_dim > 0
         prep = backbone.preprocessor({})
         inputs = self.sample_inputs(tmp_path)
         prep.fit(inputs)
@@ -128,7 +290,7 @@ class PluginContract:
             feats2 = reloaded.encode(prep2.collate(enc2))
         torch.testing.assert_close(feats2, feats, rtol=1e-4, atol=1e-4)
 
-    def test_adapter_strategies_train_merge_and_reload(self, tmp_path):
+    def test_adapter_strategies_train_merge_and_reload(self, tmp_path, backbone_name):
         """``lora``, ``ia3`` and ``bitfit`` on the plugin's tiny backbone: the backbone offers
         adapter targets, each strategy trains only its own parameters and the head, a few steps
         lower the loss, and the merged backbone has no adapter keys and, exported and reloaded
@@ -136,20 +298,24 @@ class PluginContract:
         import torch
 
         from .adapters import apply_strategy
+        from .errors import BackboneError
         from .model import ClassificationTask, TrialModel
 
         host = self.host()
-        modality = self.modality(host)
-        name = self.tiny_backbone(tmp_path)
-        info = host.registry.find_backbone(name) or host.hook.automl_pt_resolve_backbone(
-            name=name, modality=modality)
+        info, modality = self.resolve(host, backbone_name, tmp_path)
         inputs = self.sample_inputs(tmp_path)
         labels = torch.arange(len(inputs)) % 2
-        for strategy in ("lora", "ia3", "bitfit"):
+        if not self.adapters:
+            backbone = self.load(info, {})
+            for strategy in ("lora", "ia3"):
+                with pytest.raises(BackboneError, match=repr(backbone.name)):
+                    apply_strategy(backbone, {"strategy": strategy})
+        for strategy in ("lora", "ia3", "bitfit") if self.adapters else ("bitfit",):
             torch.manual_seed(0)
-            backbone = info.load({"params": {"strategy": strategy}})
+            backbone = self.load(info, {"params": {"strategy": strategy}})
             targets = backbone.peft_targets()
-            assert targets.get("default") and targets.get("all") and targets.get("ia3"), (
+            assert not self.adapters or (targets.get("default") and targets.get("all")
+                                         and targets.get("ia3")), (
                 f"{type(backbone).__name__} offers no adapter targets: {targets}")
             prep = backbone.preprocessor({})
             prep.fit(inputs)
@@ -193,7 +359,7 @@ class PluginContract:
                 again = model2(prep.collate(reloaded.preprocessor({}).encode(inputs)))
             torch.testing.assert_close(again, adapted, rtol=1e-4, atol=1e-4)
 
-    def test_partial_split_matches_encode_and_trains_only_the_top(self, tmp_path):
+    def test_partial_split_matches_encode_and_trains_only_the_top(self, tmp_path, backbone_name):
         """Strategy ``partial``: for every k, ``encode_top(encode_bottom(batch, k), k)`` is
         ``encode(batch)`` in eval mode, directly and through the activation cache's path
         (batches of two, zero-padded, fp16); after ``freeze_bottom`` only the top k blocks'
@@ -206,11 +372,8 @@ class PluginContract:
         from .model import ClassificationTask
 
         host = self.host()
-        modality = self.modality(host)
-        name = self.tiny_backbone(tmp_path)
-        info = host.registry.find_backbone(name) or host.hook.automl_pt_resolve_backbone(
-            name=name, modality=modality)
-        backbone = info.load({}).eval()
+        info, modality = self.resolve(host, backbone_name, tmp_path)
+        backbone = self.load(info, {}).eval()
         try:
             blocks = backbone.num_blocks()
         except BackboneError as exc:

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+#: the driver's messages on a worker's pipe: ``(RUN, deadline)`` runs one trial, ``(STOP,)`` ends
 STOP = "stop"
 RUN = "run"
 

@@ -99,3 +99,33 @@ def test_backbones_lists_catalog(capsys):
     assert main(["backbones", "mini*", "--json"]) == 0
     assert [b["name"] for b in json.loads(capsys.readouterr().out)] == ["minilm-l6"]
     assert main(["backbones", "--task", "nope"]) == 2
+
+
+#: libraries that take a second or more to import: listing commands must not need any of them
+HEAVY_MODULES = ("torch", "torchvision", "transformers", "timm", "PIL", "soundfile", "pandas",
+                 "optuna", "duckdb")
+
+
+def test_listing_commands_import_no_model_library():
+    """``automl-pt backbones`` / ``plugins`` build the whole registry of every installed plugin
+    (tasks, backbones, data readers, metrics) without importing torch or any model library:
+    importing torch alone took over 1 s here, and the vision folder reader pulling it in made
+    ``automl-pt backbones`` take 2-7 s. Run in a fresh interpreter, as a user would."""
+    import subprocess
+    import sys
+
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from automl_pt.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    codes = [main(['backbones']), main(['backbones', '--json']),\n"
+        "             main(['backbones', '--task', 'image-classification', '--json']),\n"
+        "             main(['plugins', '--json'])]\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY_MODULES!r})\n"
+        "print(json.dumps({'codes': codes, 'heavy': heavy, 'out': out.getvalue()}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["codes"] == [0, 0, 0, 0]
+    assert "minilm-l6" in result["out"] and "mobilenetv2-100" in result["out"]  # plugins did register
+    assert result["heavy"] == [], f"listing commands imported {result['heavy'][:5]}"

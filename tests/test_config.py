@@ -242,3 +242,46 @@ def test_an_unimportable_study_plugin_is_a_study_file_error(study, capsys):
     err = capsys.readouterr().err
     assert f"{study}:{_line_of(study, 'plugins =')}: [study] plugins" in err
     assert "no_such_plugin_module" in err and not (study.parent / "run").exists()
+
+
+PLUGIN_MODULE = '''
+from automl_pt import hookimpl
+from automl_pt.registry import Metric
+
+
+@hookimpl
+def automl_pt_register_metrics(register):
+    register.metric(Metric(name="{name}", fn=lambda labels, preds, probs: 0.5))
+'''
+
+
+def test_study_plugins_resolve_relative_to_the_study_file(study, tmp_path, monkeypatch):
+    """``[study] plugins`` names modules kept next to the study file (a module name, found
+    there before ``sys.path``) or ``.py`` files relative to it, whatever the current
+    directory; the study may then optimise what they register."""
+    (study.parent / "study_metric_plugin.py").write_text(PLUGIN_MODULE.format(name="half_a"))
+    (study.parent / "extra").mkdir()
+    (study.parent / "extra" / "half_b_plugin.py").write_text(PLUGIN_MODULE.format(name="half_b"))
+    _edit(study, "seed = 0", 'seed = 0\nmetric = "half_b"\n'
+          'plugins = ["study_metric_plugin", "extra/half_b_plugin.py"]')
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delitem(sys.modules, "study_metric_plugin", raising=False)
+    config = load_config(study)
+    assert config.base_dir == study.parent.resolve()
+    prepared = Study.from_config(study).prepare()
+    assert {"half_a", "half_b"} <= set(prepared.host.registry.metrics)
+    assert prepared.metric == "half_b"
+    assert "study_metric_plugin" in {p.name for p in prepared.host.plugins}
+    # a dict config resolves against the base_dir it is given
+    assert config_from_dict({"study": {"name": "d"}, "task": {"type": "t"}, "data": {"train": []}},
+                            base_dir=study.parent).base_dir == study.parent.resolve()
+
+
+def test_a_missing_study_plugin_file_names_the_resolved_path(study, capsys):
+    _edit(study, "seed = 0", 'seed = 0\nplugins = ["extra/nothing_here.py"]')
+    assert main(["run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert f"{study}:{_line_of(study, 'plugins =')}: [study] plugins" in err
+    assert str(study.parent / "extra" / "nothing_here.py") in err

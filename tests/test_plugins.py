@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -29,8 +31,10 @@ def test_hookspecs_are_prefixed_typed_and_documented():
 def test_builtins_only_when_entry_points_off():
     host = create_plugin_host(entry_points=False)
     names = {p.name for p in host.plugins}
-    assert names == {"tables", "metrics", "search_space"}
+    assert names == {"tables", "metrics", "search_space", "objectives", "export_formats"}
     assert all(p.builtin for p in host.plugins)
+    assert list(host.registry.export_formats) == ["native", "safetensors", "onnx", "torchscript"]
+    assert list(host.registry.objectives) == ["contrastive"]
     assert {"accuracy", "macro_f1"} <= set(host.registry.metrics)
     assert "table" in host.registry.readers
     assert host.registry.tasks == {}
@@ -185,3 +189,55 @@ def test_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "run" in proc.stdout and "backbones" in proc.stdout
+
+
+# -- the core names no modality: plugins hold that knowledge ------------------------------------
+CORE = Path(__file__).resolve().parent.parent / "automl_pt"
+#: names of one backbone library's inputs, models or configs
+LIBRARY_WORDS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "input_values",
+                 "whisper", "wav2vec", "last_hidden_state", "id2label", "automodel", "autotokenizer",
+                 "create_model")
+#: the export and model-card code must not branch on a modality or name a library
+EXPORT_MODULES = ("export.py", "formats.py", "model_card.py", "builtin/export_formats.py")
+MODALITY_WORDS = ("text", "image", "audio", "timm", "soundfile")
+
+
+def _code_words(path: Path, names: bool = True) -> list[tuple[int, str]]:
+    """``(line, text)`` of every string constant (and identifier, with ``names``) in ``path``,
+    docstrings left out (they may explain what plugins do)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            out.append((node.lineno, node.value))
+        elif isinstance(node, ast.Name) and names:
+            out.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute) and names:
+            out.append((node.lineno, node.attr))
+    return out
+
+
+def test_core_code_names_no_backbone_library_input():
+    """Sample inputs, input names, pooling and load snippets live in the plugins (hook
+    ``automl_pt_export_support``): no core module's code names a library's inputs or models."""
+    found = [f"{path.relative_to(CORE)}:{line}: {text!r}"
+             for path in sorted(CORE.rglob("*.py")) for line, text in _code_words(path)
+             if any(word in text.lower() for word in LIBRARY_WORDS)]
+    assert not found, "\n".join(found)
+
+
+def test_export_code_names_no_modality():
+    """The export formats and model cards say nothing about a modality: no string in their
+    code is a modality's name or a library's."""
+    found = []
+    for name in EXPORT_MODULES:
+        for line, text in _code_words(CORE / name, names=False):
+            words = set(re.findall(r"[a-z]+", text.lower()))
+            found += [f"{name}:{line}: {text!r}" for w in MODALITY_WORDS if w in words]
+    assert not found, "\n".join(found)

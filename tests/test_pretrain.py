@@ -329,7 +329,7 @@ def test_a_third_party_plugin_adds_an_objective(tmp_path, tiny_bert, topic_data,
     prepared = study.prepare()
     registered = objectives(prepared.host)
     assert registered["bag-of-words"].plugin == "objective_plugin"
-    assert registered["mlm"].modalities == ("text",) and registered["contrastive"].plugin == "automl_pt"
+    assert registered["mlm"].modalities == ("text",) and registered["contrastive"].plugin == "objectives"
     directory = run_pretraining(study, prepared, str(tiny_bert), progress=False)
     assert json.loads((directory / "done.json").read_text())["objective"] == "bag-of-words"
     import pandas as pd

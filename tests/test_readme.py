@@ -92,3 +92,51 @@ def test_plugin_example_is_used_by_a_study(tmp_path, monkeypatch, tiny_bert, top
     assert all("balanced_accuracy" in json.loads(m) for m in trials["metrics"])
     assert (trials["label_smoothing"] <= 0.1).all()
     assert "val_balanced_accuracy" in set(results.epochs_df["name"])
+
+
+# -- the plugin authors' example: a byte-level text backbone, its contract tests and a study ------
+def _byte_plugin():
+    import types
+
+    module = types.ModuleType("byte_plugin")
+    exec(compile(readme_block("byte-plugin"), "README.md:byte-plugin", "exec"), module.__dict__)
+    return module
+
+
+BYTE_PLUGIN = _byte_plugin()
+sys.modules.setdefault("byte_plugin", BYTE_PLUGIN)   # the README's contract example imports it
+exec(compile(readme_block("byte-contract"), "README.md:byte-contract", "exec"), globals())
+
+
+def test_byte_plugin_example_runs_a_study_exports_and_predicts(tmp_path, topic_data, monkeypatch):
+    """The README's backbone plugin, kept next to the study file and named there as a file,
+    trains in a study of the text plugin's task; the exported model reloads through the
+    plugin's own resolver and predicts."""
+    import automl_pt
+    import automl_pt_text
+    from automl_pt import Study
+    from automl_pt.plugins import create_plugin_host
+    from automl_pt.testing import write_study
+
+    (tmp_path / "byte_plugin.py").write_text(readme_block("byte-plugin"))
+    path = write_study(tmp_path, "text-classification", "bytes-tiny",
+                       {"train": "data/train.csv", "validation": "data/validation.csv",
+                        "test": "data/test.csv"},
+                       {"strategy": ["full"], "epochs": 3, "batch_size": [8],
+                        "learning_rate": [0.01], "head_lr_multiplier": [1.0]},
+                       trials=1, study={"plugins": ["byte_plugin.py"]},
+                       resources={"workers": "inline"})
+    monkeypatch.chdir(tmp_path.parent)          # the plugin is found next to the study file
+    saved = sys.modules.get("byte_plugin")
+    try:
+        results = Study.from_config(path).run(progress=False)
+        host = create_plugin_host(entry_points=False, extra=[automl_pt_text, sys.modules["byte_plugin"]])
+        model = automl_pt.load(results.best_model_dir, host=host)
+        prediction = model.predict(["rocket orbit the moon", "bread and cheese soup"])
+    finally:
+        sys.modules["byte_plugin"] = saved
+    manifest = json.loads((results.best_model_dir / "automl_pt.json").read_text())
+    assert manifest["backbone"] == "bytes-tiny" and manifest["backbone_plugin"]["module"] == "byte_plugin"
+    assert type(model.model.backbone).__name__ == "ByteBackbone"
+    assert len(prediction.labels) == 2 and set(prediction.labels) <= {"space", "food", "law"}
+    assert results.test_metrics["accuracy"] > 0

@@ -48,12 +48,16 @@ def check_input(path) -> str | None:
     return check_audio_file(path)
 
 
+def _create_task():
+    from automl_pt.model import ClassificationTask   # torch: only when a task is built
+
+    return ClassificationTask(TASK)
+
+
 @hookimpl
 def automl_pt_register_tasks(register):
-    from automl_pt.model import ClassificationTask
-
     register.task(TaskInfo(
-        name=TASK, modality=MODALITY, create=lambda: ClassificationTask(TASK),
+        name=TASK, modality=MODALITY, create=_create_task,
         metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="audio_column",
         input_is_path=True, check_input=check_input, default_backbones=(WHISPER_CATALOG,),
         description="single-label audio classification (keyword spotting, speaker, emotion): "
@@ -197,3 +201,24 @@ def automl_pt_pretrain_views(backbone, modality, options):
 
     strength = float((options.get("options") or {}).get("augmentation_strength", 1.0))
     return make_audio_views(backbone, strength)
+
+
+# -- export ----------------------------------------------------------------------------------------
+@hookimpl
+def automl_pt_register_export_formats(register):
+    from automl_pt.registry import ExportFormat
+
+    register.export_format(ExportFormat(
+        "hf", library=True, description="the encoder's transformers save_pretrained folder (config "
+        "with id2label) + head.safetensors"))
+
+
+@hookimpl
+def automl_pt_export_support(backbone, modality):
+    from .backbones import AudioBackbone
+
+    if modality != MODALITY or not isinstance(backbone, AudioBackbone):
+        return None
+    from .exporting import AudioExportSupport
+
+    return AudioExportSupport()

@@ -1,4 +1,4 @@
-"""The shared plugin contract, run once per audio-encoder family (tiny random weights), and
+"""The shared plugin contract, the backbone contract once per audio-encoder family (tiny random weights), and
 backbone resolution (hub names, local folders, catalog, name options) without any network."""
 
 from __future__ import annotations
@@ -7,13 +7,18 @@ import pytest
 
 import automl_pt_speech
 from automl_pt.errors import BackboneError
-from automl_pt.testing import PluginContract
+from automl_pt.testing import BackboneContract, PluginContract
 from automl_pt_speech.testing import make_tone_tree
 
 
-class _SpeechContract(PluginContract):
+class TestSpeechContract(PluginContract):
+    plugin = automl_pt_speech
+
+
+class _SpeechBackboneContract(BackboneContract):
     plugin = automl_pt_speech
     family = ""
+    catalog_checks = ()     # the catalog's Whisper is checked once, with the whisper family
 
     def tiny_backbone(self, tmp_path):
         from automl_pt_speech import testing
@@ -27,15 +32,16 @@ class _SpeechContract(PluginContract):
         return sorted(str(p) for p in root.rglob("*.*"))
 
 
-class TestWav2Vec2Contract(_SpeechContract):
+class TestWav2Vec2Contract(_SpeechBackboneContract):
     family = "wav2vec2"
 
 
-class TestWhisperContract(_SpeechContract):
+class TestWhisperContract(_SpeechBackboneContract):
     family = "whisper"
+    catalog_checks = BackboneContract.catalog_checks
 
 
-class TestASTContract(_SpeechContract):
+class TestASTContract(_SpeechBackboneContract):
     family = "ast"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from automl_pt import Study
 from automl_pt.export import Predictor
+from automl_pt.testing import write_study
 from automl_pt_speech.preprocess import AudioPreprocessor
 
 GRID_SPACE = """strategy = ["full", "linear_probe"]
@@ -31,38 +32,10 @@ schedule = ["cosine"]"""
 
 def study_toml(tmp_path, tones, backbone: str, trials: int, space: str = GRID_SPACE,
                sampler: str = "grid", workers: str = "process") -> object:
-    text = f"""
-[study]
-name = "tiny-speech"
-trials = {trials}
-seed = 0
-
-[task]
-type = "audio-classification"
-
-[data]
-train = "{tones['train']}"
-validation = "{tones['validation']}"
-test = "{tones['test']}"
-
-[search]
-backbones = ["{backbone}"]
-sampler = "{sampler}"
-pruner = "none"
-
-[search.space]
-{space}
-
-[resources]
-devices = "cpu"
-workers = "{workers}"
-
-[storage]
-dir = "run"
-"""
-    path = tmp_path / "study.toml"
-    path.write_text(text)
-    return path
+    return write_study(tmp_path, "audio-classification", backbone,
+                       {"train": tones["train"], "validation": tones["validation"],
+                        "test": tones["test"]}, space, name="tiny-speech", trials=trials,
+                       search={"sampler": sampler}, resources={"workers": workers})
 
 
 @pytest.fixture

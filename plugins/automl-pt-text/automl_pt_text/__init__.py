@@ -18,8 +18,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .plugin import (  # noqa: F401  (the hook implementations are the module's API)
+    automl_pt_export_support,
     automl_pt_pretrain_views,
     automl_pt_register_backbones,
+    automl_pt_register_export_formats,
     automl_pt_register_objectives,
     automl_pt_register_tasks,
     automl_pt_resolve_backbone,

@@ -34,13 +34,16 @@ def _load_minilm(options: dict):
     return load_transformers_backbone(str(path), "minilm-l6", options)
 
 
+def _create_task():
+    from automl_pt.model import ClassificationTask   # torch: only when a task is built
+
+    return ClassificationTask("text-classification")
+
+
 @hookimpl
 def automl_pt_register_tasks(register):
-    from automl_pt.model import ClassificationTask
-
     register.task(TaskInfo(
-        name="text-classification", modality=MODALITY,
-        create=lambda: ClassificationTask("text-classification"),
+        name="text-classification", modality=MODALITY, create=_create_task,
         metrics=("accuracy", "macro_f1"), default_metric="accuracy", input_key="text_column",
         default_backbones=("minilm-l6",),
         description="single-label text classification (a text column and a label column)"))
@@ -128,3 +131,24 @@ def automl_pt_pretrain_views(backbone, modality, options):
 
     token_drop = float((options.get("options") or {}).get("token_drop", DEFAULT_TOKEN_DROP))
     return make_text_views(backbone.tokenizer, token_drop)
+
+
+# -- export ----------------------------------------------------------------------------------------
+@hookimpl
+def automl_pt_register_export_formats(register):
+    from automl_pt.registry import ExportFormat
+
+    register.export_format(ExportFormat(
+        "hf", library=True, description="the encoder's transformers save_pretrained folder (config "
+        "with id2label) + head.safetensors"))
+
+
+@hookimpl
+def automl_pt_export_support(backbone, modality):
+    from .backbone import TransformersTextBackbone
+
+    if modality != MODALITY or not isinstance(backbone, TransformersTextBackbone):
+        return None
+    from .exporting import TextExportSupport
+
+    return TextExportSupport()

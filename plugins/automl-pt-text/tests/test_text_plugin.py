@@ -11,7 +11,7 @@ import pytest
 
 import automl_pt_text
 from automl_pt.plugins import create_plugin_host
-from automl_pt.testing import PluginContract
+from automl_pt.testing import BackboneContract, PluginContract
 from automl_pt_text.datasets import FORTUNES_DIR, build_fortunes_dataset
 from automl_pt_text.plugin import minilm_dir
 from automl_pt_text.testing import make_tiny_bert
@@ -20,6 +20,10 @@ TEXTS = ["the court heard the appeal", "a rocket reached orbit", "bake the bread
 
 
 class TestTextPluginContract(PluginContract):
+    plugin = automl_pt_text
+
+
+class TestTextBackboneContract(BackboneContract):
     plugin = automl_pt_text
 
     def tiny_backbone(self, tmp_path):

@@ -22,9 +22,11 @@ __version__ = "0.1.0"
 from .plugin import (  # noqa: F401  (the hook implementations are the module's API)
     automl_pt_augmentation,
     automl_pt_data_options,
+    automl_pt_export_support,
     automl_pt_pretrain_views,
     automl_pt_register_backbones,
     automl_pt_register_data_readers,
+    automl_pt_register_export_formats,
     automl_pt_register_tasks,
     automl_pt_resolve_backbone,
     automl_pt_search_space,

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from automl_pt.errors import DataError
 
-from .preprocess import IMAGE_SUFFIXES
-
+#: suffixes of the image files decoding accepts (kept here, not in preprocess.py, so that building
+#: the registry, which asks this reader's ``accepts``, imports no torch)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                            ".ppm", ".pgm", ".pbm", ".jfif"})
 SCAN_LIMIT = 2000  # files looked at to decide whether a folder is an image tree
 
 

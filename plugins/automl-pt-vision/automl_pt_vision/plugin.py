@@ -182,3 +182,24 @@ def automl_pt_pretrain_views(backbone, modality, options):
     from .pretrain import make_image_views
 
     return make_image_views(float((options.get("options") or {}).get("augmentation_strength", 1.0)))
+
+
+# -- export ----------------------------------------------------------------------------------------
+@hookimpl
+def automl_pt_register_export_formats(register):
+    from automl_pt.registry import ExportFormat
+
+    register.export_format(ExportFormat(
+        "timm", library=True, description="a timm folder whose classifier is the fine-tuned head: "
+        "timm.create_model(\"local-dir:DIR\", pretrained=True)"))
+
+
+@hookimpl
+def automl_pt_export_support(backbone, modality):
+    from .backbone import TimmImageBackbone
+
+    if modality != MODALITY or not isinstance(backbone, TimmImageBackbone):
+        return None
+    from .exporting import ImageExportSupport
+
+    return ImageExportSupport()

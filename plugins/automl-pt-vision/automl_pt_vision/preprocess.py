@@ -24,10 +24,10 @@ import torch
 from automl_pt.errors import DataError
 from automl_pt.model import Preprocessor
 
+from .folders import IMAGE_SUFFIXES  # noqa: F401  (decodable suffixes; folders.py stays torch-free)
+
 PIPELINE_VERSION = 1          # bump when the decoded pixels would change
 MAX_LISTED = 20
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-                            ".ppm", ".pgm", ".pbm", ".jfif"})
 
 _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, "hamming": 5}
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from automl_pt.testing import require  # noqa: F401  (moved to the core; kept importable here)
 
 PATTERNS = ("stripes", "columns", "disc", "checker", "ring", "diagonal")
 
@@ -84,16 +85,3 @@ def write_table(path: str | Path, tree: str | Path, image_column: str = "image",
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def require(condition: bool, what: str) -> None:
-    """In a test: skip on a developer machine that lacks an optional install (a weights
-    package, the Debian data set); fail in CI (``CI`` set), where a skip would hide a broken
-    install."""
-    import pytest
-
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is not installed (CI must install it)")
-    pytest.skip(f"{what} is not installed")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import automl_pt_vision
-from automl_pt.testing import PluginContract
+from automl_pt.testing import BackboneContract, PluginContract
 from automl_pt_vision.testing import make_image_tree, make_tiny_timm
 
 
 class TestVisionContract(PluginContract):
+    plugin = automl_pt_vision
+
+
+class TestVisionBackboneContract(BackboneContract):
     plugin = automl_pt_vision
 
     def tiny_backbone(self, tmp_path):

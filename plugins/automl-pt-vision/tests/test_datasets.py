@@ -11,7 +11,7 @@ from PIL import Image
 
 from automl_pt_vision.datasets import (CLASS_NAMES, FASHION_MNIST_DIR, build_fashion_mnist, main,
                                        read_idx)
-from automl_pt_vision.testing import require
+from automl_pt.testing import require
 
 
 def write_idx(path, array):

@@ -12,45 +12,16 @@ import pytest
 
 from automl_pt import Study
 from automl_pt.export import Predictor
+from automl_pt.testing import write_study
 from automl_pt_vision.testing import make_image_tree, write_table
 
 
 def study_toml(tmp_path, backbone, trials: int, space: str, sampler: str = "grid",
-               extra_data: str = "", workers: str = "process") -> object:
-    text = f"""
-[study]
-name = "tiny-vision"
-trials = {trials}
-seed = 0
-
-[task]
-type = "image-classification"
-
-[data]
-train = "data/train"
-test = "data/test.csv"
-image_size = 32
-{extra_data}
-
-[search]
-backbones = ["{backbone}"]
-sampler = "{sampler}"
-pruner = "none"
-
-[search.space]
-{space}
-
-[resources]
-devices = "cpu"
-workers = "{workers}"
-num_threads = 1
-
-[storage]
-dir = "run"
-"""
-    path = tmp_path / "study.toml"
-    path.write_text(text)
-    return path
+               workers: str = "process") -> object:
+    return write_study(tmp_path, "image-classification", backbone,
+                       {"train": "data/train", "test": "data/test.csv", "image_size": 32}, space,
+                       name="tiny-vision", trials=trials, search={"sampler": sampler},
+                       resources={"workers": workers, "num_threads": 1})
 
 
 def make_data(root):

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from automl_pt import Study
+from automl_pt.testing import write_study
 from automl_pt_vision.backbone import MIN_AUTO_IMAGE_SIZE, auto_image_size
 from automl_pt_vision.testing import make_image_tree, make_tiny_timm
 
@@ -50,38 +51,11 @@ def test_28_pixel_images_are_encoded_at_96_not_224(vision_host, tiny_224, mnist_
 
 
 def _study(tmp_path, root, backbone, space: str) -> object:
-    path = tmp_path / "study.toml"
-    path.write_text(f"""
-[study]
-name = "sizes"
-trials = 1
-seed = 0
-
-[task]
-type = "image-classification"
-
-[data]
-train = "{root / 'data' / 'train'}"
-
-[search]
-backbones = ["{backbone}"]
-pruner = "none"
-
-[search.space]
-strategy = ["full"]
-epochs = 1
-batch_size = [16]
-{space}
-
-[resources]
-devices = "cpu"
-workers = "inline"
-num_threads = 1
-
-[storage]
-dir = "run"
-""")
-    return path
+    return write_study(tmp_path, "image-classification", backbone,
+                       {"train": root / "data" / "train"},
+                       'strategy = ["full"]\nepochs = 1\nbatch_size = [16]\n' + space, name="sizes",
+                       search={"sampler": "tpe"},
+                       resources={"workers": "inline", "num_threads": 1})
 
 
 def test_a_study_reports_the_chosen_size_and_exports_it(tmp_path, tiny_224, mnist_like):

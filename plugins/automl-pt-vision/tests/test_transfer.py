@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from automl_pt_vision.testing import require
+from automl_pt.testing import require
 
 IMAGE_SIZE = 64
 RECIPE = {"epochs": 4, "batch_size": 32, "learning_rate": 1e-3, "head_lr_multiplier": 10.0,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from automl_pt.errors import BackboneError
-from automl_pt_vision.testing import require
+from automl_pt.testing import require
 from automl_pt_vision.weights import CATALOG, convert, converted_weights, package_file, rename_in_order
 
 CAT_CLASSES = range(281, 286)       # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat

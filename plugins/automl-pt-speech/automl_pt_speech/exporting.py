@@ -1,0 +1,113 @@
+"""What ``automl-pt export`` needs to know about audio backbones: sample waveforms to trace
+with, the preprocessing, the pooling before the head, and the model card's snippets for the
+``hf`` folder (wav2vec2-family with mean pooling end to end; Whisper's encoder) and for ``onnx`` /
+``torchscript``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl_pt.formats import ExportSupport
+
+
+def set_label_names(directory: Path, label_names: list[str]) -> None:
+    """The label names into a transformers ``config.json`` (``id2label`` / ``label2id``)."""
+    cfg_path = directory / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
+    cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+
+
+class AudioExportSupport(ExportSupport):
+    example = '["clip.wav"]  # audio paths'
+    preprocessing_steps = ("mono; resample to sample_rate; int16 PCM padded with zeros (or cut) to "
+                           "max_samples; length = valid samples. Front-end (spectrogram / "
+                           "normalisation) is inside the model")
+
+    def sample_inputs(self, n: int, seed: int) -> list[Any]:
+        """Noise waveforms of different lengths at the model's rate."""
+        rng = np.random.default_rng(seed)
+        return [(0.3 * rng.standard_normal(4000 + 1500 * i)).astype(np.float32) for i in range(n)]
+
+    def describe_head(self, backbone: Any) -> dict[str, Any]:
+        """What the head sees (the pooling over valid frames), and for waveform encoders the
+        settings the card's snippet reproduces (per-clip normalisation, attention mask)."""
+        kind = getattr(getattr(backbone, "pool", None), "kind", None)
+        out: dict[str, Any] = {"applied_to": f"{kind} pooling of the last hidden state over valid frames"
+                               if kind else "the backbone's pooled features"}
+        waveform = {"normalize": getattr(backbone, "normalize", None),
+                    "attention_mask": getattr(backbone, "use_mask", None), "pooling": kind}
+        if isinstance(waveform["normalize"], bool):
+            out["waveform"] = waveform
+        return out
+
+    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str]) -> None:
+        if fmt == "hf":
+            set_label_names(directory, label_names)
+
+    def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
+        if fmt != "hf":
+            return None
+        waveform = (config.get("head") or {}).get("waveform")
+        if waveform and waveform["pooling"] == "mean":
+            return _waveform_hf_snippet(where, waveform, config["preprocessing"])
+        return (f"from transformers import AutoConfig, AutoModel\n\nfolder = {where}\n"
+                "config = AutoConfig.from_pretrained(folder)  # id2label holds the label names\n"
+                "if config.model_type == \"whisper\":\n"
+                "    from transformers.models.whisper.modeling_whisper import WhisperEncoder as Model\n"
+                "else:\n    Model = AutoModel\n"
+                "encoder = Model.from_pretrained(folder).eval()\n"
+                "# features: the pooled last hidden state (see automl_pt_export.json, 'head'; Whisper:\n"
+                "# log-mel of the clip padded to an even frame count, first positional embeddings);\n"
+                "# logits = features @ W.T + b with W, b from head.safetensors (linear.weight, linear.bias)\n"
+                "print(type(encoder).__name__, config.id2label)\n")
+
+    def tensor_snippet(self, config: dict[str, Any]) -> str:
+        return ("import soundfile as sf\nfrom scipy.signal import resample_poly\n"
+                "rate, n = config[\"preprocessing\"][\"sample_rate\"], config[\"preprocessing\"][\"max_samples\"]\n\n"
+                "def pcm(path):\n"
+                "    data, sr = sf.read(path, dtype=\"float32\", always_2d=True)\n"
+                "    wave = resample_poly(data.mean(1), rate, sr) if sr != rate else data.mean(1)\n"
+                "    wave = np.clip(np.round(wave[:n] * 32767), -32768, 32767).astype(np.int16)\n"
+                "    return np.pad(wave, (0, n - len(wave))), max(1, len(wave))\n\n"
+                f"clips = [pcm(p) for p in {self.example.split('  #')[0]}]\n"
+                "inputs = {\"audio\": np.stack([c[0] for c in clips]),\n"
+                "          \"length\": np.array([c[1] for c in clips], dtype=np.int64)}\n")
+
+
+def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, Any]) -> str:
+    """wav2vec2-family encoder from transformers + mean pooling over valid frames + the head,
+    reproducing the plugin's preprocessing (int16 PCM, per-clip normalisation)."""
+    norm = ("m = mask.float()\n"
+            "count = m.sum(1, keepdim=True).clamp(min=1)\n"
+            "mean = (audio * m).sum(1, keepdim=True) / count\n"
+            "var = (((audio - mean) * m) ** 2).sum(1, keepdim=True) / count\n"
+            "audio = (audio - mean) / torch.sqrt(var + 1e-7) * m\n") if waveform["normalize"] else ""
+    mask_arg = "mask.long()" if waveform["attention_mask"] else "None"
+    return ("import numpy as np\nimport soundfile as sf\nimport torch\n"
+            "from safetensors.torch import load_file\nfrom scipy.signal import resample_poly\n"
+            f"from transformers import AutoModel\n\nfolder = {where}\n"
+            "encoder = AutoModel.from_pretrained(folder).eval()\n"
+            f"rate, n = {prep['sample_rate']}, {prep['max_samples']}  # sample rate, samples per clip\n\n"
+            "def pcm(path):  # mono, resampled, 16-bit, cut to n samples\n"
+            "    data, sr = sf.read(path, dtype=\"float32\", always_2d=True)\n"
+            "    wave = resample_poly(data.mean(1), rate, sr) if sr != rate else data.mean(1)\n"
+            "    return np.clip(np.round(wave[:n] * 32767), -32768, 32767) / 32768\n\n"
+            "clips = [pcm(p) for p in [\"clip.wav\"]]  # audio paths\n"
+            "length = torch.tensor([max(1, len(c)) for c in clips])\n"
+            "audio = torch.tensor(np.stack([np.pad(c, (0, n - len(c))) for c in clips]), dtype=torch.float32)\n"
+            "mask = torch.arange(n)[None, :] < length[:, None]\n" + norm +
+            "with torch.no_grad():\n"
+            f"    hidden = encoder(input_values=audio, attention_mask={mask_arg}).last_hidden_state\n"
+            "frames = encoder._get_feat_extract_output_lengths(length).clamp(1, hidden.shape[1])\n"
+            "valid = (torch.arange(hidden.shape[1])[None, :] < frames[:, None]).unsqueeze(-1).float()\n"
+            "features = (hidden * valid).sum(1) / valid.sum(1)  # mean over valid frames\n"
+            "head = load_file(f\"{folder}/head.safetensors\")\n"
+            "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n"
+            "probabilities = logits.softmax(-1)\n"
+            "print([encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()])\n")
