@@ -44,6 +44,15 @@ class PartialTrialModel(TrialModel):
         return self.head(self.backbone.encode_top(batch, self.top_layers))
 
 
+def supported(backbone: Backbone) -> bool:
+    """Whether ``backbone`` implements the split contract (``num_blocks`` does not refuse)."""
+    try:
+        backbone.num_blocks()
+    except (BackboneError, NotImplementedError):
+        return False
+    return True
+
+
 def top_layers(backbone: Backbone, params: dict) -> int:
     """The trial's ``top_layers``, at most the backbone's number of blocks (a study searching
     several backbones of different depths shares one range). Raises :class:`BackboneError` for

@@ -13,12 +13,15 @@ from typing import Any
 #: preset name -> {"study": {...}, "search": {...}, "space": {...}} (``space`` entries use the
 #: ``[search.space]`` syntax; each is applied only where the search space has that parameter)
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # a few minutes on a laptop CPU: the cheap strategies, at most 2 epochs, one batch size,
-    # losers stopped after their first epoch
+    # a few minutes on a laptop CPU: the probe, then the top blocks trained on cached activations
+    # (``partial``; whole-backbone fine-tuning on backbones that cannot be split), 2-4 epochs
+    # of at least 50 optimizer steps, one batch size, losers stopped after their first epoch.
+    # Measured against HF's hyperparameter search in docs/performance.md.
     "fast": {
         "study": {"trials": 6},
         "search": {"pruner": "auto"},
-        "space": {"strategy": ["linear_probe", "full"], "epochs": {"low": 1, "high": 2},
+        "space": {"strategy": ["linear_probe", "partial"], "epochs": {"low": 2, "high": 4},
+                  "min_steps": [50], "learning_rate": {"low": 1e-4, "high": 1e-3, "log": True},
                   "batch_size": [32]},
     },
     # the default search space with up to 4 epochs

@@ -417,13 +417,14 @@ class TrialRunner:
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))
         adapters = apply_strategy(backbone, params)  # lora / ia3 / bitfit: freeze, inject
-        if params.get("strategy") == "linear_probe":
+        strategy = self._strategy_run(backbone, params, trial)
+        if strategy == "linear_probe":
             train = {"features": self.features(info, backbone, prep, train_split)}
             val = {"features": self.features(info, backbone, prep, self.data.validation)}
             collate = lambda b: b  # noqa: E731
             augment = None
             lengths = (None, None)
-        elif params.get("strategy") == "partial":  # the top k blocks on cached activations
+        elif strategy == "partial":  # the top k blocks on cached activations
             from . import partial
 
             k = partial.top_layers(backbone, params)
@@ -482,6 +483,30 @@ class TrialRunner:
             return result
         finally:
             del model, backbone, head, adapters
+
+    def _strategy_run(self, backbone: Any, params: dict, trial: Any) -> str | None:
+        """The strategy the trial trains with: its ``strategy``, except that ``partial`` on a
+        backbone without the split contract (e.g. from ``preset = "fast"`` on a study searching
+        such a backbone) trains the whole backbone instead, recorded as the trial's
+        ``strategy_run`` and said once per backbone, so the search still fine-tunes it."""
+        strategy = params.get("strategy")
+        if strategy != "partial":
+            return strategy
+        from . import partial
+
+        if partial.supported(backbone):
+            return strategy
+        if trial is not None:
+            trial.set_user_attr("strategy_run", "full")
+        warned = self.__dict__.setdefault("_partial_warned", set())
+        if params["backbone"] not in warned:
+            warned.add(params["backbone"])
+            import warnings
+
+            warnings.warn(f"backbone {params['backbone']!r} cannot be split for strategy 'partial': "
+                          "its partial trials fine-tune the whole backbone (strategy_run = full)",
+                          stacklevel=2)
+        return "full"
 
     @staticmethod
     def _record_trainable(trial: Any, model: TrialModel, params: dict) -> None:

@@ -40,7 +40,8 @@ def test_preset_fills_what_the_file_leaves_out(tmp_path, tiny_bert, topic_data, 
     assert cfg.study.trials == fast["study"]["trials"]                     # from the preset
     assert cfg.search.pruner == "none"                                      # the file's
     assert space["strategy"].choices == tuple(fast["space"]["strategy"])    # from the preset
-    assert (space["epochs"].low, space["epochs"].high) == (1, 2)
+    assert (space["epochs"].low, space["epochs"].high) == (2, 4)             # from the preset
+    assert space["min_steps"].choices == (50,)                              # from the preset
     assert space["batch_size"].choices == (8,)                              # the file's
     assert space["learning_rate"].low == 1e-4                               # the file's
 

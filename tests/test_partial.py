@@ -53,6 +53,38 @@ def test_a_backbone_without_the_split_refuses_partial_by_name(tmp_path):
         TransformersTextBackbone(distil, None, "tiny-distil").num_blocks()
 
 
+def test_partial_trials_on_a_backbone_without_the_split_fine_tune_it_whole(tmp_path, tiny_bert,
+                                                                          topic_data, text_host):
+    """``preset = "fast"`` searches ``partial``: on a backbone that cannot be split (DistilBERT)
+    its trials train the whole backbone, say so once, and record ``strategy_run = full``, instead
+    of failing and leaving the study with the probe only."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import DistilBertConfig, DistilBertModel
+
+    distil = tmp_path / "models" / "tiny-distil"
+    DistilBertModel(DistilBertConfig(vocab_size=200, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                                     max_position_embeddings=64)).save_pretrained(distil)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        if (tiny_bert / name).exists():
+            shutil.copy(tiny_bert / name, distil / name)
+    path = study_toml(tmp_path, distil, trials=2,
+                      space='strategy = ["partial"]\nepochs = 1\nbatch_size = [8]')
+    import optuna
+
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    trials = results.trials()
+    assert set(trials["state"]) == {"COMPLETE"} and len(trials) == 2, trials
+    assert set(trials["strategy"]) == {"partial"}
+    stored = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results.run_dir}/optuna.db")
+    assert [t.user_attrs.get("strategy_run") for t in stored.trials] == ["full", "full"]
+    original = load_file(str(distil / "model.safetensors"))
+    exported = load_file(str(results.best_model_dir / "backbone" / "model.safetensors"))
+    lowest = [k for k in original if "embeddings.word_embeddings" in k]
+    assert lowest and not all(torch.equal(exported[k], original[k]) for k in lowest)  # trained whole
+
+
 def test_partial_study_exports_a_model_that_predicts_as_trained(tmp_path, tiny_bert, topic_data,
                                                                 text_host):
     """Real worker processes; the exported model (plain ``encode`` path) predicts what the
