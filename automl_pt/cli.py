@@ -57,6 +57,13 @@ def _fmt(v: Any, column: str = "") -> str:
     return str(v)
 
 
+def _targets(task: Any, labels: list) -> str:
+    """What a study predicts, for its first line: ``6 labels``, ``a number``."""
+    if getattr(task, "kind", "classification") == "regression":
+        return "a number per example"
+    return f"{len(labels)} label{'s' if len(labels) != 1 else ''}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .study import Study
 
@@ -71,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"[bold]automl-pt[/] study [cyan]{study.name}[/] → {study.run_dir}")
     d = prepared.data.describe()
     console.print(f"task {prepared.task.name}: {d['train']} train / {d['validation']} validation / "
-                  f"{d['test']} test examples, {len(d['labels'])} labels; optimising "
+                  f"{d['test']} test examples, {_targets(prepared.task, d['labels'])}; optimising "
                   f"{prepared.metric} ({prepared.direction})")
     results = study.run(progress=not args.quiet, console=console)
     board = results.leaderboard()

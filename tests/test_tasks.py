@@ -286,3 +286,13 @@ def test_imbalanced_classes_search_class_weights_and_warn_about_rare_ones(tmp_pa
         warnings.simplefilter("error", DataWarning)
         prepared = Study.from_config(config, host=text_host).prepare()
     assert prepared.space["class_weights"].choices == ("none",)   # unchanged behaviour
+
+
+def test_run_names_what_the_study_predicts():
+    from automl_pt.cli import _targets
+    from automl_pt.tasks import task_info
+
+    regression = task_info("regression", "text-regression", "text", "text_column")
+    multilabel = task_info("multilabel", "text-multilabel", "text", "text_column")
+    assert _targets(regression, ["score"]) == "a number per example"     # not "1 labels"
+    assert _targets(multilabel, ["food", "law", "space"]) == "3 labels"
