@@ -55,12 +55,24 @@ def planned_epochs(epochs: int, steps_per_epoch: int, min_steps: int = 0) -> int
     return max(int(epochs), min(needed, MAX_PLANNED_EPOCHS))
 
 
+#: a first epoch over at least this many training examples is checked part-way (see
+#: :meth:`TrainerCallback.on_check`), so a pruner can stop a trial that is clearly behind
+#: without paying for the whole epoch
+CHECK_MIN_EXAMPLES = 4096
+#: how far into the first epoch that check comes (share of its examples)
+CHECK_FRACTION = 0.25
+
+
 class TrainerCallback:
     """Hooks into the loop. ``state`` is the :class:`TrainState` (read it, don't replace it).
     Raising from ``on_epoch_end`` (e.g. ``optuna.TrialPruned``) stops training."""
 
     def on_train_begin(self, state: "TrainState") -> None: ...
     def on_step_end(self, state: "TrainState") -> None: ...
+    def on_check(self, state: "TrainState") -> None:
+        """On large data (see :data:`CHECK_MIN_EXAMPLES`): once in the first epoch, after
+        :data:`CHECK_FRACTION` of it, with ``state.check_metrics`` on validation. Raising
+        stops training, as from ``on_epoch_end``."""
     def on_epoch_end(self, state: "TrainState") -> None: ...
     def on_train_end(self, state: "TrainState") -> None: ...
 
@@ -81,6 +93,7 @@ class TrainState:
     model: Any = None            # the TrialModel being trained (callbacks may inspect it)
     stopped_early: bool = False  # ``patience`` epochs passed without a better validation score
     closed_form: bool = False    # a fitted, not trained, model (the probe): no curve to prune on
+    check_metrics: dict[str, float] = field(default_factory=dict)  # validation at the in-epoch check
 
 
 @dataclass
@@ -256,6 +269,8 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     train_seconds = 0.0
     for cb in callbacks:
         cb.on_train_begin(state)
+    # large data: one look at validation part-way through the first epoch (not after a refit's)
+    check_at = math.ceil(n * CHECK_FRACTION) if n >= CHECK_MIN_EXAMPLES and not keep_last else 0
 
     for epoch in range(1, epochs + 1):
         state.epoch = epoch
@@ -290,6 +305,16 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
             state.samples_seen += len(idx)
             for cb in callbacks:
                 cb.on_step_end(state)
+            if check_at and state.samples_seen >= check_at:   # part-way through epoch 1
+                check_at = 0
+                state.check_metrics, _, _ = evaluate(model, task, validation, validation_labels,
+                                                     metrics, device, max(micro, 64), collate,
+                                                     validation_lengths, calibrate=True)
+                model.train()
+                if probe:
+                    model.backbone.eval()
+                for cb in callbacks:
+                    cb.on_check(state)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_seconds = time.perf_counter() - t0

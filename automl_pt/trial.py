@@ -119,6 +119,21 @@ class _EpochRecorder(TrainerCallback):
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
 
 
+    def on_check(self, state) -> None:
+        """Part-way through a long first epoch: reported as step 0 (every trial of the study
+        gets it after the same share of the same training data, whatever its batch size), so
+        the ``auto`` and ``median`` pruners can stop a trial that is clearly behind already;
+        Hyperband's rungs count whole epochs and are not told."""
+        import optuna
+
+        if state.closed_form or self.runner.config.search.pruner not in ("auto", "median"):
+            return
+        self.trial.report(state.check_metrics[self.metric], 0)
+        self.trial.set_user_attr("check_metrics", state.check_metrics)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned("pruned part-way through epoch 1")
+
+
 class _FirstStep(TrainerCallback):
     """Records ``setup_s``: seconds from the trial's start to its first optimizer step (model
     load, preprocessing and feature caches, first batch): the per-trial scheduling overhead."""

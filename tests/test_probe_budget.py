@@ -215,3 +215,75 @@ def test_label_efficiency_budgets_get_a_strategy_and_length_that_fit():
     assert [p["strategy"] for p in only] == ["full"] and only[0]["min_steps"] == 150
     as_given = budget_params({**base, "epochs": 8}, "random", 2, fixed=["strategy", "epochs"])
     assert as_given[0]["min_steps"] == 0 and as_given[0]["epochs"] == 8
+
+
+def test_a_long_first_epoch_is_checked_part_way_once(monkeypatch):
+    from automl_pt import training
+
+    monkeypatch.setattr(training, "CHECK_MIN_EXAMPLES", 1000)
+    task = ClassificationTask()
+    checks, epochs = [], []
+
+    class Watch(TrainerCallback):
+        def on_check(self, state):
+            checks.append((state.epoch, state.samples_seen, dict(state.check_metrics)))
+
+        def on_epoch_end(self, state):
+            epochs.append(state.samples_seen)
+
+    params = {**SGD, "strategy": "full", "epochs": 2, "batch_size": 32, "patience": 0, "min_steps": 0}
+    for per_class, expected in ((500, 1), (100, 0)):            # 1500 examples: checked; 300: not
+        checks.clear(), epochs.clear()
+        model = TrialModel(_Flat(), task.build_head(16, 3, {"dropout": 0.0}))
+        fine_tune(model, task, {"features": blobs(per_class, 1)[0]}, blobs(per_class, 1)[1],
+                  {"features": blobs(4, 2)[0]}, blobs(4, 2)[1], params, METRICS, "accuracy", True,
+                  torch.device("cpu"), seed=0, callbacks=[Watch()])
+        assert len(checks) == expected and len(epochs) == 2
+    # (the last loop ran the small data; run the large one again to look at the check)
+    checks.clear(), epochs.clear()
+    model = TrialModel(_Flat(), task.build_head(16, 3, {"dropout": 0.0}))
+    fine_tune(model, task, {"features": blobs(500, 1)[0]}, blobs(500, 1)[1], {"features": blobs(4, 2)[0]},
+              blobs(4, 2)[1], params, METRICS, "accuracy", True, torch.device("cpu"), seed=0,
+              callbacks=[Watch()])
+    (epoch, seen, values), = checks
+    assert epoch == 1 and 375 <= seen < 375 + 32 and 0.0 <= values["accuracy"] <= 1.0
+
+    class Stop(TrainerCallback):
+        def on_check(self, state):
+            raise optuna.TrialPruned("behind")
+
+    model = TrialModel(_Flat(), task.build_head(16, 3, {"dropout": 0.0}))
+    with pytest.raises(optuna.TrialPruned):     # stopping at the check ends training there
+        fine_tune(model, task, {"features": blobs(500, 1)[0]}, blobs(500, 1)[1],
+                  {"features": blobs(4, 2)[0]}, blobs(4, 2)[1], params, METRICS, "accuracy", True,
+                  torch.device("cpu"), seed=0, callbacks=[Stop(), Watch()])
+    assert epochs == [1500, 3000]                # only the earlier, unstopped run finished epochs
+
+
+def test_the_part_way_check_prunes_a_trial_behind_its_strategy():
+    from types import SimpleNamespace
+
+    from automl_pt.pruning import StrategyMedianPruner
+    from automl_pt.trial import _EpochRecorder
+    from automl_pt.training import TrainState
+
+    study = optuna.create_study(direction="maximize", pruner=StrategyMedianPruner())
+    dist = {"strategy": optuna.distributions.CategoricalDistribution(["full"])}
+    for value in (0.8, 0.9):      # two finished full fine-tunes, checked part-way at 0.8 and 0.9
+        study.add_trial(optuna.trial.create_trial(params={"strategy": "full"}, distributions=dist,
+                                                  value=value, intermediate_values={0: value, 1: value}))
+
+    def check(value, pruner="auto"):
+        trial = study.ask()
+        trial.suggest_categorical("strategy", ["full"])
+        runner = SimpleNamespace(config=SimpleNamespace(search=SimpleNamespace(pruner=pruner)))
+        state = TrainState(check_metrics={"accuracy": value})
+        try:
+            _EpochRecorder(runner, trial, "accuracy").on_check(state)
+        except optuna.TrialPruned:
+            return "pruned", study._storage.get_trial(trial._trial_id).intermediate_values
+        return "kept", study._storage.get_trial(trial._trial_id).intermediate_values
+
+    assert check(0.5) == ("pruned", {0: 0.5})          # below the median of its strategy
+    assert check(0.95) == ("kept", {0: 0.95})
+    assert check(0.5, pruner="hyperband") == ("kept", {})   # its rungs are whole epochs: not told
