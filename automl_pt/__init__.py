@@ -11,14 +11,15 @@ from typing import Any
 from .errors import AutomlError, BackboneError, ConfigError, DataError, ModelLoadError, PluginError
 from .plugins import create_plugin_host, hookimpl
 
-__version__ = "0.1.0"
+from .core.version import __version__
 
 __all__ = ["AutomlError", "BackboneError", "ConfigError", "DataError", "ModelLoadError",
            "PluginError", "Study", "create_plugin_host", "fit", "hookimpl", "label_efficiency", "load",
            "load_config", "results", "run"]
 
-_LAZY = {"Study": "study", "run": "study", "results": "study", "load": "export",
-         "load_config": "config", "config_from_dict": "config", "Results": "store",
+_LAZY = {"Study": "engine.study", "run": "engine.study", "results": "engine.study",
+         "load": "export.predictor", "load_config": "spec.config", "config_from_dict": "spec.config",
+         "Results": "storage.store",
          "label_efficiency": "efficiency", "fit": "autofit"}
 
 

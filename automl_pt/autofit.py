@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from .export import Predictor
+    from .export.predictor import Predictor
 
 #: numeric labels with more distinct values than this (or with fractions) are a regression target
 MAX_CLASSES_FOR_NUMBERS = 20
@@ -47,12 +47,12 @@ def fit(train: Any, label: str = "label", *, preset: str = "balanced",
 
     Raises :class:`DataError` when no input column or task fits the data, :class:`ConfigError`
     for bad settings (the written study file's line where they come from it)."""
-    from .config import parse_duration
-    from .data import read_frame
-    from .export import load
+    from .spec.config import parse_duration
+    from .spec.data import read_frame
+    from .export.predictor import load
     from .plugins import create_plugin_host
-    from .rundir import check_run_dir
-    from .study import Study
+    from .storage.rundir import check_run_dir
+    from .engine.study import Study
 
     host = host or create_plugin_host()
     registry = host.registry
@@ -121,7 +121,7 @@ def infer_task(frame: Any, label: str, registry: Any) -> tuple[Any, str]:
 
 
 def _input_column(frame: Any, label: str) -> tuple[str, str]:
-    from .inputs import _media_kind
+    from .spec.inputs import _media_kind
 
     texts: list[tuple[float, str]] = []
     for column in frame.columns:
@@ -167,7 +167,7 @@ def _data_location(value: Any, split: str, run_dir: Path, registry: Any, task: A
         if not path.exists():
             raise DataError(f"{split}: file or folder not found: {path}")
         return str(path.resolve())
-    from .data import read_frame
+    from .spec.data import read_frame
 
     frame = read_frame(value, registry, {}, split).copy()
     if task.input_is_path and input_column in frame.columns:

@@ -65,7 +65,7 @@ def _targets(task: Any, labels: list) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .study import Study
+    from .engine.study import Study
 
     overrides: dict[str, Any] = {}
     if args.trials is not None:
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from .study import results as load
+    from .engine.study import results as load
 
     if args.format == "parquet" and not args.output:
         raise ConfigError("--format parquet needs --output FILE")
@@ -127,8 +127,9 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def _sync(target: str) -> None:
     """Mirror every trial of the (possibly shared) Optuna storage into this machine's DuckDB."""
-    from .store import RESULTS_FILE, ResultStore
-    from .study import Study, driver_running
+    from .storage.store import RESULTS_FILE, ResultStore
+    from .core.paths import driver_running
+    from .engine.study import Study
 
     path = Path(target)
     study = Study.from_config(path if path.is_file() else _study_file_of(path))
@@ -136,26 +137,26 @@ def _sync(target: str) -> None:
         _console(stderr=True).print("a driver is running this study here; it keeps DuckDB in sync")
         return
     prepared = study.prepare()
-    from .rundir import claim_run_dir
+    from .storage.rundir import claim_run_dir
 
     claim_run_dir(study.config)   # this machine's copy of the run directory, or a new one
     meta = study._meta(prepared)
     if not (study.run_dir / "study.json").exists():
-        from .study import _atomic_json
+        from .core.io import atomic_json
 
-        _atomic_json(study.run_dir / "study.json", meta)
+        atomic_json(study.run_dir / "study.json", meta)
     ostudy = study.optuna_study(prepared, heartbeat=False)
-    from .study import _best_meta
+    from .storage.store import best_meta
 
-    meta.update(_best_meta(ostudy))
+    meta.update(best_meta(ostudy))
     ResultStore(study.run_dir / RESULTS_FILE).record_study(
         {**meta, "n_trials": len(ostudy.trials)}, ostudy, study.run_dir)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Standalone workers on this machine's devices against a shared (PostgreSQL) storage."""
-    from .config import load_config
-    from .scheduler import device_slots, threads_per_slot
+    from .spec.config import load_config
+    from .core.devices import device_slots, threads_per_slot
 
     overrides = {"resources": {"devices": args.devices}} if args.devices else None
     config = load_config(args.study, overrides=overrides)
@@ -165,14 +166,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     console.print(f"automl-pt worker: study {config.study.name} on {', '.join(slots)} "
                   f"(storage {config.storage.optuna})")
     if len(slots) == 1:
-        from .worker import run_standalone
+        from .engine.worker import run_standalone
 
         ran = run_standalone(str(args.study), overrides, slots[0], threads, console=console)
         console.print(f"done: this worker ran {ran} trial(s)")
         return 0
     import multiprocessing
 
-    from .worker import run_standalone
+    from .engine.worker import run_standalone
 
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=run_standalone, args=(str(args.study), overrides, d, threads))
@@ -246,7 +247,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     (:meth:`Predictor.predict`): a bad one is one error line, exit 2; a table without rows
     prints a warning (see :func:`main`) and writes an empty result."""
     from .errors import DataError
-    from .export import load
+    from .export.predictor import load
 
     path = Path(args.input)
     if not path.exists():
@@ -274,13 +275,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Without --format/--out: rebuild RUN_DIR/best from the best trial. With them: write the
     model (RUN_DIR/best, or TARGET itself when it is an exported model folder; rebuilt first if
     missing) in that format to --out (default RUN_DIR/export/FORMAT)."""
-    from .export import MANIFEST
-    from .rundir import claim_run_dir
-    from .study import Study
+    from .export.predictor import MANIFEST
+    from .storage.rundir import claim_run_dir
+    from .engine.study import Study
 
     target = Path(args.target)
     if args.format != "native":   # an unknown format is refused before anything is rebuilt
-        from .formats import check_format
+        from .export.formats import check_format
         from .plugins import create_plugin_host
 
         check_format(create_plugin_host(), args.format)
@@ -313,7 +314,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_format(model_dir: Path, args: argparse.Namespace) -> int:
-    from .formats import EXPORT_CONFIG, export_model
+    from .export.formats import EXPORT_CONFIG, export_model
 
     out = export_model(model_dir, args.format, args.out)
     config = json.loads((out / EXPORT_CONFIG).read_text())
@@ -326,7 +327,7 @@ def _export_format(model_dir: Path, args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML page (and PNGs of its plots) about a study."""
-    from .report import build_report
+    from .report.html import build_report
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: is a folder; give the HTML file to write")

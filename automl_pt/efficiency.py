@@ -17,7 +17,7 @@ permutation), and all start points of one ``(k, s)`` see the same examples. The 
 
 Each budget gets a strategy and training length that suit its size (:func:`budget_params`): at
 most :data:`PROBE_PER_CLASS` labels per class a pretrained or continued start is the
-closed-form probe on frozen features (:mod:`automl_pt.probe`); above it the study's best
+closed-form probe on frozen features (:mod:`automl_pt.train.probe`); above it the study's best
 configuration fine-tunes for at least ``min_steps`` optimizer steps (early stopping on
 validation), and the probe is fitted too, the run keeping whichever scores better on validation
 (so no budget falls below its probe). A random start always fine-tunes (``full``).
@@ -159,7 +159,7 @@ def read_runs(run_dir: str | Path, study: str | None = None, settings: str | Non
     """The ``label_efficiency`` rows of a run directory (empty when there are none)."""
     import pandas as pd
 
-    from .store import RESULTS_FILE
+    from .storage.store import RESULTS_FILE
 
     path = Path(run_dir) / RESULTS_FILE
     empty = pd.DataFrame(columns=list(COLUMNS))
@@ -206,10 +206,13 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     sections, as for :meth:`Study.from_config`."""
     import torch
 
-    from .study import OPTUNA_FILE, RESULTS_FILE, DriverLock, Study, _best_trial, resolve_device
-    from .trial import TrialRunner
+    from .core.devices import resolve_device
+    from .core.paths import OPTUNA_FILE, RESULTS_FILE, DriverLock
+    from .engine.study import Study
+    from .storage.store import best_trial
+    from .engine.trial import TrialRunner
 
-    from .plots import require_matplotlib
+    from .report.plots import require_matplotlib
 
     require_matplotlib()  # the plot is the point: fail before any run, not after all of them
     budgets = parse_budgets(budgets)
@@ -229,7 +232,7 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
         raise ConfigError(f"start point 'continued' needs a [pretrain] section in "
                           f"{study.config.source or 'the study'}")
 
-    from .rundir import claim_run_dir
+    from .storage.rundir import claim_run_dir
 
     claim_run_dir(study.config, create=False)   # runs and plots go into the study's run dir
     if study.config.storage.optuna == "sqlite" and not (study.run_dir / OPTUNA_FILE).exists():
@@ -237,7 +240,7 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
                           f"'automl-pt run {study.config.source or 'STUDY.toml'}' first (label "
                           "efficiency re-uses its best hyperparameters)")
     ostudy = study.optuna_study(prepared, heartbeat=False)
-    best = _best_trial(ostudy)
+    best = best_trial(ostudy)
     if best is None:
         raise AutomlError(f"study {study.name!r} has no completed trial in {study.run_dir}; run "
                           f"'automl-pt run {study.config.source or 'STUDY.toml'}' first")
@@ -268,7 +271,7 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
 
     with DriverLock(study.run_dir):
         if "continued" in starts:
-            from .pretrain import run_pretraining
+            from .engine.pretrain import run_pretraining
 
             run_pretraining(study, prepared, base["backbone"], progress=progress, console=console)
         done = read_runs(study.run_dir, study.name, settings)
@@ -335,9 +338,9 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
              fixed: Sequence[str] = ()) -> dict:
     from safetensors.torch import load_file
 
-    from .data import StudyData
+    from .spec.data import StudyData
     from .model import TrialModel
-    from .training import calibrate_on, evaluate
+    from .train.training import calibrate_on, evaluate
 
     data = prepared.data
     idx = prepared.task.create().subset_indices(data.train.labels, budget, study.config.study.seed + seed)
@@ -400,7 +403,7 @@ class _bar:
     def __init__(self, progress: bool, console: Any, total: int, done: int):  # noqa: ARG002
         from rich.console import Console
 
-        from .progress import progress_bar
+        from .engine.progress import progress_bar
 
         self.progress = progress_bar(console or Console(stderr=True))
         self.progress.start()
@@ -421,7 +424,7 @@ class _bar:
 def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None):
     """Matplotlib figure: ``metric`` vs. labels per class (log scale), one line per start point,
     mean over seeds with the min-max band. Usable in a notebook."""
-    from .plots import _figure
+    from .report.plots import _figure
 
     summary = summarize(runs)
     if ax is None:  # no pyplot: the caller's (notebook's) backend and figure list stay untouched

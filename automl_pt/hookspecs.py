@@ -8,7 +8,7 @@ through the ``automl_pt`` entry-point group::
 
 Registration hooks receive a :class:`~automl_pt.registry.Registry` named ``register``.
 Construction hooks are ``firstresult``: return ``None`` when the request is not yours.
-Per-batch and per-epoch events are not hooks: see :class:`automl_pt.training.TrainerCallback`.
+Per-batch and per-epoch events are not hooks: see :class:`automl_pt.train.training.TrainerCallback`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import StudyConfig
+    from .spec.config import StudyConfig
     from .registry import BackboneInfo, Param, Registry, TaskInfo
 
 hookspec = pluggy.HookspecMarker("automl_pt")
@@ -110,11 +110,11 @@ def automl_pt_augmentation(task: "TaskInfo", backbone: Any, params: dict, num_la
 
 @hookspec
 def automl_pt_trial_callbacks(task: "TaskInfo", params: dict) -> "list[Any] | None":
-    """Extra :class:`automl_pt.training.TrainerCallback` objects for a trial (logging,
+    """Extra :class:`automl_pt.train.training.TrainerCallback` objects for a trial (logging,
     fault injection in tests, custom early stopping). Results of all plugins are concatenated."""
 
 
-# -- export (see automl_pt.formats) ---------------------------------------------------------
+# -- export (see automl_pt.export.formats) ---------------------------------------------------------
 @hookspec
 def automl_pt_register_export_formats(register: "Registry") -> None:
     """Register ``automl-pt export --format`` formats with
@@ -126,7 +126,7 @@ def automl_pt_register_export_formats(register: "Registry") -> None:
 
 @hookspec(firstresult=True)
 def automl_pt_export_support(backbone: Any, modality: str) -> Any:
-    """Return the :class:`automl_pt.formats.ExportSupport` of ``backbone`` (a loaded
+    """Return the :class:`automl_pt.export.formats.ExportSupport` of ``backbone`` (a loaded
     :class:`automl_pt.model.Backbone` of ``modality``): the modality knowledge exports need
     (sample inputs to trace with, names of dynamic axes, preprocessing steps, what the head is
     applied to, and the model card's "how to load" snippets), or ``None`` when ``backbone`` is
@@ -135,13 +135,13 @@ def automl_pt_export_support(backbone: Any, modality: str) -> Any:
     """
 
 
-# -- continued pre-training (see automl_pt.pretrain) ----------------------------------------
+# -- continued pre-training (see automl_pt.engine.pretrain) ----------------------------------------
 @hookspec
 def automl_pt_register_objectives(register: "Registry") -> None:
     """Register pre-training objectives with ``register.objective(Objective(...))``.
 
     An objective's ``create(backbone, context)`` returns an
-    :class:`automl_pt.pretrain.PretrainObjective` (an ``nn.Module`` holding the backbone and any
+    :class:`automl_pt.engine.pretrain.PretrainObjective` (an ``nn.Module`` holding the backbone and any
     extra heads, whose ``loss(batch, generator)`` is minimised); only the backbone's weights are
     kept. The core registers ``contrastive`` (as the built-in plugin
     ``automl_pt.builtin.objectives``); the text plugin registers ``mlm``.

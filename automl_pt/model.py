@@ -52,7 +52,7 @@ class Preprocessor:
       (the default) when batch composition does not change the work (images: fixed size).
       With lengths, training draws length-bucketed batches (examples of similar lengths
       together, shuffled differently every epoch) and validation / prediction run sorted by
-      length, results returned in the original order; see :mod:`automl_pt.batching`. Only
+      length, results returned in the original order; see :mod:`automl_pt.train.batching`. Only
       offer lengths where a batch's outputs do not depend on its padding (masked attention,
       masked pooling), so each example's prediction is the same whatever its batch.
     * ``summary()`` (optional) says in one line which input sizes ``fit`` chose from the data
@@ -136,13 +136,13 @@ class Backbone(nn.Module):
 
     def peft_targets(self) -> dict[str, list[str]]:
         """Where parameter-efficient adapters go (strategies ``lora`` / ``ia3``, see
-        :mod:`automl_pt.adapters`): module names inside this backbone, exact or as a
+        :mod:`automl_pt.train.adapters`): module names inside this backbone, exact or as a
         ``.``-separated suffix, as ``peft``'s ``target_modules`` matches them, per key:
         ``default`` and ``all`` (the ``lora_targets`` choices: the recommended modules, e.g.
         attention queries and values, and every adaptable layer), ``ia3`` and
         ``ia3_feedforward`` (the (IA)^3 targets and the feed-forward subset of them, scaled on
         their input). The default offers none: such a backbone rejects ``lora`` / ``ia3``
-        with an error naming it. :func:`automl_pt.adapters.find_targets` computes this from
+        with an error naming it. :func:`automl_pt.train.adapters.find_targets` computes this from
         module names."""
         return {}
 
@@ -152,7 +152,7 @@ class Backbone(nn.Module):
             if isinstance(module, nn.Dropout):
                 module.p = p
 
-    # -- cached partial fine-tuning (strategy "partial", see automl_pt.partial) ---------------
+    # -- cached partial fine-tuning (strategy "partial", see automl_pt.train.partial) ---------------
     # A backbone that splits into a stack of blocks implements these methods; the trial
     # then trains only the top ``k`` blocks (and the head) on activations of block ``L - k``
     # computed once. The defaults refuse, naming the backbone.

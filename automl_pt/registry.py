@@ -200,10 +200,10 @@ class Metric:
 
 @dataclass(frozen=True)
 class Objective:
-    """A continued pre-training objective (see :mod:`automl_pt.pretrain`).
+    """A continued pre-training objective (see :mod:`automl_pt.engine.pretrain`).
 
-    ``create(backbone, context)`` returns a :class:`automl_pt.pretrain.PretrainObjective`;
-    ``context`` is a :class:`automl_pt.pretrain.ObjectiveContext` (modality, ``[pretrain]``
+    ``create(backbone, context)`` returns a :class:`automl_pt.engine.pretrain.PretrainObjective`;
+    ``context`` is a :class:`automl_pt.engine.pretrain.ObjectiveContext` (modality, ``[pretrain]``
     settings, the preprocessor, the plugin host). ``modalities`` lists the modalities it works
     for; empty means any backbone that produces an embedding.
     """
@@ -217,7 +217,7 @@ class Objective:
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """An ``automl-pt export --format`` (see :mod:`automl_pt.formats`).
+    """An ``automl-pt export --format`` (see :mod:`automl_pt.export.formats`).
 
     ``write(predictor, directory) -> details`` writes the model into the empty ``directory`` and
     returns what the export's ``automl_pt_export.json`` should record (``files``, ``inputs``...;

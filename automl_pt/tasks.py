@@ -6,7 +6,7 @@ contract, in the order a study uses it:
 * **data** (no torch): :meth:`~Task.read_targets` parses a split's label column (a class name, a
   number, a set of labels...) and names bad rows; :meth:`~Task.label_names` derives the outputs'
   names from the training targets; :meth:`~Task.encode_targets` turns targets into the array a
-  :class:`~automl_pt.data.Split` keeps (``labels``); :meth:`~Task.stratify` groups examples for
+  :class:`~automl_pt.spec.data.Split` keeps (``labels``); :meth:`~Task.stratify` groups examples for
   the held-out validation split; :meth:`~Task.check_targets` warns about thin data;
 * **model**: :meth:`~Task.fit` sees the training targets once (class counts, target mean and
   standard deviation); :meth:`~Task.build_head` puts a head on the backbone's features
@@ -38,7 +38,7 @@ from .errors import DataError, ModelLoadError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .probe import ProbeFit
+    from .core.linear import ProbeFit
     from .registry import TaskInfo
 
 #: a class (or label) with fewer training examples than this gets a warning
@@ -203,7 +203,7 @@ class Task:
                   val_y: np.ndarray, num_outputs: int,
                   score: Callable[[Any, Any], dict[str, float]], objective_metric: str,
                   maximize: bool) -> "ProbeFit":
-        """A linear head fitted in closed form on frozen features (see :mod:`automl_pt.probe`);
+        """A linear head fitted in closed form on frozen features (see :mod:`automl_pt.train.probe`);
         ``score(predictions, probabilities)`` gives the validation metrics of what
         :meth:`predict` makes of the validation logits. Only where ``closed_form_probe``."""
         raise NotImplementedError
@@ -263,7 +263,7 @@ class ClassificationTask(Task):
         return probs.argmax(axis=1), probs
 
     def fit_probe(self, train_x, train_y, val_x, val_y, num_outputs, score, objective_metric, maximize):
-        from .probe import fit_logistic
+        from .core.linear import fit_logistic
 
         return fit_logistic(train_x, train_y, val_x, val_y, num_outputs,
                             lambda y, preds, probs: score(preds, probs), objective_metric, maximize)
@@ -364,7 +364,7 @@ class RegressionTask(Task):
         return values.astype(np.float64) * self.std + self.mean, None
 
     def fit_probe(self, train_x, train_y, val_x, val_y, num_outputs, score, objective_metric, maximize):
-        from .probe import fit_ridge
+        from .core.linear import fit_ridge
 
         def score_logits(logits):
             return score(*self.predict(logits))
@@ -505,7 +505,7 @@ class MultilabelTask(Task):
     def fit_probe(self, train_x, train_y, val_x, val_y, num_outputs, score, objective_metric, maximize):
         import torch
 
-        from .probe import fit_linear
+        from .core.linear import fit_linear
 
         def score_logits(logits):
             self.calibrate(logits, val_y)

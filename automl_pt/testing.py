@@ -152,7 +152,7 @@ class PluginContract:
                                                     modality="no-such-modality") is None
 
     def test_search_space_fragment_is_valid(self):
-        from .config import config_from_dict
+        from .spec.config import config_from_dict
 
         host = self.host()
         for task in host.registry.tasks.values():
@@ -297,7 +297,7 @@ class BackboneContract:
         through the plugin, predicts what the adapted model predicted."""
         import torch
 
-        from .adapters import apply_strategy
+        from .train.adapters import apply_strategy
         from .errors import BackboneError
         from .model import ClassificationTask, TrialModel
 
@@ -367,7 +367,7 @@ class BackboneContract:
         :class:`~automl_pt.errors.BackboneError` naming it."""
         import torch
 
-        from . import partial
+        from .train import partial
         from .errors import BackboneError
         from .model import ClassificationTask
 

@@ -4,7 +4,7 @@ activations) against full fine-tuning, on the text quickstart data with the ship
     python studies/make_fortunes.py
     python benchmarks/bench_partial.py [--train 256] [--epochs 3] [--ks 1,2]
 
-Every strategy runs the trial's own pieces (``automl_pt.partial`` + ``fine_tune``) with the same
+Every strategy runs the trial's own pieces (``automl_pt.train.partial`` + ``fine_tune``) with the same
 hyperparameters, seed, data and number of epochs, one after another in this process. Prints, per
 strategy: training samples/s (epochs only, as the trial records it), the one-off seconds to
 compute the activation cache, seconds to the end of training including it, and the validation
@@ -34,12 +34,12 @@ def load_split(name: str, n: int | None, labels: list[str]) -> tuple[list[str], 
 
 
 def run(strategy: str, k: int, train, val, epochs: int, learning_rate: float | None = None) -> dict:
-    from automl_pt import partial
+    from automl_pt.train import partial
     from automl_pt.builtin.metrics import accuracy
     from automl_pt.model import ClassificationTask, TrialModel
     from automl_pt.plugins import create_plugin_host
     from automl_pt.registry import Metric
-    from automl_pt.training import fine_tune
+    from automl_pt.train.training import fine_tune
 
     (train_enc, train_y), (val_enc, val_y), n_labels = train, val, int(train[1].max()) + 1
     torch.manual_seed(0)

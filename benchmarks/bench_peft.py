@@ -4,7 +4,7 @@ same data, epochs, batch size and sequence length, all in one run.
 
     python benchmarks/bench_peft.py [--epochs 2] [--strategies full,lora,bitfit,ia3] [--train-limit N]
 
-Each strategy uses its KNOWN_GOOD configuration (automl_pt/builtin/search_space.py) on top of a
+Each strategy uses its KNOWN_GOOD configuration (automl_pt/engine/seeding.py) on top of a
 shared base recipe; ``full`` uses the base recipe. Prints, per strategy: validation and test
 accuracy (the test score of the merged model, as exported), trainable parameters (% of all),
 training samples/s and its ratio to ``full``, and seconds to train.
@@ -35,13 +35,13 @@ def read_split(path: Path, labels: list[str] | None = None):
 
 
 def run(strategy: str, epochs: int, data: dict, num_labels: int, seed: int = 0) -> dict:
-    from automl_pt.adapters import apply_strategy, count_parameters
+    from automl_pt.train.adapters import apply_strategy, count_parameters
     from automl_pt.builtin.metrics import accuracy
-    from automl_pt.builtin.search_space import KNOWN_GOOD
+    from automl_pt.engine.seeding import KNOWN_GOOD
     from automl_pt.model import ClassificationTask, TrialModel
     from automl_pt.plugins import create_plugin_host
     from automl_pt.registry import Metric
-    from automl_pt.training import evaluate, fine_tune
+    from automl_pt.train.training import evaluate, fine_tune
 
     params = {**BASE, **KNOWN_GOOD.get(strategy, {}), "strategy": strategy, "epochs": epochs}
     torch.manual_seed(seed)

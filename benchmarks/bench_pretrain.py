@@ -2,7 +2,7 @@
 hand-written SimCSE loop on the same backbone, data, batch size, sequence length and device,
 measured in the same run (interleaved repeats, median ratio).
 
-The stage (:func:`automl_pt.pretrain.run_pretraining`) does the contrastive objective with the
+The stage (:func:`automl_pt.engine.pretrain.run_pretraining`) does the contrastive objective with the
 text plugin's views, AdamW with parameter groups, warmup + cosine, gradient clipping, per-step
 seeding, the loss curve read back every 16 steps, and one resumable checkpoint (model +
 optimizer + scheduler, ``checkpoint_every`` = one epoch of the two); the hand-written loop does
@@ -110,7 +110,7 @@ checkpoint_every = {len(texts) // args.batch_size}
 
 def run_automl_pt(study_path: Path, backbone: str, run_dir: Path) -> float:
     from automl_pt import Study
-    from automl_pt.pretrain import run_pretraining
+    from automl_pt.engine.pretrain import run_pretraining
 
     study = Study.from_config(study_path, storage={"dir": str(run_dir)})
     directory = run_pretraining(study, study.prepare(), backbone, progress=False)

@@ -28,7 +28,7 @@ def features(max_length: int):
 
     from automl_pt.model import TrialModel
     from automl_pt.plugins import create_plugin_host
-    from automl_pt.training import predict_logits
+    from automl_pt.train.training import predict_logits
 
     host = create_plugin_host()
     backbone = host.registry.find_backbone("minilm-l6").load({"max_length": max_length})
@@ -49,7 +49,7 @@ def accuracy(y, pred, probs=None):  # noqa: ARG001
 
 
 def lbfgs(train, val, test, n_labels):
-    from automl_pt.probe import fit_logistic
+    from automl_pt.core.linear import fit_logistic
 
     t0 = time.perf_counter()
     fit = fit_logistic(train[0], train[1], val[0], val[1], n_labels,
@@ -62,7 +62,7 @@ def lbfgs(train, val, test, n_labels):
 def sgd(train, val, test, n_labels, dim, lr, mult, epochs):
     from automl_pt.model import ClassificationTask, TrialModel
     from automl_pt.registry import Metric
-    from automl_pt.training import evaluate, fine_tune
+    from automl_pt.train.training import evaluate, fine_tune
 
     torch.manual_seed(0)
     task = ClassificationTask()

@@ -111,7 +111,7 @@ def run(pruner: str, out: Path, trials: int, per_topic: int, tiny: bool) -> dict
 def _trials(path: Path) -> list:
     import optuna
 
-    from automl_pt.config import load_config
+    from automl_pt.spec.config import load_config
 
     cfg = load_config(path)
     storage = optuna.storages.RDBStorage(f"sqlite:///{cfg.run_dir / 'optuna.db'}")

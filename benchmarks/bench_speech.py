@@ -107,7 +107,7 @@ def bench_trial_loop(args, device: torch.device, work: Path) -> float:
 def bench_hand_loop(args, device: torch.device, sync_loss: bool = False) -> float:
     """``sync_loss``: read the loss back every step (``float(loss)``, as a loop that logs a
     running loss does): shows how much of the trial loop's gap a per-step sync explains."""
-    from automl_pt.training import device_autocast
+    from automl_pt.train.training import device_autocast
 
     paths, labels = clips(args.data, "train", args.clips)
     backbone = load_backbone(args.backbone)
@@ -150,7 +150,7 @@ def bench_hand_loop(args, device: torch.device, sync_loss: bool = False) -> floa
 # -- 2. short window vs 30-second window ----------------------------------------------------------
 @torch.no_grad()
 def features(backbone, data: dict, device: torch.device, batch_size: int) -> tuple[torch.Tensor, float]:
-    from automl_pt.training import device_autocast
+    from automl_pt.train.training import device_autocast
 
     backbone.to(device).eval()
     n = len(data["length"])

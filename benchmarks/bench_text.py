@@ -50,7 +50,7 @@ def one_epoch(model, task, enc, labels, batch_size: int, collate, lengths=None):
     bucketed batches when ``lengths`` is given); returns its result."""
     from automl_pt.builtin.metrics import accuracy
     from automl_pt.registry import Metric
-    from automl_pt.training import fine_tune
+    from automl_pt.train.training import fine_tune
 
     params = dict(strategy="full", learning_rate=5e-5, head_lr_multiplier=10, layer_decay=0.9,
                   weight_decay=0.01, warmup_ratio=0.1, epochs=1, batch_size=batch_size, dropout=0.1,
@@ -130,7 +130,7 @@ def fortunes_train(directory: Path) -> tuple[list[str], np.ndarray]:
 def padding_per_epoch(prep, texts: list[str], batch_size: int) -> None:
     """Tokens per epoch on the whole set (no training): random vs bucketed batches, before
     (the old default max_length 256) and after fitting max_length to the data."""
-    from automl_pt.batching import bucketed_batches, padded_tokens, random_batches
+    from automl_pt.train.batching import bucketed_batches, padded_tokens, random_batches
 
     for label in ("max_length 256 (old default)", "max_length fitted"):
         if label.startswith("max_length 256"):

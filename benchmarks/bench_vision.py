@@ -89,7 +89,7 @@ def sync(device: torch.device) -> None:
 def run_trial_loop(pixels, labels, args, device, augment: bool) -> float:
     from automl_pt.builtin.metrics import accuracy
     from automl_pt.registry import Metric
-    from automl_pt.training import fine_tune
+    from automl_pt.train.training import fine_tune
     from automl_pt_vision.augment import make_augment
 
     model, task = build(args.image_size, int(labels.max()) + 1)
@@ -182,9 +182,9 @@ def bench_loops(args, device) -> dict:
 
 def bench_decode_cache(args, device) -> dict:
     """Cold decode vs memory cache (a repeated trial) vs disk cache (a new worker process)."""
-    from automl_pt.config import config_from_dict
-    from automl_pt.data import Split
-    from automl_pt.trial import TrialRunner
+    from automl_pt.spec.config import config_from_dict
+    from automl_pt.spec.data import Split
+    from automl_pt.engine.trial import TrialRunner
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-vision-"))
     try:

@@ -17,11 +17,11 @@ from torch import nn
 
 import automl_pt
 from automl_pt import Study
-from automl_pt.adapters import apply_strategy, count_parameters
+from automl_pt.train.adapters import apply_strategy, count_parameters
 from automl_pt.errors import BackboneError, ConfigError
 from automl_pt.model import Backbone, ClassificationTask, TrialModel
 from automl_pt.registry import Metric
-from automl_pt.training import fine_tune, predict_logits
+from automl_pt.train.training import fine_tune, predict_logits
 from tests.conftest import make_topic_rows, study_toml
 
 PEFT_KEYS = ("lora_", "ia3_", "base_layer")
@@ -133,7 +133,7 @@ def test_lora_parameters_are_in_the_space_and_suggested_only_for_lora(tmp_path, 
                                                                        text_host):
     import optuna
 
-    from automl_pt.search import suggest_params
+    from automl_pt.engine.search import suggest_params
 
     path = study_toml(tmp_path, tiny_bert, space='strategy = ["full", "lora"]\nlora_rank = [2, 4]')
     study = Study.from_config(path, host=text_host)
@@ -158,7 +158,8 @@ def test_lora_parameters_are_in_the_space_and_suggested_only_for_lora(tmp_path, 
 
 
 def test_known_good_configurations_are_inside_the_space():
-    from automl_pt.builtin.search_space import KNOWN_GOOD, default_space
+    from automl_pt.builtin.search_space import default_space
+    from automl_pt.engine.seeding import KNOWN_GOOD
 
     space = default_space()
     for strategy, config in KNOWN_GOOD.items():

@@ -14,12 +14,12 @@ import optuna
 import pytest
 
 from automl_pt import ConfigError, Study, load
-from automl_pt.budget import OVER_BUDGET, estimate_trial_seconds
-from automl_pt.config import load_config
-from automl_pt.presets import PRESETS
-from automl_pt.pruning import StrategyMedianPruner
-from automl_pt.rundir import claim_run_dir
-from automl_pt.search import build_search_space, make_pruner
+from automl_pt.engine.budget import OVER_BUDGET, estimate_trial_seconds
+from automl_pt.spec.config import load_config
+from automl_pt.spec.presets import PRESETS
+from automl_pt.engine.pruning import StrategyMedianPruner
+from automl_pt.storage.rundir import claim_run_dir
+from automl_pt.engine.search import build_search_space, make_pruner
 from tests.conftest import study_toml
 from tests.test_faults import db_trials, env_for, fault_study, faults  # noqa: F401 (fixture)
 

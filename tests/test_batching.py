@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import make_topic_rows, study_toml
-from automl_pt.batching import (bucketed_batches, padded_tokens, random_batches, restore_order,
+from automl_pt.train.batching import (bucketed_batches, padded_tokens, random_batches, restore_order,
                                 sorted_batches)
 
 
@@ -62,7 +62,7 @@ def test_sorted_batches_restore_the_original_order():
 
 def test_sorted_predictions_equal_unsorted_ones(tiny_bert, text_host):
     from automl_pt.model import ClassificationHead, TrialModel
-    from automl_pt.training import predict_logits
+    from automl_pt.train.training import predict_logits
 
     info = text_host.hook.automl_pt_resolve_backbone(name=str(tiny_bert), modality="text")
     backbone = info.load({})

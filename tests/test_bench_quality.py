@@ -27,7 +27,7 @@ def load_bench():
 
 
 def test_each_variant_changes_what_its_item_says(tmp_path, topic_data, tiny_bert):
-    from automl_pt.config import load_config
+    from automl_pt.spec.config import load_config
 
     bench = load_bench()
     configs = {}

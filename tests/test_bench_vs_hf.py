@@ -30,7 +30,7 @@ def load_bench():
 
 @pytest.mark.parametrize("name", ["defaults", "quickstart"])
 def test_variant_study_files_are_valid_studies(name, tmp_path, topic_data, tiny_bert):
-    from automl_pt.config import load_config
+    from automl_pt.spec.config import load_config
 
     bench = load_bench()
     doc = bench.study_doc(name, bench.VARIANTS[name], topic_data["train"].parent, trials=3,

@@ -11,7 +11,7 @@ import pytest
 
 from automl_pt import ConfigError, Study
 from automl_pt.cli import main
-from automl_pt.config import config_from_dict, load_config, parse_duration
+from automl_pt.spec.config import config_from_dict, load_config, parse_duration
 from tests.conftest import study_toml
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from automl_pt import DataError
-from automl_pt.config import config_from_dict
-from automl_pt.data import load_study_data
+from automl_pt.spec.config import config_from_dict
+from automl_pt.spec.data import load_study_data
 from tests.conftest import make_topic_rows
 
 

@@ -178,7 +178,7 @@ def test_model_cards_escape_labels_and_paths(ran, tmp_path):
 
 
 def test_the_report_escapes_labels_and_paths(ran, tmp_path):
-    from automl_pt.report import build_report
+    from automl_pt.report.html import build_report
 
     report = build_report(ran.parent / "run", out=tmp_path / "r.html", png=False)
     page = report.html.read_text()

@@ -13,7 +13,7 @@ import pytest
 import automl_pt
 from automl_pt.cli import main
 from automl_pt.errors import ModelLoadError
-from automl_pt.formats import EXPORT_CONFIG, ExportFormatError, export_model
+from automl_pt.export.formats import EXPORT_CONFIG, ExportFormatError, export_model
 from tests.support.exported import audio_best, cached, image_best, text_best
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -19,7 +19,7 @@ import automl_pt
 from automl_pt import hookimpl
 from automl_pt.cli import main
 from automl_pt.errors import ModelLoadError
-from automl_pt.export import MANIFEST
+from automl_pt.export.predictor import MANIFEST
 from tests.support.exported import cached, text_best
 
 TEXTS = ["rocket orbit the moon tonight", "bread and cheese soup", "the judge and the jury"]

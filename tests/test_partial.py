@@ -20,7 +20,7 @@ from tests.conftest import study_toml
 def test_top_layers_is_suggested_only_for_partial_trials(tmp_path, tiny_bert, topic_data, text_host):
     import optuna
 
-    from automl_pt.search import suggest_params
+    from automl_pt.engine.search import suggest_params
 
     path = study_toml(tmp_path, tiny_bert, space='top_layers = { low = 2, high = 3 }')
     prepared = Study.from_config(path, host=text_host).prepare()
@@ -37,7 +37,7 @@ def test_top_layers_is_suggested_only_for_partial_trials(tmp_path, tiny_bert, to
 def test_a_backbone_without_the_split_refuses_partial_by_name(tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
-    from automl_pt import partial
+    from automl_pt.train import partial
     from automl_pt.errors import BackboneError
     from automl_pt.model import Backbone
     from automl_pt_text.backbone import TransformersTextBackbone
@@ -92,7 +92,7 @@ def test_partial_study_exports_a_model_that_predicts_as_trained(tmp_path, tiny_b
     weights, the top layer was trained."""
     from safetensors.torch import load_file
 
-    from automl_pt import partial
+    from automl_pt.train import partial
 
     path = study_toml(tmp_path, tiny_bert, trials=2,
                       space='strategy = "partial"\ntop_layers = 1\nepochs = 2\nbatch_size = [8]')
@@ -143,7 +143,7 @@ def test_partial_study_exports_a_model_that_predicts_as_trained(tmp_path, tiny_b
 
 def test_activations_are_computed_once_per_k_shared_and_reused_from_disk(
         tmp_path, tiny_bert, topic_data, text_host, monkeypatch):
-    from automl_pt import partial
+    from automl_pt.train import partial
     from automl_pt_text import backbone as text_backbone
 
     calls: Counter = Counter()
@@ -181,8 +181,8 @@ def test_activations_are_computed_once_per_k_shared_and_reused_from_disk(
 
 
 def test_memory_mapped_activations_equal_the_loaded_ones(tmp_path):
-    from automl_pt import partial
-    from automl_pt.trial import save_state
+    from automl_pt.train import partial
+    from automl_pt.engine.trial import save_state
 
     tensors = {"hidden": torch.randn(5, 3, 4).half(), "attention_mask": torch.ones(5, 3, dtype=torch.long)}
     save_state(tensors, tmp_path / "a.safetensors")
@@ -194,7 +194,7 @@ def test_memory_mapped_activations_equal_the_loaded_ones(tmp_path):
 
 
 def test_activations_pad_every_dimension_to_the_largest_batch():
-    from automl_pt import partial
+    from automl_pt.train import partial
 
     out = partial._pad_cat([torch.ones(2, 3, 4), torch.ones(1, 5, 4)])
     assert out.shape == (3, 5, 4)
@@ -202,7 +202,8 @@ def test_activations_pad_every_dimension_to_the_largest_batch():
 
 
 def test_known_good_partial_configuration_fits_the_default_space():
-    from automl_pt.builtin.search_space import KNOWN_GOOD, default_space
+    from automl_pt.builtin.search_space import default_space
+    from automl_pt.engine.seeding import KNOWN_GOOD
 
     space = default_space()
     config = KNOWN_GOOD["partial"]

@@ -198,7 +198,8 @@ LIBRARY_WORDS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values"
                  "whisper", "wav2vec", "last_hidden_state", "id2label", "automodel", "autotokenizer",
                  "create_model")
 #: the export and model-card code must not branch on a modality or name a library
-EXPORT_MODULES = ("export.py", "formats.py", "model_card.py", "builtin/export_formats.py")
+EXPORT_MODULES = ("export/predictor.py", "export/formats.py", "export/model_card.py", "export/support.py",
+                  "builtin/export_formats.py")
 MODALITY_WORDS = ("text", "image", "audio", "timm", "soundfile")
 
 

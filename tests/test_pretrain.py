@@ -50,7 +50,7 @@ def first_and_last(losses: list[float], k: int = 5) -> tuple[float, float]:
 
 # -- objectives and views ------------------------------------------------------------------------
 def test_info_nce_is_low_for_matching_pairs_and_high_for_mismatched():
-    from automl_pt.pretrain import info_nce
+    from automl_pt.engine.pretrain import info_nce
 
     a = torch.eye(8) * 5
     matched = info_nce(a, a.clone(), temperature=0.1)
@@ -59,7 +59,7 @@ def test_info_nce_is_low_for_matching_pairs_and_high_for_mismatched():
 
 
 def test_contrastive_loss_decreases_on_a_tiny_model(tiny_bert):
-    from automl_pt.pretrain import ContrastiveObjective
+    from automl_pt.engine.pretrain import ContrastiveObjective
     from automl_pt_text.pretrain import make_text_views
 
     torch.manual_seed(0)
@@ -206,8 +206,8 @@ def test_mlm_trains_a_fresh_head_or_reuses_the_checkpoints(tiny_bert, tmp_path):
 # -- the stage in a study --------------------------------------------------------------------------
 def test_study_pretrains_once_per_backbone_caches_and_records_curves(tmp_path, tiny_bert, topic_data):
     from automl_pt import Study
-    from automl_pt.pretrain import FINAL_FILE, checkpoint_for
-    from automl_pt.trial import TrialRunner
+    from automl_pt.engine.pretrain import FINAL_FILE, checkpoint_for
+    from automl_pt.engine.trial import TrialRunner
 
     path = pretrain_study(tmp_path, tiny_bert, resources="")  # trials in a worker process
     study = Study.from_config(path)
@@ -267,11 +267,11 @@ def test_init_is_searched_only_with_a_pretrain_section(tmp_path, tiny_bert, topi
 
 def test_stage_resumes_after_sigkill_from_its_step_checkpoint(tmp_path, tiny_bert, topic_data):
     from automl_pt import Study
-    from automl_pt.pretrain import FINAL_FILE, LOSSES_FILE, RESUME_FILE, run_pretraining
+    from automl_pt.engine.pretrain import FINAL_FILE, LOSSES_FILE, RESUME_FILE, run_pretraining
 
     settings = "steps = 40\nbatch_size = 8\nlearning_rate = 1e-3\ncheckpoint_every = 5"
     path = pretrain_study(tmp_path, tiny_bert, pretrain=settings)
-    script = ("import sys\nfrom automl_pt import Study\nfrom automl_pt.pretrain import run_pretraining\n"
+    script = ("import sys\nfrom automl_pt import Study\nfrom automl_pt.engine.pretrain import run_pretraining\n"
               "s = Study.from_config(sys.argv[1])\nrun_pretraining(s, s.prepare(), sys.argv[2], progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(path), str(tiny_bert)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -320,7 +320,7 @@ def test_stage_resumes_after_sigkill_from_its_step_checkpoint(tmp_path, tiny_ber
 
 def test_a_third_party_plugin_adds_an_objective(tmp_path, tiny_bert, topic_data, monkeypatch):
     from automl_pt import Study
-    from automl_pt.pretrain import LOSSES_FILE, objectives, run_pretraining
+    from automl_pt.engine.pretrain import LOSSES_FILE, objectives, run_pretraining
 
     monkeypatch.syspath_prepend(str(SUPPORT))
     path = pretrain_study(tmp_path, tiny_bert, study='plugins = ["objective_plugin"]', pretrain=(
@@ -343,7 +343,7 @@ def test_mlm_stage_keeps_the_encoder_and_drops_the_head(tmp_path, tiny_bert, top
     from safetensors.torch import load_file
 
     from automl_pt import Study
-    from automl_pt.pretrain import FINAL_FILE, run_pretraining
+    from automl_pt.engine.pretrain import FINAL_FILE, run_pretraining
 
     path = pretrain_study(tmp_path, tiny_bert, pretrain='objective = "mlm"\nsteps = 4\nbatch_size = 8')
     study = Study.from_config(path)
@@ -372,7 +372,7 @@ def test_unknown_or_mismatched_objective_is_a_config_error_with_its_line(tmp_pat
     ('data = "data/nowhere.csv"', "[pretrain] data: file not found"),
 ])
 def test_pretrain_section_is_validated(tmp_path, tiny_bert, topic_data, body, message):
-    from automl_pt.config import load_config
+    from automl_pt.spec.config import load_config
     from automl_pt.errors import ConfigError
 
     write_csv(tmp_path / "data" / "unlabeled.csv", [{"text": "a b c"}, {"text": "d e f"}])
@@ -386,7 +386,7 @@ def test_continued_checkpoint_that_does_not_fit_names_the_file(tmp_path, tiny_be
     from safetensors.torch import save_file
 
     from automl_pt.errors import BackboneError
-    from automl_pt.pretrain import FINAL_FILE, load_backbone_weights
+    from automl_pt.engine.pretrain import FINAL_FILE, load_backbone_weights
 
     backbone = text_backbone(tiny_bert)
     state = {k: v.clone() for k, v in backbone.state_dict().items()}
@@ -403,7 +403,7 @@ def test_continued_checkpoint_that_does_not_fit_names_the_file(tmp_path, tiny_be
 def test_continued_without_a_finished_stage_is_a_clear_error(tmp_path, tiny_bert, topic_data):
     from automl_pt import Study
     from automl_pt.errors import BackboneError
-    from automl_pt.trial import TrialRunner
+    from automl_pt.engine.trial import TrialRunner
 
     study = Study.from_config(pretrain_study(tmp_path, tiny_bert))
     p = study.prepare()
@@ -478,7 +478,7 @@ learning_rate = 1e-3
 
 def _pretrain_and_reload(path: Path, backbone: Path, load) -> dict:
     from automl_pt import Study
-    from automl_pt.pretrain import load_backbone_weights, run_pretraining
+    from automl_pt.engine.pretrain import load_backbone_weights, run_pretraining
 
     study = Study.from_config(path)
     prepared = study.prepare()
@@ -537,7 +537,7 @@ def test_readme_example_runs(tmp_path, tiny_bert, topic_data, monkeypatch, capsy
 
 def test_docs_objective_example_is_a_working_plugin(tmp_path, tiny_bert, topic_data, monkeypatch):
     from automl_pt import Study
-    from automl_pt.pretrain import run_pretraining
+    from automl_pt.engine.pretrain import run_pretraining
 
     root = Path(__file__).resolve().parents[1]
     code = _block(root / "docs" / "pretraining.md", r"```python\n(# my_objective\.py.*?)```")

@@ -13,9 +13,10 @@ import torch
 from automl_pt import Study
 from automl_pt.builtin.metrics import accuracy
 from automl_pt.model import ClassificationTask, TrialModel
-from automl_pt.probe import L2_GRID, fit_logistic, meets_probe_floor, probe_floor
+from automl_pt.core.linear import L2_GRID, fit_logistic
+from automl_pt.train.probe import meets_probe_floor, probe_floor
 from automl_pt.registry import Metric
-from automl_pt.training import TrainerCallback, fine_tune, planned_epochs
+from automl_pt.train.training import TrainerCallback, fine_tune, planned_epochs
 from tests.conftest import study_toml
 
 METRICS = {"accuracy": Metric("accuracy", accuracy)}
@@ -125,7 +126,7 @@ def test_a_study_starts_with_the_probe_then_known_good_configurations_and_never_
 
 
 def test_baseline_and_known_good_keys(tmp_path, tiny_bert, topic_data, text_host):
-    from automl_pt.seeding import plan
+    from automl_pt.engine.seeding import plan
 
     def planned(search_extra: str, space: str):
         path = study_toml(tmp_path, tiny_bert, trials=10, space=space)

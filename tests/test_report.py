@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_pt import plots
-from automl_pt.report import build_report, usage_summary
+from automl_pt.report import plots
+from automl_pt.report.html import build_report, usage_summary
 from tests.conftest import make_topic_rows, study_toml, write_csv
 
 SUPPORT = Path(__file__).parent / "support"
@@ -280,7 +280,7 @@ def test_report_command_writes_a_self_contained_page_and_pngs(run, tmp_path):
 
 
 def test_report_while_a_driver_holds_the_run_reads_the_live_sources(run, tmp_path):
-    from automl_pt.study import DriverLock
+    from automl_pt.engine.study import DriverLock
 
     _, res = run
     with DriverLock(res.run_dir):                       # as if 'automl-pt run' were still going
@@ -352,7 +352,7 @@ def test_gpu_hours_sum_the_trials_that_ran_on_cuda(tmp_path):
 
 
 def test_tables_escape_their_cells_and_long_ones_scroll():
-    from automl_pt.report import SCROLL_ROWS, html_table
+    from automl_pt.report.html import SCROLL_ROWS, html_table
 
     frame = pd.DataFrame({"backbone": ["<script>alert(1)</script>", "/models/a&b"], "value": [0.5, 0.25],
                           "state": ["COMPLETE", "PRUNED"]})

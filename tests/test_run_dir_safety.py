@@ -16,7 +16,7 @@ import pytest
 from automl_pt.cli import main
 from tests.conftest import study_toml
 
-MARKER = ".automl_pt_run"   # automl_pt.rundir.MARKER, spelled out: the file name is the contract
+MARKER = ".automl_pt_run"   # automl_pt.storage.rundir.MARKER, spelled out: the file name is the contract
 
 INLINE = 'workers = "inline"\nnum_threads = 1'
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from automl_pt import ConfigError, Study
-from automl_pt.search import make_pruner, make_sampler
+from automl_pt.engine.search import make_pruner, make_sampler
 from tests.conftest import study_toml
 from tests.test_faults import fault_study
 

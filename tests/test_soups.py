@@ -1,4 +1,4 @@
-"""Checkpoint averaging, soups, ensembles, refit and warm start (automl_pt.soups, automl_pt.warmstart)."""
+"""Checkpoint averaging, soups, ensembles, refit and warm start (automl_pt.engine.soups, automl_pt.engine.warmstart)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 import automl_pt
 from automl_pt import ConfigError, Study
 from automl_pt.errors import DataWarning
-from automl_pt.soups import average_states, greedy_soup, uniform_soup
+from automl_pt.engine.soups import average_states, greedy_soup, uniform_soup
 from tests.conftest import study_toml
 
 
@@ -90,7 +90,7 @@ def test_greedy_soup_is_the_first_ingredient_when_nothing_helps():
 
 def test_fine_tune_keeps_the_best_epochs_best_first(tiny_bert, topic_data, text_host):
     """``keep_states`` holds the top epochs (best first; the first is ``best_state``)."""
-    from automl_pt.training import fine_tune
+    from automl_pt.train.training import fine_tune
     from automl_pt.model import ClassificationTask, TrialModel
 
     torch.manual_seed(0)
@@ -242,7 +242,7 @@ def test_warm_start_enqueues_the_earlier_best_first_and_drops_what_does_not_fit(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         results = Study.from_config(path, host=text_host).run(progress=False)
-    # the frozen-feature probe goes first (automl_pt.seeding), then the earlier study's best
+    # the frozen-feature probe goes first (automl_pt.engine.seeding), then the earlier study's best
     trial = next(t for t in results.optuna_study().trials if t.user_attrs.get("warm_start"))
     for key in ("backbone", "learning_rate", "strategy", "dropout"):
         assert trial.params[key] == best[key], key

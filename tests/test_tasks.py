@@ -126,8 +126,8 @@ def test_multilabel_tunes_thresholds_on_validation_and_saves_them(tmp_path, tiny
 
 
 def test_multilabel_reads_lists_from_jsonl(tmp_path, text_host):
-    from automl_pt.config import parse_dict
-    from automl_pt.data import load_study_data
+    from automl_pt.spec.config import parse_dict
+    from automl_pt.spec.data import load_study_data
 
     path = tmp_path / "train.jsonl"
     rows = multilabel_rows(12, 1, as_list=True) + [{"text": "nothing to see", "topics": []}]
@@ -149,8 +149,8 @@ def test_multilabel_reads_lists_from_jsonl(tmp_path, text_host):
     ("multilabel", [{"text": "a", "y": "x"}, {"text": "b", "y": "x"}], "needs at least 2"),
 ])
 def test_bad_targets_are_one_clear_error(tmp_path, text_host, kind, rows, message):
-    from automl_pt.config import parse_dict
-    from automl_pt.data import load_study_data
+    from automl_pt.spec.config import parse_dict
+    from automl_pt.spec.data import load_study_data
 
     cfg, _ = parse_dict({"study": {"name": "x"}, "task": {"type": f"text-{kind}"},
                          "data": {"train": pd.DataFrame(rows), "label_column": "y"}})
@@ -159,8 +159,8 @@ def test_bad_targets_are_one_clear_error(tmp_path, text_host, kind, rows, messag
 
 
 def test_unseen_label_in_validation_names_its_rows(tmp_path, text_host):
-    from automl_pt.config import parse_dict
-    from automl_pt.data import load_study_data
+    from automl_pt.spec.config import parse_dict
+    from automl_pt.spec.data import load_study_data
 
     train = pd.DataFrame([{"text": "a", "y": "x|z"}, {"text": "b", "y": "x"}, {"text": "c", "y": "z"}])
     validation = pd.DataFrame([{"text": "d", "y": "x"}, {"text": "e", "y": "q|x"}])
@@ -171,7 +171,7 @@ def test_unseen_label_in_validation_names_its_rows(tmp_path, text_host):
 
 
 def test_empty_label_separator_is_a_config_error(tmp_path):
-    from automl_pt.config import parse_dict
+    from automl_pt.spec.config import parse_dict
 
     _, where = parse_dict({"study": {"name": "x"}, "task": {"type": "text-multilabel"},
                            "data": {"train": pd.DataFrame([{"text": "a", "label": "x"}]),
@@ -227,7 +227,7 @@ def test_thresholds_maximise_each_labels_f1():
 
 
 def test_ridge_probe_recovers_a_linear_target():
-    from automl_pt.probe import fit_ridge
+    from automl_pt.core.linear import fit_ridge
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=8)

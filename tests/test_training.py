@@ -11,7 +11,7 @@ import torch
 from automl_pt.builtin.metrics import accuracy
 from automl_pt.model import ClassificationTask, TrialModel
 from automl_pt.registry import Metric
-from automl_pt.training import TrainerCallback, fine_tune, lr_lambda, param_groups
+from automl_pt.train.training import TrainerCallback, fine_tune, lr_lambda, param_groups
 
 PARAMS = dict(learning_rate=1e-3, head_lr_multiplier=10.0, layer_decay=0.5, weight_decay=0.01,
               warmup_ratio=0.0, epochs=2, batch_size=8, dropout=0.0, label_smoothing=0.0,
@@ -118,7 +118,7 @@ def test_best_epoch_weights_are_kept(model_and_data):
     assert result.best_epoch == int(np.argmax(values)) + 1
     assert result.best_metrics["accuracy"] == max(values)
     model.load_state_dict(result.best_state)
-    from automl_pt.training import evaluate
+    from automl_pt.train.training import evaluate
 
     again, _, _ = evaluate(model, task, enc, labels, METRICS, torch.device("cpu"), 64, prep.collate)
     assert again["accuracy"] == pytest.approx(max(values))

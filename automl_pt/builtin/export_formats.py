@@ -1,6 +1,6 @@
 """Built-in export formats: ``native``, ``safetensors`` (the backbone library's own folder),
 ``onnx`` and ``torchscript``. Library formats (``hf``, ``timm``) are registered by the plugins
-whose backbones write them; the writers live in :mod:`automl_pt.formats`."""
+whose backbones write them; the writers live in :mod:`automl_pt.export.formats`."""
 
 from __future__ import annotations
 
@@ -12,25 +12,25 @@ from ..registry import ExportFormat
 
 
 def _native(predictor: Any, directory: Path) -> dict[str, Any]:
-    from ..formats import write_native
+    from ..export.formats import write_native
 
     return write_native(predictor, directory)
 
 
 def _safetensors(predictor: Any, directory: Path) -> dict[str, Any]:
-    from ..formats import write_backbone_library
+    from ..export.formats import write_backbone_library
 
     return write_backbone_library(predictor, directory)
 
 
 def _onnx(predictor: Any, directory: Path) -> dict[str, Any]:
-    from ..formats import write_onnx
+    from ..export.formats import write_onnx
 
     return write_onnx(predictor, directory)
 
 
 def _torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
-    from ..formats import write_torchscript
+    from ..export.formats import write_torchscript
 
     return write_torchscript(predictor, directory)
 

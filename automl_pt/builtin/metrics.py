@@ -2,7 +2,7 @@
 regression (numbers); numpy, and scipy for Spearman's rank correlation.
 
 Every metric is ``fn(labels, predictions, probabilities)`` on one split: ``labels`` as the
-split keeps them (:class:`automl_pt.data.Split`), ``predictions`` and ``probabilities`` from
+split keeps them (:class:`automl_pt.spec.data.Split`), ``predictions`` and ``probabilities`` from
 :meth:`automl_pt.tasks.Task.predict` (``None`` probabilities for regression)."""
 
 from __future__ import annotations

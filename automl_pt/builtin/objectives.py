@@ -1,7 +1,7 @@
 """The built-in continued pre-training objective ``contrastive`` (SimCLR / SimCSE-style InfoNCE
 over two views of each example; the views come from the modality's plugin), registered through
 ``automl_pt_register_objectives`` like a plugin's. The objective itself lives in
-:mod:`automl_pt.pretrain`, imported (with torch) only when a stage creates it."""
+:mod:`automl_pt.engine.pretrain`, imported (with torch) only when a stage creates it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..registry import Objective
 
 
 def _create_contrastive(backbone: Any, context: Any) -> Any:
-    from ..pretrain import create_contrastive
+    from ..engine.pretrain import create_contrastive
 
     return create_contrastive(backbone, context)
 

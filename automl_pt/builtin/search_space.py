@@ -3,50 +3,18 @@ implementation runs last, so theirs win); the study's ``[search.space]`` overrid
 
 from __future__ import annotations
 
-from ..adapters import ADAPTER_STRATEGIES, LORA_TARGETS
+from ..engine.inits import INIT_CHOICES, RANDOM_INIT
+from ..train.adapters import ADAPTER_STRATEGIES, LORA_TARGETS
 from ..plugins import hookimpl
 from ..registry import Domain, Param
 from ..tasks import CLASS_WEIGHTS
 
 STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze", "partial")
 #: every strategy a study may name: the searched ones plus the parameter-efficient ones
-#: (``lora``, ``ia3``, ``bitfit``: automl_pt.adapters), which are opt-in (see docs/strategies.md)
+#: (``lora``, ``ia3``, ``bitfit``: automl_pt.train.adapters), which are opt-in (see docs/strategies.md)
 ALL_STRATEGIES = (*STRATEGIES, *ADAPTER_STRATEGIES)
-# ``init``: where a trial's backbone weights come from (see automl_pt.pretrain). "continued" is
-# the [pretrain] stage's checkpoint; "random" (same architecture, random weights) is accepted
-# by every backbone loader, for baselines, but not searched by default.
-INIT_CHOICES = ("pretrained", "continued")
-RANDOM_INIT = "random"
-
-
 DEFAULT_MIN_STEPS = 150
 DEFAULT_PATIENCE = 3
-
-#: One configuration per strategy that works on most backbones and data sets; a study enqueues
-#: one trial of each strategy in its space (values clipped into the space) before the sampler
-#: explores (automl_pt.seeding). A new strategy adds its entry here.
-KNOWN_GOOD: dict[str, dict] = {
-    # fitted by L-BFGS on the cached features (automl_pt.probe): the rest barely matters
-    "linear_probe": {"learning_rate": 1e-3, "epochs": 1, "batch_size": 32, "dropout": 0.0,
-                     "label_smoothing": 0.0, "weight_decay": 1e-4, "warmup_ratio": 0.0},
-    "full": {"learning_rate": 1e-4, "head_lr_multiplier": 10.0, "layer_decay": 0.9,
-             "weight_decay": 0.01, "warmup_ratio": 0.1, "epochs": 5, "batch_size": 16,
-             "dropout": 0.1, "label_smoothing": 0.1, "schedule": "cosine"},
-    "freeze_then_unfreeze": {"learning_rate": 2e-4, "head_lr_multiplier": 10.0, "layer_decay": 0.8,
-                             "weight_decay": 0.01, "warmup_ratio": 0.1, "epochs": 5,
-                             "batch_size": 16, "dropout": 0.1, "label_smoothing": 0.1,
-                             "schedule": "cosine"},
-    # top two blocks on cached activations, at a larger learning rate than full fine-tuning
-    # wants (docs/performance.md: minilm-l6 on fortunes, 3 epochs: 0.863 vs 0.656 at 1e-4;
-    # clipped into the study's learning-rate range)
-    "partial": {"top_layers": 2, "learning_rate": 5e-4, "head_lr_multiplier": 10.0},
-    # parameter-efficient strategies (automl_pt.adapters); opt-in, enqueued when in the space
-    "lora": {"learning_rate": 1e-3, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.05,
-             "lora_targets": "default", "head_lr_multiplier": 10.0, "layer_decay": 1.0},
-    "ia3": {"learning_rate": 1e-3, "head_lr_multiplier": 10.0, "layer_decay": 1.0},
-    "bitfit": {"learning_rate": 1e-3, "head_lr_multiplier": 10.0, "layer_decay": 1.0},
-}
-
 
 POSITIVE = Domain("float", low=0.0, open_low=True)
 FRACTION = Domain("float", low=0.0, high=1.0, open_high=True)      # [0, 1)
@@ -70,7 +38,7 @@ def default_space() -> dict[str, Param]:
         Param("label_smoothing", "float", 0.0, 0.2, domain=FRACTION),
         Param("schedule", "categorical", choices=("cosine", "linear"),
               domain=Domain("choice", choices=("cosine", "linear"))),
-        # training length fits the data (automl_pt.training.planned_epochs): at least this many
+        # training length fits the data (automl_pt.train.training.planned_epochs): at least this many
         # optimizer steps, and early stopping after `patience` epochs without improvement (0: off)
         Param("min_steps", "categorical", choices=(DEFAULT_MIN_STEPS,), domain=Domain("int", low=0)),
         Param("patience", "categorical", choices=(DEFAULT_PATIENCE,), domain=Domain("int", low=0)),
@@ -83,7 +51,7 @@ def default_space() -> dict[str, Param]:
         Param("top_layers", "int", 1, 3, domain=AT_LEAST_ONE, condition=("strategy", ("partial",))),
         # classification and multi-label: "balanced" weighs classes (positives of a label) by
         # their rarity in the loss; fixed "none" unless the classes are imbalanced (then the
-        # study searches both, automl_pt.study) or the study file lists them
+        # study searches both, automl_pt.engine.study) or the study file lists them
         Param("class_weights", "categorical", choices=("none",),
               domain=Domain("choice", choices=CLASS_WEIGHTS)),
     ]

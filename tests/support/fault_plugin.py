@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from automl_pt import hookimpl
-from automl_pt.training import TrainerCallback
+from automl_pt.train.training import TrainerCallback
 
 
 def _next_start() -> int:

@@ -16,7 +16,7 @@ def _create(backbone, context):
     import torch
     from torch import nn
 
-    from automl_pt.pretrain import PretrainObjective
+    from automl_pt.engine.pretrain import PretrainObjective
 
     vocab = int(backbone.model.config.vocab_size)
 

@@ -99,7 +99,7 @@ class AudioBackbone(Backbone):
     masks_padding = False
     kind = ""
     #: parameters a trial adds on top of the encoder (attention pooling): a continued-pretraining
-    #: checkpoint made with other pooling may lack them (see automl_pt.pretrain)
+    #: checkpoint made with other pooling may lack them (see automl_pt.engine.pretrain)
     trial_modules = ("pool.",)
 
     def __init__(self, name: str, dim: int, pooling: str = "mean",
@@ -211,7 +211,7 @@ class AudioBackbone(Backbone):
         default (``q_proj`` / ``v_proj`` for Whisper and wav2vec2, ``query`` / ``value`` for
         AST), every linear layer with ``lora_targets = "all"``; keys, values and feed-forward
         down-projections (``fc2``, ``output_dense``) for (IA)^3."""
-        from automl_pt.adapters import find_targets
+        from automl_pt.train.adapters import find_targets
 
         return find_targets(self, QUERY_VALUE, KEY_VALUE)
 
@@ -474,7 +474,7 @@ def load_audio_backbone(source: str, name: str, options: dict,
     """
     from transformers import AutoConfig
 
-    from automl_pt.pretrain import wants_random_init
+    from automl_pt.engine.pretrain import wants_random_init
 
     quiet_transformers()
     random_init = wants_random_init(options)
@@ -491,7 +491,7 @@ def load_audio_backbone(source: str, name: str, options: dict,
     except ValueError as exc:
         if "custom code" not in str(exc):
             raise
-        from automl_pt.provenance import TRUST_HINT
+        from automl_pt.export.provenance import TRUST_HINT
 
         raise BackboneError(f"backbone {name!r}: {source!r} needs custom code (transformers "
                             f"auto_map), which is off; {TRUST_HINT}") from exc

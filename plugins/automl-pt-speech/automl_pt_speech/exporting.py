@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from automl_pt.formats import ExportSupport
+from automl_pt.export.support import ExportSupport
 
 
 def set_label_names(directory: Path, label_names: list[str]) -> None:

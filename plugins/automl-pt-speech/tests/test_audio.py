@@ -124,7 +124,7 @@ def test_whisper_log_mel_matches_transformers_feature_extractor(tiny_models):
 
 
 def test_audio_folder_reader_lists_every_visible_file(speech_host, tmp_path):
-    from automl_pt.data import read_frame
+    from automl_pt.spec.data import read_frame
 
     for label in ("go", "stop"):
         (tmp_path / "tree" / label).mkdir(parents=True)

@@ -192,7 +192,7 @@ class TransformersTextBackbone(Backbone):
         LoRA paper's choice), every linear layer with ``lora_targets = "all"``; keys, values and
         feed-forward down-projections for (IA)^3. Names cover BERT-like encoders (``query``),
         DistilBERT (``q_lin``), BART / T5-style and fused ``qkv`` projections."""
-        from automl_pt.adapters import find_targets
+        from automl_pt.train.adapters import find_targets
 
         return find_targets(self.model, QUERY_VALUE, KEY_VALUE, prefix="model.")
 
@@ -223,7 +223,7 @@ def load_transformers_backbone(source: str, name: str, options: dict) -> Transfo
     :class:`BackboneError` (also for a model that needs custom code when it is off)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from automl_pt.pretrain import wants_random_init
+    from automl_pt.engine.pretrain import wants_random_init
 
     quiet_transformers()
     trust = options.get("trust_remote_code") is True
@@ -246,7 +246,7 @@ def load_transformers_backbone(source: str, name: str, options: dict) -> Transfo
 
 def custom_code_error(name: str, source: str) -> BackboneError:
     """transformers refused to run the model's custom code (``auto_map``): say how to allow it."""
-    from automl_pt.provenance import TRUST_HINT
+    from automl_pt.export.provenance import TRUST_HINT
 
     return BackboneError(f"backbone {name!r}: {source!r} needs custom code (transformers auto_map), "
                          f"which is off; {TRUST_HINT}")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automl_pt.formats import ExportSupport
+from automl_pt.export.support import ExportSupport
 
 #: inputs of the tokenizer that share the sequence axis
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from automl_pt.errors import BackboneError
-from automl_pt.pretrain import ObjectiveContext, PretrainObjective
+from automl_pt.engine.pretrain import ObjectiveContext, PretrainObjective
 
 DEFAULT_TOKEN_DROP = 0.1
 

@@ -155,7 +155,7 @@ class TimmImageBackbone(Backbone):
         default and every ungrouped convolution with ``"all"`` (depthwise convolutions are left
         alone); (IA)^3 scales the expansion convolutions' outputs and the projection
         convolutions' inputs."""
-        from automl_pt.adapters import find_targets
+        from automl_pt.train.adapters import find_targets
 
         return find_targets(self.model, QUERY_VALUE, KEY_VALUE, prefix="model.")
 
@@ -316,7 +316,7 @@ def load_catalog(name: str, options: dict, pretrained: bool = True) -> TimmImage
     gives the same architecture and preprocessing with random weights (a baseline)."""
     from .weights import CATALOG, converted_weights
 
-    from automl_pt.pretrain import wants_random_init
+    from automl_pt.engine.pretrain import wants_random_init
 
     entry = CATALOG[name]
     pretrained = pretrained and not wants_random_init(options)
@@ -337,7 +337,7 @@ def load_hub(model_name: str, display: str, options: dict) -> TimmImageBackbone:
     if not model_name.startswith("hf-hub:"):
         architecture = timm.models.split_model_name_tag(model_name)[0]
     try:
-        from automl_pt.pretrain import wants_random_init
+        from automl_pt.engine.pretrain import wants_random_init
 
         return _create(model_name, architecture, display, options,
                        pretrained=not wants_random_init(options))
@@ -357,7 +357,7 @@ def load_local_dir(path: Path, display: str, options: dict) -> TimmImageBackbone
     base = dict(config.get("pretrained_cfg") or {})
     size_overlay, size_kwargs = _size_overlay(options, base)
     try:
-        from automl_pt.pretrain import wants_random_init
+        from automl_pt.engine.pretrain import wants_random_init
 
         model = timm.create_model(f"local-dir:{path.resolve()}", num_classes=0,
                                   pretrained=not wants_random_init(options),
@@ -376,7 +376,7 @@ def load_checkpoint(architecture: str, path: Path, display: str, options: dict) 
     pickle read with ``weights_only=True``); a classifier in the file is dropped."""
     if not path.is_file():
         raise BackboneError(f"backbone {display!r}: checkpoint file {path} not found")
-    from automl_pt.pretrain import wants_random_init
+    from automl_pt.engine.pretrain import wants_random_init
 
     backbone = _create(architecture, architecture, display, options, pretrained=False)
     if not wants_random_init(options):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from automl_pt.formats import ExportSupport
+from automl_pt.export.support import ExportSupport
 
 
 class ImageExportSupport(ExportSupport):

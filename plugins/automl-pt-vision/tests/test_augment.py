@@ -100,7 +100,7 @@ def test_training_loop_passes_targets_through_augment():
     from automl_pt.builtin.metrics import accuracy
     from automl_pt.model import Backbone, ClassificationTask, TrialModel
     from automl_pt.registry import Metric
-    from automl_pt.training import fine_tune
+    from automl_pt.train.training import fine_tune
 
     class Flat(Backbone):
         feature_dim = 3 * 4 * 4

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from automl_pt import Study
-from automl_pt.config import config_from_dict
-from automl_pt.data import load_study_data
+from automl_pt.spec.config import config_from_dict
+from automl_pt.spec.data import load_study_data
 from automl_pt.errors import DataError
 from automl_pt_vision.preprocess import ImagePreprocessor, check_image
 from automl_pt_vision.testing import make_image_tree, write_table

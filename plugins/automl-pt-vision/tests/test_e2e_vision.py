@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from automl_pt import Study
-from automl_pt.export import Predictor
+from automl_pt.export.predictor import Predictor
 from automl_pt.testing import write_study
 from automl_pt_vision.testing import make_image_tree, write_table
 

@@ -26,7 +26,7 @@ def _train_and_test(pretrained: bool, paths) -> float:
     from automl_pt.builtin.metrics import accuracy
     from automl_pt.model import ClassificationTask, TrialModel
     from automl_pt.registry import Metric
-    from automl_pt.training import evaluate, fine_tune
+    from automl_pt.train.training import evaluate, fine_tune
     from automl_pt_vision.augment import make_augment
     from automl_pt_vision.backbone import load_catalog
 

@@ -1,0 +1,1 @@
+"""The search: study, scheduler, workers, trials, pretraining, soups, warm start."""

@@ -1,0 +1,523 @@
+"""The study driver: validate everything, run Optuna trials, keep DuckDB in sync, export the best.
+
+Usage::
+
+    study = automl_pt.Study.from_config("studies/quickstart-text.toml")
+    results = study.run()
+    results.leaderboard()
+    model = automl_pt.load(results.best_model_dir)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..spec.config import StudyConfig, _Where, load_config, parse_config, parse_dict
+from ..errors import AutomlError, ConfigError, PluginNotFoundError
+from ..plugins import PluginHost, create_plugin_host
+from ..registry import TaskInfo, did_you_mean
+from ..core.devices import resolve_device
+from ..core.io import atomic_json
+from ..core.paths import OPTUNA_FILE, RESULTS_FILE, DriverLock
+from ..storage.store import ResultStore, Results, best_meta, best_trial, best_value, load_results
+
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for dist in ("automl-pt", "torch", "transformers", "optuna", "duckdb", "timm", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "host": platform.node(), "packages": versions}
+
+
+@dataclass
+class _Prepared:
+    host: PluginHost
+    task: TaskInfo
+    metric: str
+    direction: str
+    space: dict
+    data: Any
+    pretrain: Any = None   # automl_pt.engine.pretrain.PretrainPlan when the study has [pretrain]
+
+
+def _study_host(cfg: StudyConfig, where: _Where) -> PluginHost:
+    """The plugin host of a study: installed plugins plus the modules ``[study] plugins`` names
+    (one that cannot be imported is a problem of the study file, at its line)."""
+    try:
+        return create_plugin_host(extra=cfg.study.plugins, base_dir=cfg.base_dir)
+    except PluginNotFoundError as exc:
+        where.add("study", "plugins", str(exc))
+        return create_plugin_host()
+
+
+def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
+                          ) -> tuple[TaskInfo | None, str, str, dict]:
+    """Check what needs the plugins: the task, its metric and columns, the backbones (the
+    task's defaults where ``[search] backbones`` is left out, filled into ``cfg``) and the
+    search space. Records every problem in ``where``; returns ``(task, metric, direction,
+    space)`` with ``task = None`` when the task is unknown."""
+    from .search import build_search_space
+    from .trial import resolve_backbone
+
+    registry = host.registry
+    if cfg.task.type not in registry.tasks:
+        if cfg.task.type:
+            where.add("task", "type", f"unknown task {cfg.task.type!r}"
+                      f"{did_you_mean(cfg.task.type, list(registry.tasks))}; installed tasks: "
+                      f"{', '.join(sorted(registry.tasks)) or 'none'}{host.failure_hint()}")
+        return None, "", "", {}
+    task = registry.tasks[cfg.task.type]
+    metric = cfg.study.metric or task.default_metric
+    direction = cfg.study.direction or "maximize"
+    if metric not in task.metrics and metric not in registry.metrics:
+        known = sorted(set(task.metrics) | set(registry.metrics))
+        where.add("study", "metric", f"unknown metric {metric!r}{did_you_mean(metric, known)}; "
+                  f"task {task.name!r} computes {', '.join(task.metrics)}; registered "
+                  f"metrics: {', '.join(known)}")
+    elif not cfg.study.direction:
+        direction = "maximize" if registry.metrics[metric].greater_is_better else "minimize"
+    for key in cfg.data.columns:
+        if key != task.input_key:
+            where.add("data", key, f"unknown key for task {task.name!r}"
+                      f"{did_you_mean(key, [task.input_key])}; it reads {task.input_key}")
+    if not cfg.search.backbones and "backbones" not in (cfg.raw.get("search") or {}):
+        cfg.search.backbones = list(task.default_backbones)
+        if not cfg.search.backbones:
+            where.add("search", "backbones", f"task {task.name!r} has no default backbones; "
+                      "list the candidates (catalog names: automl-pt backbones)")
+    for name in cfg.search.backbones:
+        if resolve_backbone(name, task.modality, host) is None:
+            names = [b.name for b in registry.list_backbones(modality=task.modality)]
+            where.add("search", "backbones", f"unknown {task.modality} backbone {name!r}"
+                      f"{did_you_mean(name, names)}; use a catalog name "
+                      f"({', '.join(names) or 'none installed'}), a hub name such as "
+                      f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
+    return task, metric, direction, build_search_space(cfg, task, host, where)
+
+
+class Study:
+    """A study defined by a :class:`StudyConfig`. Nothing is written until :meth:`run`."""
+
+    def __init__(self, config: StudyConfig, host: PluginHost | None = None):
+        self.config = config
+        self._host = host
+        self._prepared: _Prepared | None = None
+
+    @classmethod
+    def from_config(cls, config: str | Path | dict | StudyConfig, host: PluginHost | None = None,
+                    base_dir: str | Path = ".", **overrides: Any) -> "Study":
+        """From a study file path, a dict with the study-file keys, or a :class:`StudyConfig`.
+        ``overrides`` are merged section-wise: ``Study.from_config(path, study={"trials": 3})``.
+        Raises :class:`ConfigError` listing every problem of the file: its structure's, and
+        (where the plugins load) the task's, metric's, backbones' and search space's too."""
+        if isinstance(config, StudyConfig):
+            return cls(config, host)
+        if isinstance(config, dict):
+            merged = dict(config)
+            for k, v in overrides.items():
+                merged[k] = {**merged.get(k, {}), **v}
+            cfg, where = parse_dict(merged, base_dir=base_dir)
+        else:
+            cfg, where = parse_config(config, overrides=overrides or None)
+        if where.problems:  # report the plugin-level problems with the structural ones
+            with contextlib.suppress(AutomlError):
+                check_against_plugins(cfg, host or _study_host(cfg, where), where)
+            where.check()
+        return cls(cfg, host)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    @property
+    def name(self) -> str:
+        return self.config.study.name
+
+    # -- validation (nothing on disk) -----------------------------------------------------
+    def prepare(self) -> _Prepared:
+        """Load plugins, check task / metric / backbones / search space, read and check the data.
+        Raises :class:`ConfigError` (every problem of the study file at once),
+        :class:`DataError`, :class:`BackboneError`."""
+        if self._prepared is not None:
+            return self._prepared
+        from ..spec.config import _Where
+        from ..spec.data import load_study_data
+
+        cfg = self.config
+        where = _Where.of(cfg)
+        host = self._host or _study_host(cfg, where)
+        task, metric, direction, space = check_against_plugins(cfg, host, where)
+        plan = None
+        if cfg.pretrain is not None and task is not None:  # objective checked up front
+            from .pretrain import PretrainPlan
+
+            plan = PretrainPlan(cfg, host, task)
+            try:
+                plan.objective()
+            except ConfigError as exc:
+                where.problems.extend(exc.problems)
+        where.check()
+        registry = host.registry
+        data = load_study_data(cfg, task, registry)
+        floor = registry.metrics[metric].min_classes if metric in registry.metrics else 0
+        if floor and len(data.label_names) <= floor:
+            raise where.error("study", "metric", f"{metric} needs more than {floor} classes; the data "
+                              f"has {len(data.label_names)}")
+        _search_class_weights(cfg, task, data, space)
+        self._prepared = _Prepared(host, task, metric, direction, space, data)
+        if plan is not None:  # the unlabeled data checked up front
+            plan.split()
+            self._prepared.pretrain = plan
+        return self._prepared
+
+    # -- running --------------------------------------------------------------------------
+    def optuna_url(self) -> str:
+        if self.config.storage.optuna == "sqlite":
+            return f"sqlite:///{(self.run_dir / OPTUNA_FILE).resolve()}"
+        return self.config.storage.optuna
+
+    def optuna_study(self, prepared: _Prepared, heartbeat: bool = True):
+        import optuna
+
+        from .search import make_pruner, make_sampler
+
+        import warnings
+
+        kwargs = {}
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if heartbeat:
+            kwargs = dict(heartbeat_interval=self.config.storage.heartbeat_interval,
+                          grace_period=self.config.storage.grace_period,
+                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+        try:
+            storage = optuna.storages.RDBStorage(self.optuna_url(), **kwargs)
+        except ImportError as exc:
+            raise ConfigError(f"[storage] optuna = {self.config.storage.optuna!r} needs a database "
+                              "driver: pip install 'automl-pt[postgres]' (psycopg)") from exc
+        except Exception as exc:
+            if "sqlalchemy" not in type(exc).__module__:
+                raise
+            raise AutomlError(f"cannot open the Optuna storage {_redact(self.optuna_url())}: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        return optuna.create_study(
+            study_name=self.name, storage=storage, load_if_exists=True,
+            direction=prepared.direction, sampler=make_sampler(self.config, prepared.space),
+            pruner=make_pruner(self.config, prepared.space))
+
+    def _meta(self, prepared: _Prepared) -> dict[str, Any]:
+        return {"study": self.name, "task": prepared.task.name, "metric": prepared.metric,
+                "direction": prepared.direction, "run_dir": str(self.run_dir),
+                "optuna_url": self.optuna_url(), "plugins": self.config.study.plugins,
+                "config": self.config.to_dict(), "data": prepared.data.describe()}
+
+    def run(self, progress: bool = True, console: Any = None) -> Results:
+        """Run (or resume) the study until ``study.trials`` trials have finished (complete or
+        pruned) or ``study.timeout`` passes; then score the best trial on the test set and
+        export it to ``<run dir>/best``. Returns the :class:`Results`. The run directory must be
+        new, empty or this study's (:func:`automl_pt.storage.rundir.claim_run_dir`; else
+        :class:`ConfigError` before anything is written).
+
+        Trials run in one worker process per device slot (``resources.devices`` ×
+        ``resources.trials_per_device``); ``resources.workers = "inline"`` runs them in this
+        process instead (debugging; no crash containment)."""
+        import optuna
+
+        prepared = self.prepare()
+        cfg = self.config
+        from ..storage.rundir import claim_run_dir
+
+        claim_run_dir(cfg)   # new, empty or automl_pt's own: never a user's folder
+        with DriverLock(self.run_dir), _sigterm_as_interrupt():
+            meta = self._meta(prepared)
+            atomic_json(self.run_dir / "study.json", meta)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            ostudy = self.optuna_study(prepared)
+            from .scheduler import recover_trials
+
+            recovered = recover_trials(ostudy, orphaned_running=cfg.storage.optuna == "sqlite")
+            from .seeding import enqueue_seed_trials
+            from .warmstart import warm_start_trials
+
+            # a new study: the probe, the earlier studies' bests, then known-good configurations
+            enqueue_seed_trials(ostudy, cfg, prepared.space, prepared.task.create(),
+                                warm=lambda: warm_start_trials(cfg, prepared))
+            store = ResultStore(self.run_dir / RESULTS_FILE)
+            meta["environment"] = environment()
+            state = {"last_error": None}
+
+            def input_size(backbone: str, summary: str) -> None:  # study.json keeps them
+                meta.setdefault("input_sizes", {})[backbone] = summary
+                atomic_json(self.run_dir / "study.json", meta)
+
+            self._on_input_size = input_size
+
+            def record() -> None:
+                self._keep_best_weights_only(ostudy)
+                meta.update(best_meta(ostudy))
+                try:
+                    store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
+                except Exception as exc:  # a reader holding the file: catch up at the next trial
+                    state["last_error"] = exc
+
+            from .anytime import BestExporter
+
+            self._anytime = BestExporter(self, prepared)
+            if cfg.pretrain is not None:
+                self._run_pretraining(prepared, progress, console)
+                record()
+            if cfg.resources.workers == "inline":
+                self._run_inline(prepared, ostudy, record, progress, console, recovered)
+            else:
+                self._run_workers(prepared, ostudy, record, progress, console, recovered)
+            if best_value(ostudy) is None:
+                raise AutomlError(f"study {self.name!r}: no trial completed; see "
+                                  f"automl-pt results {self.run_dir} --all")
+            from .soups import finish_study
+
+            claim_run_dir(cfg, create=False)
+            test_metrics = finish_study(self, prepared, ostudy)   # soups / ensemble / refit, export
+            self._keep_best_weights_only(ostudy, keep=1)
+            meta.update(best_meta(ostudy))
+            meta["test_metrics"] = test_metrics
+            store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
+        return self.results()
+
+    def _run_pretraining(self, prepared: _Prepared, progress: bool, console: Any) -> None:
+        """The ``[pretrain]`` stage, once per backbone of the search, before any trial (cached:
+        a finished backbone is skipped, an interrupted one resumes)."""
+        from .pretrain import run_pretraining
+
+        for name in self.config.search.backbones:
+            run_pretraining(self, prepared, name, progress=progress, console=console)
+
+    def export(self, prepared: _Prepared, ostudy: Any) -> dict[str, float] | None:
+        """Rebuild the best trial on this driver's first device, score it on the test split and
+        write ``<run dir>/best``; returns the test metrics (``None`` without test data). Raises
+        :class:`ConfigError` when the run directory is not this study's."""
+        from ..export.predictor import export_best
+        from ..storage.rundir import claim_run_dir
+
+        claim_run_dir(self.config, create=False)
+        from .trial import TrialRunner
+
+        runner = TrialRunner(self.config, prepared.host, prepared.task, prepared.data, prepared.space,
+                             resolve_device(self.config.resources.devices), self.run_dir)
+        return export_best(self, prepared, ostudy, runner)
+
+    def _run_workers(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
+                     console: Any, recovered: list[int]) -> None:
+        from .progress import DriverProgress
+        from ..core.devices import device_slots, threads_per_slot
+        from .scheduler import Scheduler
+
+        cfg = self.config
+        slots = device_slots(cfg.resources.devices, cfg.resources.trials_per_device)
+        threads = threads_per_slot(slots, cfg.resources.num_threads)
+        payload = self._worker_payload(prepared)
+        with DriverProgress(cfg.study.trials, prepared.metric, slots, enabled=progress,
+                            console=console) as bar:
+            bar.on_input_size = getattr(self, "_on_input_size", None)
+            if recovered:
+                bar.log(f"re-queued trial(s) {', '.join(map(str, recovered))} interrupted by the last run")
+
+            def on_trial_end() -> None:
+                record()
+                self._export_improved(ostudy, bar)
+                bar.trials_done(_finished(ostudy), best_value(ostudy))
+
+            bar.trials_done(_finished(ostudy), best_value(ostudy))
+            try:
+                Scheduler(self, prepared, ostudy, payload, slots, threads, bar, on_trial_end).run()
+            finally:
+                record()
+            bar.log("exporting the best model…")
+
+    def _run_inline(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
+                    console: Any, recovered: list[int]) -> None:
+        import optuna
+
+        from .progress import StudyProgress
+        from .trial import TrialRunner
+
+        cfg = self.config
+        target = cfg.study.trials
+        device = resolve_device(cfg.resources.devices)
+        started = time.monotonic()
+        consecutive_failures = 0
+        with StudyProgress(target, prepared.metric, enabled=progress, console=console) as bar:
+            bar.on_input_size = getattr(self, "_on_input_size", None)
+            runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
+                                 device, self.run_dir, callbacks=[bar])
+            if cfg.study.timeout:
+                runner.deadline = time.time() + cfg.study.timeout
+            budget_skips = 0
+            bar.trials_done(_finished(ostudy), best_value(ostudy))
+            while target is None or _finished(ostudy) < target:
+                if cfg.study.timeout and time.monotonic() - started > cfg.study.timeout:
+                    bar.log("[yellow]study timeout reached[/]")
+                    break
+                # trials this iteration ran: new ones and enqueued (WAITING) ones it took
+                before = {t.number: t.state for t in ostudy.get_trials(deepcopy=False)}
+                try:
+                    ostudy.optimize(runner.objective, n_trials=1, catch=(Exception,))
+                finally:
+                    record()
+                self._export_improved(ostudy, bar)
+                new = [t for t in ostudy.get_trials(deepcopy=False) if before.get(t.number) != t.state]
+                from .budget import MAX_BUDGET_SKIPS, OVER_BUDGET
+
+                skipped = [t for t in new if t.user_attrs.get("state_reason") == OVER_BUDGET]
+                for t in skipped:
+                    bar.log(f"[yellow]trial {t.number} {t.user_attrs.get('error')}[/]")
+                budget_skips = budget_skips + len(skipped) if skipped else 0
+                if budget_skips >= MAX_BUDGET_SKIPS:
+                    bar.log("[yellow]no trial fits in the time left[/]")
+                    break
+                failed = [t for t in new if t.state == optuna.trial.TrialState.FAIL
+                          and t.user_attrs.get("state_reason") != OVER_BUDGET]
+                for t in failed:
+                    from rich.markup import escape
+
+                    bar.log(f"[red]trial {t.number} failed:[/] {escape(str(t.user_attrs.get('error', '?')))}")
+                consecutive_failures = consecutive_failures + len(failed) if failed else 0
+                bar.trials_done(_finished(ostudy), best_value(ostudy))
+                if consecutive_failures >= cfg.study.max_failures:
+                    raise AutomlError(f"study {self.name!r} stopped after {consecutive_failures} "
+                                      f"consecutive failed trials; last error: "
+                                      f"{failed[-1].user_attrs.get('error', '?')}. Details: "
+                                      f"automl-pt results {self.run_dir} --all")
+            bar.log("exporting the best model…")
+
+    def _export_improved(self, ostudy: Any, bar: Any) -> None:
+        """Anytime: put the best trial so far in ``best/`` when it changed."""
+        exporter = getattr(self, "_anytime", None)
+        if exporter is not None:
+            exporter.log = bar.log
+            exporter.update(ostudy)
+
+    def _worker_payload(self, prepared: _Prepared) -> dict[str, Any]:
+        """What a worker process needs to rebuild this study. Data given as Python objects is
+        written once to ``<run dir>/worker-data/*.parquet`` for the workers to read."""
+        import copy
+
+        from ..spec.data import read_frame
+
+        raw = copy.deepcopy({k: v for k, v in self.config.raw.items() if k != "data"})
+        data = dict(self.config.raw.get("data", {}))
+        folder = self.run_dir / "worker-data"
+        for split in ("train", "validation", "test"):
+            value = getattr(self.config.data, split)
+            if value is None:
+                continue
+            if isinstance(value, (str, Path)):
+                data[split] = str(value)
+            else:
+                folder.mkdir(exist_ok=True)
+                frame = read_frame(value, prepared.host.registry, {}, f"data.{split}")
+                path = folder / f"{split}.parquet"
+                frame.to_parquet(path, index=False)
+                data[split] = str(path)
+        raw["data"] = data
+        raw.setdefault("storage", {})["dir"] = str(self.run_dir)
+        base_dir = str(self.config.source.parent) if self.config.source else "."
+        return {"raw": raw, "base_dir": base_dir}
+
+    def _keep_best_weights_only(self, ostudy: Any, keep: int | None = None) -> None:
+        """Trials save their best-epoch weights (and epoch soup); only the study's best trial
+        keeps them, or the ``keep`` best (default: as many as the end-of-study soup and ensemble
+        need, :func:`automl_pt.engine.soups.kept_trials`)."""
+        import optuna
+
+        from .soups import kept_trials
+
+        keep = kept_trials(self.config) if keep is None else keep
+        best = best_trial(ostudy)
+        done = list(ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        done.sort(key=lambda t: t.value, reverse=ostudy.direction == optuna.study.StudyDirection.MAXIMIZE)
+        top = {t.number for t in done[:keep]} | ({best.number} if best is not None else set())
+        finished = {t.number for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()}
+        for path in [*(self.run_dir / "trials").glob("*/model.safetensors"),
+                     *(self.run_dir / "trials").glob("*/soup.safetensors")]:
+            number = int(path.parent.name)
+            # a trial still running may have saved its weights but not yet reported its value
+            if number in finished and number not in top:
+                path.unlink(missing_ok=True)
+
+    def results(self) -> Results:
+        return load_results(self.run_dir, self.name)
+
+
+def _search_class_weights(cfg: StudyConfig, task: TaskInfo, data: Any, space: dict) -> None:
+    """Imbalanced classes (the most frequent at least 3x the rarest, see
+    :meth:`automl_pt.tasks.Task.imbalanced`): search ``class_weights`` over none / balanced,
+    unless the study file sets it. Balanced data keeps the fixed ``"none"`` of the default space."""
+    from ..registry import Param
+
+    param = space.get("class_weights")
+    user = {**cfg.search.preset_space, **cfg.search.space}
+    if param is None or "class_weights" in user:
+        return
+    if task.create().imbalanced(data.train.labels, data.label_names):
+        space["class_weights"] = Param("class_weights", "categorical", choices=("none", "balanced"),
+                                       domain=param.domain)
+
+
+def _redact(url: str) -> str:
+    """Hide the password of an RDB URL in messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _finished(ostudy: Any) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(ostudy.get_trials(deepcopy=False, states=states))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops a driver like Ctrl-C: workers stop, running trials are re-queued."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(config: str | Path | dict | StudyConfig, progress: bool = True, **overrides: Any) -> Results:
+    """Run a study from a file, dict or config; see :meth:`Study.run`."""
+    return Study.from_config(config, **overrides).run(progress=progress)
+
+
+def results(run_dir_or_study: str | Path) -> Results:
+    """Results of a run directory or of the study file that names it."""
+    path = Path(run_dir_or_study)
+    if path.is_file():
+        return load_results(load_config(path).run_dir)
+    return load_results(path)
+

@@ -1,0 +1,1 @@
+"""``automl-pt report``: the HTML page and its figures."""

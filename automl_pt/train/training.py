@@ -1,0 +1,371 @@
+"""The fine-tuning loop: plain PyTorch, readable top to bottom.
+
+``fine_tune`` trains ``TrialModel`` = backbone + task head with AdamW over parameter groups
+(head learning-rate multiplier, layer-wise learning-rate decay, no weight decay on biases and
+norms), linear warmup then cosine or linear decay, gradient accumulation over micro-batches, bf16
+autocast on CUDA, and one of these strategies:
+
+* ``linear_probe``: the backbone is frozen; the head trains on features computed once
+  (``batch["features"]``; a classification trial fits it in closed form instead, see
+  :mod:`automl_pt.train.probe`);
+* ``full``: everything trains from the first step;
+* ``freeze_then_unfreeze``: head only for the first third of the steps, then everything;
+* ``partial``: the top k blocks and the head, on cached activations of the blocks below (the
+  trial freezes the rest and passes a :class:`automl_pt.train.partial.PartialTrialModel`).
+
+Any other strategy trains what requires gradients when training starts: ``lora`` / ``ia3`` /
+``bitfit`` freeze the backbone but for their adapters / biases and norms beforehand
+(:func:`automl_pt.train.adapters.apply_strategy`).
+
+Batches are random, or length-bucketed where the preprocessor gives per-example lengths
+(:mod:`automl_pt.train.batching`); validation runs sorted by length.
+The best epoch's weights (by the study's validation metric) are kept and returned.
+
+Training length fits the data: ``epochs`` is what the search picked, ``min_steps`` (when the
+params have it) stretches a run on a small data set to at least that many optimizer steps (at
+most :data:`MAX_PLANNED_EPOCHS` epochs, see :func:`planned_epochs`), and ``patience`` stops a
+run after that many epochs without a better validation score (the best epoch is kept).
+Events go to :class:`TrainerCallback` objects (progress bars, pruning, logging).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import bucketed_batches, random_batches, restore_order, sorted_batches
+from ..model import Task, TrialModel
+from ..registry import Metric
+
+
+#: the most epochs ``min_steps`` may stretch a run to (a searched ``epochs`` above it is kept)
+MAX_PLANNED_EPOCHS = 50
+
+
+def planned_epochs(epochs: int, steps_per_epoch: int, min_steps: int = 0) -> int:
+    """Epochs a run plans: the searched ``epochs``, raised to reach ``min_steps`` optimizer steps
+    (``ceil(min_steps / steps_per_epoch)``) but not beyond :data:`MAX_PLANNED_EPOCHS`."""
+    needed = math.ceil(max(0, int(min_steps)) / max(1, int(steps_per_epoch)))
+    return max(int(epochs), min(needed, MAX_PLANNED_EPOCHS))
+
+
+#: a first epoch over at least this many training examples is checked part-way (see
+#: :meth:`TrainerCallback.on_check`), so a pruner can stop a trial that is clearly behind
+#: without paying for the whole epoch
+CHECK_MIN_EXAMPLES = 4096
+#: how far into the first epoch that check comes (share of its examples)
+CHECK_FRACTION = 0.25
+
+
+class TrainerCallback:
+    """Hooks into the loop. ``state`` is the :class:`TrainState` (read it, don't replace it).
+    Raising from ``on_epoch_end`` (e.g. ``optuna.TrialPruned``) stops training."""
+
+    def on_train_begin(self, state: "TrainState") -> None: ...
+    def on_step_end(self, state: "TrainState") -> None: ...
+    def on_check(self, state: "TrainState") -> None:
+        """On large data (see :data:`CHECK_MIN_EXAMPLES`): once in the first epoch, after
+        :data:`CHECK_FRACTION` of it, with ``state.check_metrics`` on validation. Raising
+        stops training, as from ``on_epoch_end``."""
+    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_train_end(self, state: "TrainState") -> None: ...
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    total_steps: int = 0
+    train_loss: float = float("nan")
+    metrics: dict[str, float] = field(default_factory=dict)      # latest validation metrics
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    samples_seen: int = 0
+    micro_batch_size: int = 0
+    model: Any = None            # the TrialModel being trained (callbacks may inspect it)
+    stopped_early: bool = False  # ``patience`` epochs passed without a better validation score
+    closed_form: bool = False    # a fitted, not trained, model (the probe): no curve to prune on
+    check_metrics: dict[str, float] = field(default_factory=dict)  # validation at the in-epoch check
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    samples_per_s: float
+    epochs_planned: int = 0      # after ``min_steps`` (see :func:`planned_epochs`)
+    epochs_run: int = 0          # fewer when early stopping ended the run
+    steps: int = 0               # optimizer steps taken
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = field(default_factory=list)
+    samples_seen: int = 0
+    epoch_soup: Any = None   # automl_pt.engine.soups.EpochSoup, set by the trial runner
+
+
+def device_autocast(device: torch.device):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def param_groups(model: TrialModel, params: dict, train_backbone: bool) -> list[dict]:
+    """AdamW groups: head at ``lr * head_lr_multiplier``; backbone layer ``i`` of ``top`` at
+    ``lr * layer_decay ** (top - i)``; biases and 1-d (norm) weights without weight decay."""
+    lr = float(params["learning_rate"])
+    wd = float(params.get("weight_decay", 0.0))
+    decay = float(params.get("layer_decay", 1.0))
+    groups: dict[tuple[str, int, bool], dict] = {}
+
+    def add(name: str, p: nn.Parameter, group_lr: float, key: tuple[str, int]) -> None:
+        no_wd = p.ndim <= 1 or name.endswith(".bias")
+        g = groups.setdefault((key[0], key[1], no_wd), {"params": [], "lr": group_lr,
+                                                         "weight_decay": 0.0 if no_wd else wd})
+        g["params"].append(p)
+
+    for name, p in model.head.named_parameters():
+        add(name, p, lr * float(params.get("head_lr_multiplier", 1.0)), ("head", 0))
+    if train_backbone:
+        top, ids = model.backbone.num_layers_and_ids()
+        for name, p in model.backbone.named_parameters():
+            layer = ids.get(name, top)
+            add(name, p, lr * decay ** (top - layer), ("backbone", layer))
+    out = list(groups.values())
+    for g in out:
+        g["initial_lr"] = g["lr"]
+    return out
+
+
+def lr_lambda(total_steps: int, warmup_ratio: float, schedule: str) -> Callable[[int], float]:
+    warmup = int(total_steps * warmup_ratio)
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _slice(data: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in data.items()}
+
+
+@torch.no_grad()
+def predict_logits(model: TrialModel, data: dict[str, torch.Tensor], device: torch.device,
+                   batch_size: int, collate: Callable = lambda b: b,
+                   lengths: torch.Tensor | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Model outputs for every example, row ``i`` for example ``i``. With ``lengths`` (see
+    :meth:`~automl_pt.model.Preprocessor.lengths`) the batches are formed in order of length,
+    so each carries little padding; the rows still come back in the original order.
+    ``on_batch(n)`` is called after each batch of ``n`` examples (progress bars)."""
+    model.eval()
+    n = len(next(iter(data.values())))
+    batches = sorted_batches(n, batch_size, lengths)
+    out = []
+    for idx in batches:
+        batch = _to_device(collate(_slice(data, idx)), device)
+        with device_autocast(device):
+            out.append(model(batch).float().cpu())
+        if on_batch is not None:
+            on_batch(len(idx))
+    return restore_order(out, batches)
+
+
+def evaluate(model: TrialModel, task: Task, data: dict[str, torch.Tensor], labels: np.ndarray,
+             metrics: dict[str, Metric], device: torch.device, batch_size: int,
+             collate: Callable = lambda b: b, lengths: torch.Tensor | None = None,
+             calibrate: bool = False) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics, predictions and probabilities of ``model`` on ``data``. ``calibrate``: first
+    tune the task's decision values on these outputs (validation only; see
+    :meth:`automl_pt.tasks.Task.calibrate`)."""
+    logits = predict_logits(model, data, device, batch_size, collate, lengths)
+    if calibrate and getattr(task, "needs_calibration", False):
+        task.calibrate(logits, labels)
+    preds, probs = task.predict(logits)
+    return metric_values(metrics, labels, preds, probs), preds, probs
+
+
+def calibrate_on(task: Task, model: TrialModel, data: dict[str, torch.Tensor], labels: np.ndarray,
+                 device: torch.device, batch_size: int, collate: Callable = lambda b: b,
+                 lengths: torch.Tensor | None = None) -> None:
+    """Tune ``task``'s decision values on ``model``'s outputs for ``data`` (validation) where
+    the task has any (:attr:`automl_pt.tasks.Task.needs_calibration`); else nothing runs."""
+    if getattr(task, "needs_calibration", False):
+        task.calibrate(predict_logits(model, data, device, batch_size, collate, lengths), labels)
+
+
+def metric_values(metrics: dict[str, Metric], labels: Any, preds: Any, probs: Any) -> dict[str, float]:
+    """Every metric of ``metrics`` on one set of predictions: ``{name: value}``."""
+    return {name: float(m.fn(labels, preds, probs)) for name, m in metrics.items()}
+
+
+def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], train_labels: np.ndarray,
+              validation: dict[str, torch.Tensor], validation_labels: np.ndarray, params: dict,
+              metrics: dict[str, Metric], objective_metric: str, maximize: bool,
+              device: torch.device, seed: int, micro_batch_size: int | None = None,
+              collate: Callable = lambda b: b, augment: Callable | None = None,
+              callbacks: list[TrainerCallback] = (), train_lengths: torch.Tensor | None = None,
+              validation_lengths: torch.Tensor | None = None, keep_states: int = 0,
+              keep_last: bool = False) -> TrainResult:
+    """Train and return the best epoch's weights (on the CPU) and the per-epoch history.
+
+    ``train_lengths`` / ``validation_lengths`` (per-example lengths from
+    :meth:`~automl_pt.model.Preprocessor.lengths`, or ``None``): training draws length-bucketed
+    batches (:func:`automl_pt.train.batching.bucketed_batches`, different every epoch, reproducible
+    for ``seed``) instead of random ones, and validation runs sorted by length.
+    ``keep_states``: also keep the weights of the best ``n`` epochs on the CPU
+    (``TrainResult.top_states``; memory bounded by ``n`` copies), for checkpoint averaging.
+    ``keep_last``: return the last epoch's weights whatever the validation says (a refit on
+    train + validation, where validation is no longer held out; no early stopping then)."""
+    strategy = params.get("strategy", "full")
+    batch_size = int(params["batch_size"])
+    micro = min(batch_size, int(micro_batch_size or batch_size))
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+
+    probe = strategy == "linear_probe"
+    # parameters the backbone froze on purpose (e.g. fixed positional embeddings) stay frozen
+    trainable = [p for p in model.backbone.parameters() if p.requires_grad]
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    for p in trainable:
+        p.requires_grad_(not probe)
+    model.to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, params, train_backbone=not probe),
+                                  fused=device.type == "cuda")
+    n = len(train_labels)
+    steps_per_epoch = math.ceil(n / batch_size)
+    epochs = planned_epochs(int(params["epochs"]), steps_per_epoch, int(params.get("min_steps") or 0))
+    patience = 0 if keep_last else int(params.get("patience") or 0)
+    state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs, micro_batch_size=micro,
+                       model=model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(state.total_steps, float(params.get("warmup_ratio", 0.0)),
+                             str(params.get("schedule", "cosine"))))
+    unfreeze_at = state.total_steps // 3 if strategy == "freeze_then_unfreeze" else 0
+    if unfreeze_at:
+        for p in trainable:
+            p.requires_grad_(False)
+    targets_all = task.target_tensor(train_labels)
+    best_state = None
+    best_metrics: dict[str, float] = {}
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
+    train_seconds = 0.0
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    # large data: one look at validation part-way through the first epoch (not after a refit's)
+    check_at = math.ceil(n * CHECK_FRACTION) if n >= CHECK_MIN_EXAMPLES and not keep_last else 0
+
+    for epoch in range(1, epochs + 1):
+        state.epoch = epoch
+        model.train()
+        if probe:
+            model.backbone.eval()  # frozen features: no dropout noise
+        t0 = time.perf_counter()
+        batches = (random_batches(n, batch_size, generator) if train_lengths is None
+                   else bucketed_batches(train_lengths, batch_size, generator))
+        loss_sum, loss_count = 0.0, 0
+        for idx in batches:
+            if unfreeze_at and state.step == unfreeze_at:
+                for p in trainable:
+                    p.requires_grad_(True)
+            optimizer.zero_grad(set_to_none=True)
+            for m_start in range(0, len(idx), micro):
+                m_idx = idx[m_start:m_start + micro]
+                batch = _to_device(collate(_slice(train, m_idx)), device)
+                targets = targets_all[m_idx].to(device, non_blocking=True)
+                if augment is not None:  # may mix examples and return soft targets
+                    batch = augment({**batch, "targets": targets}, generator)
+                    targets = batch.pop("targets")
+                with device_autocast(device):
+                    logits = model(batch)
+                loss = task.loss(logits, targets, params)
+                (loss * (len(m_idx) / len(idx))).backward()
+                loss_sum += float(loss.detach()) * len(m_idx)
+                loss_count += len(m_idx)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            state.samples_seen += len(idx)
+            for cb in callbacks:
+                cb.on_step_end(state)
+            if check_at and state.samples_seen >= check_at:   # part-way through epoch 1
+                check_at = 0
+                state.check_metrics, _, _ = evaluate(model, task, validation, validation_labels,
+                                                     metrics, device, max(micro, 64), collate,
+                                                     validation_lengths, calibrate=True)
+                model.train()
+                if probe:
+                    model.backbone.eval()
+                for cb in callbacks:
+                    cb.on_check(state)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds = time.perf_counter() - t0
+        train_seconds += epoch_seconds
+        state.train_loss = loss_sum / max(1, loss_count)
+        values, _, _ = evaluate(model, task, validation, validation_labels, metrics, device,
+                                max(micro, 64), collate, validation_lengths, calibrate=True)
+        state.metrics = values
+        row = {"epoch": epoch, "train_loss": state.train_loss, "samples_per_s": n / epoch_seconds,
+               "epoch_seconds": epoch_seconds, "learning_rate": optimizer.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in values.items()}}
+        state.history.append(row)
+        value = values[objective_metric]
+        better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
+        if better or keep_last:
+            state.best_value, state.best_epoch = value, epoch
+            best_state = clone_state(model)
+            best_metrics = dict(values)
+        if keep_states:
+            _keep_top(top_states, keep_states, epoch, values, objective_metric, maximize,
+                      best_state if better else None, model)
+        if patience and epoch < epochs and epoch - state.best_epoch >= patience:
+            state.stopped_early = True
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        if state.stopped_early:
+            break
+
+    for cb in callbacks:
+        cb.on_train_end(state)
+    assert best_state is not None
+    return TrainResult(best_state, state.best_epoch, best_metrics, state.history,
+                       state.samples_seen / max(train_seconds, 1e-9), epochs_planned=epochs,
+                       epochs_run=state.epoch, steps=state.step,
+                       top_states=top_states, samples_seen=state.samples_seen)
+
+
+def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: str, maximize: bool,
+              state: dict[str, torch.Tensor] | None, model: nn.Module) -> None:
+    """Insert this epoch into ``top`` (best first, at most ``n``) if it ranks; ``state``: the
+    CPU copy already made for the best epoch (shared, not copied twice)."""
+    value = values[metric]
+    rank = sum(1 for _, m, _ in top if (m[metric] >= value if maximize else m[metric] <= value))
+    if rank >= n:
+        return
+    if state is None:
+        state = clone_state(model)
+    top.insert(rank, (epoch, dict(values), state))
+    del top[n:]
+
+
+def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on the CPU (the kept best epoch, a soup ingredient...)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
