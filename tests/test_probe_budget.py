@@ -219,7 +219,7 @@ def test_label_efficiency_budgets_get_a_strategy_and_length_that_fit():
 
 
 def test_a_long_first_epoch_is_checked_part_way_once(monkeypatch):
-    from automl_pt import training
+    from automl_pt.train import training
 
     monkeypatch.setattr(training, "CHECK_MIN_EXAMPLES", 1000)
     task = ClassificationTask()
@@ -264,9 +264,9 @@ def test_a_long_first_epoch_is_checked_part_way_once(monkeypatch):
 def test_the_part_way_check_prunes_a_trial_behind_its_strategy():
     from types import SimpleNamespace
 
-    from automl_pt.pruning import StrategyMedianPruner
-    from automl_pt.trial import _EpochRecorder
-    from automl_pt.training import TrainState
+    from automl_pt.engine.pruning import StrategyMedianPruner
+    from automl_pt.engine.trial import _EpochRecorder
+    from automl_pt.train.training import TrainState
 
     study = optuna.create_study(direction="maximize", pruner=StrategyMedianPruner())
     dist = {"strategy": optuna.distributions.CategoricalDistribution(["full"])}
