@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from .plugins import create_plugin_host
@@ -138,13 +139,20 @@ class PluginContract:
             for metric in task.metrics:
                 assert metric in registry.metrics, f"task {task.name} uses unknown metric {metric}"
             impl = task.create()
-            head = impl.build_head(8, 3, {"dropout": 0.0})
+            names = ["a", "b", "c"]
+            targets = {"regression": np.array([0.5, 1.0, 2.0, 3.5], dtype=np.float32),
+                       "multilabel": np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 0]],
+                                              dtype=np.float32),
+                       }.get(task.kind, np.array([0, 1, 2, 0]))
+            impl.fit(targets, names)
+            outputs = impl.num_outputs(names)
+            head = impl.build_head(8, outputs, {"dropout": 0.0})
             logits = head(torch.randn(4, 8))
-            assert logits.shape == (4, 3)
-            loss = impl.loss(logits, torch.tensor([0, 1, 2, 0]), {"label_smoothing": 0.1})
-            assert loss.ndim == 0 and torch.isfinite(loss)
-            preds, probs = impl.predict(logits)
-            assert preds.shape == (4,) and probs.shape == (4, 3)
+            assert logits.shape == (4, outputs), task.name
+            loss = impl.loss(logits, impl.target_tensor(targets), {"label_smoothing": 0.1})
+            assert loss.ndim == 0 and torch.isfinite(loss), task.name
+            preds, _ = impl.predict(logits)
+            assert len(preds) == 4 and len(impl.decode(preds, _, names)) == 4, task.name
 
     def test_foreign_requests_return_none(self):
         host = self.host()

@@ -137,7 +137,7 @@ def test_two_cpu_slots_run_trials_at_once_and_memory_returns(tmp_path, tiny_bert
         "no two trials overlapped in time"
     pids = {pid for pid in (tmp_path / "faults").glob("start-*")}
     assert len({p.read_text() for p in pids}) == 2        # two worker processes
-    from automl_pt.engine.scheduler import available_cores
+    from automl_pt.core.devices import available_cores
 
     share = max(1, available_cores() // 2)
     assert (trials["threads"] == share).all()   # cores split fairly

@@ -67,12 +67,14 @@ def test_the_task_follows_the_columns(host):
     assert (task.name, column) == ("audio-classification", "clip")   # few numbers: classes
 
 
-def test_numbers_with_many_values_are_regression_which_is_not_supported_yet(host):
+def test_numbers_with_many_values_are_regression(host):
     frame = pd.DataFrame({"text": [f"text {i}" for i in range(50)], "score": [i * 0.37 for i in range(50)]})
-    if any(t.endswith("regression") for t in host.registry.tasks):
-        pytest.skip("a plugin registers regression: inferred, not refused")
+    task, column = infer_task(frame, "score", host.registry)
+    assert (task.name, column) == ("text-regression", "text")
+    # with no plugin registering regression for the modality: one clear error, not a guess
+    bare = create_plugin_host(entry_points=False)
     with pytest.raises(DataError, match="regression is not supported yet"):
-        infer_task(frame, "score", host.registry)
+        infer_task(frame, "score", bare.registry)
 
 
 def test_bad_inputs_are_named(tmp_path, host):
