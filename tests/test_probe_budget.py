@@ -122,6 +122,11 @@ def test_a_study_starts_with_the_probe_then_known_good_configurations_and_never_
     Study.from_config(path, host=text_host, study={"trials": 4}).run(progress=False)
     trials = _optuna(tmp_path / "run").get_trials()
     assert len(trials) == 4 and "seeded" not in trials[3].user_attrs
+    # TPE, led by the probe, draws linear_probe again (5 times in a row here before
+    # probe_once): the sampler gives that draw the least-tried other strategy instead (partial,
+    # the one strategy of the space the three seeds left untried)
+    assert trials[3].params["strategy"] == "partial"
+    assert trials[3].state == optuna.trial.TrialState.COMPLETE
     assert sum("seeded" in t.user_attrs for t in trials) == 3
 
 
@@ -288,3 +293,52 @@ def test_the_part_way_check_prunes_a_trial_behind_its_strategy():
     assert check(0.5) == ("pruned", {0: 0.5})          # below the median of its strategy
     assert check(0.95) == ("kept", {0: 0.95})
     assert check(0.5, pruner="hyperband") == ("kept", {})   # its rungs are whole epochs: not told
+
+
+@pytest.mark.parametrize("workers", ["inline", "processes"])
+def test_a_probe_that_would_repeat_an_earlier_one_is_skipped_and_not_counted(
+        tmp_path, tiny_bert, topic_data, text_host, workers):
+    # only linear_probe to draw: every draw after the first fits the same closed-form probe
+    space = 'strategy = ["linear_probe"]\nepochs = { low = 1, high = 2 }\nbatch_size = [8]'
+    resources = 'workers = "inline"' if workers == "inline" else ""
+    path = study_toml(tmp_path, tiny_bert, trials=2, space=space, resources=resources)
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    trials = _optuna(tmp_path / "run").get_trials()
+    assert trials[0].state == optuna.trial.TrialState.COMPLETE and "probe_l2" in trials[0].user_attrs
+    skipped = trials[1:]
+    # up to `trials` duplicates are forgiven, then each counts: 1 probe + 2 forgiven + 1 counted
+    assert len(skipped) == 3
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in skipped)
+    assert all(t.user_attrs["duplicate_of"] == 0 for t in skipped)
+    assert all("probe_l2" not in t.user_attrs for t in skipped)   # nothing was fitted again
+    board = results.trials()
+    assert board.loc[board["number"] > 0, "state_reason"].tolist() == ["duplicate"] * 3
+    assert json.loads((tmp_path / "run" / "best" / "automl_pt.json").read_text())["trial"] == 0
+
+
+def test_what_makes_two_probe_trials_the_same():
+    from types import SimpleNamespace as NS
+
+    from automl_pt.engine.seeding import counted_trials, duplicate_probe
+
+    def trial(number, state="COMPLETE", **params):
+        return NS(number=number, state=NS(name=state), user_attrs={},
+                  params={"strategy": "linear_probe", "backbone": "a", **params})
+
+    done = [trial(0, learning_rate=1e-3, epochs=1), trial(1, "FAIL", backbone="b"),
+            trial(2, "RUNNING", image_size=96)]
+    probe = {"strategy": "linear_probe", "backbone": "a"}
+    # training-only parameters do not change the probe; its features' parameters do
+    assert duplicate_probe(done, {**probe, "learning_rate": 3e-4, "epochs": 4, "dropout": 0.2}, 5) == 0
+    assert duplicate_probe(done, {**probe, "backbone": "b"}, 5) is None      # only a failed one
+    assert duplicate_probe(done, {**probe, "image_size": 96}, 5) is None     # still running
+    assert duplicate_probe(done, {**probe, "pooling": "attention"}, 5) is None
+    assert duplicate_probe(done, {**probe, "init": "continued"}, 5) is None
+    assert duplicate_probe(done, {"strategy": "full", "backbone": "a"}, 5) is None
+    assert duplicate_probe(done, probe, 0) is None                           # itself
+    pruned = [trial(i, "PRUNED") for i in range(1, 6)]
+    for t in pruned:
+        t.user_attrs["duplicate_of"] = 0
+    assert counted_trials(done[:1] + pruned[:2], 4) == 1
+    assert counted_trials(done[:1] + pruned, 4) == 2                         # 5 > 4 forgiven
+    assert counted_trials(done[:1] + pruned, None) == 6

@@ -82,8 +82,9 @@ class Scheduler:
     def _finished(self) -> int:
         import optuna
 
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        return len(self.ostudy.get_trials(deepcopy=False, states=states))
+        from .seeding import counted_trials
+
+        return counted_trials(self.ostudy.get_trials(deepcopy=False), self.study.config.study.trials)
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> None:

@@ -121,8 +121,11 @@ def _override(where: _Where, default: Param, spec: Any) -> Param:
 
 def suggest_params(trial: Any, space: dict[str, Param]) -> dict[str, Any]:
     """The trial's parameters; a conditional one (``Param.condition``) only where its condition
-    holds."""
-    params = {name: p.suggest(trial) for name, p in space.items() if p.condition is None}
+    holds. ``strategy`` is drawn after the other unconditional parameters, so that the sampler
+    knows a probe's features when it draws it (:func:`automl_pt.engine.seeding.probe_once`)."""
+    free = [name for name, p in space.items() if p.condition is None]
+    free = [n for n in free if n != "strategy"] + [n for n in free if n == "strategy"]
+    params = {name: space[name].suggest(trial) for name in free}
     for name, p in space.items():
         if p.condition is not None and p.condition[0] in params and params[p.condition[0]] in p.condition[1]:
             params[name] = p.suggest(trial)

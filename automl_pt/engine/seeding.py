@@ -8,6 +8,14 @@
    (:data:`KNOWN_GOOD`, values clipped into the study's space)
    on the first backbone (``[search] known_good = false`` skips them).
 
+The closed-form probe reads nothing of a trial's parameters but its features (``backbone``,
+``init``, input sizes, pooling...): a later ``linear_probe`` trial that differs from a finished
+probe only in :data:`PROBE_IGNORES` would fit the same model again. Such a trial is not run: it is
+pruned at once with ``duplicate_of`` = the earlier trial (:func:`duplicate_probe`), which tells the
+sampler that this corner of the space is spent, and it does not count toward ``[study] trials``
+(:func:`counted_trials`), so the budget goes to fine-tuning. At most ``trials`` duplicates are
+forgiven, so a space with nothing else to try still ends.
+
 They are enqueued once, when the study is new: a resumed study never enqueues again (the Optuna
 study's user attr ``seeded`` records it). A ``trials`` budget smaller than the plan keeps its
 head. The grid sampler walks its grid and gets none.
@@ -46,6 +54,103 @@ KNOWN_GOOD: dict[str, dict] = {
 
 SEEDED_ATTR = "seeded"
 PROBE = "linear_probe"
+#: user attr of a ``linear_probe`` trial skipped because an earlier trial fitted the same probe
+DUPLICATE_ATTR = "duplicate_of"
+#: parameters the closed-form probe does not read (training-only): two ``linear_probe`` trials
+#: equal in everything else fit the same model. A parameter not listed here (a plugin's, say)
+#: is taken to matter.
+PROBE_IGNORES = frozenset({
+    "learning_rate", "head_lr_multiplier", "layer_decay", "weight_decay", "warmup_ratio",
+    "epochs", "batch_size", "dropout", "label_smoothing", "schedule", "min_steps", "patience",
+    "mixup", "augmentation_strength", "top_layers", "class_weights",
+    "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
+})
+
+
+def probe_key(params: dict[str, Any]) -> tuple:
+    """What determines a closed-form probe: the parameters it reads."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items() if k not in PROBE_IGNORES))
+
+
+def duplicate_probe(trials: list[Any], params: dict[str, Any], number: int) -> int | None:
+    """The number of a complete ``linear_probe`` trial among ``trials`` (Optuna frozen trials)
+    that fitted the probe ``params`` would fit again, else ``None``."""
+    if params.get("strategy") != PROBE:
+        return None
+    key = probe_key(params)
+    for t in trials:
+        if (t.number != number and t.state.name == "COMPLETE" and t.params.get("strategy") == PROBE
+                and not t.user_attrs.get(DUPLICATE_ATTR) and probe_key(t.params) == key):
+            return t.number
+    return None
+
+
+def _replacement(trials: list[Any], choices: tuple, strategy: str = PROBE) -> Any:
+    """The strategy to run instead of a repeated probe: the least-tried other choice (the
+    earliest listed on a tie)."""
+    others = [c for c in choices if c != strategy]
+    if not others:
+        return strategy
+    tried = {c: sum(1 for t in trials if t.params.get("strategy") == c) for c in others}
+    return min(others, key=lambda c: (tried[c], others.index(c)))
+
+
+def probe_once(sampler: Any) -> Any:
+    """``sampler`` (an Optuna sampler) drawing each closed-form probe once: when it draws
+    ``strategy = "linear_probe"`` and a finished trial already fitted that probe (the same
+    parameters but :data:`PROBE_IGNORES`, judged on those drawn before ``strategy``: see
+    :func:`automl_pt.engine.search.suggest_params`), the trial gets the least-tried other
+    strategy instead. TPE alone keeps drawing the probe once it leads, and every repeat would
+    fit the same model; a space with ``linear_probe`` alone keeps it (the repeats are then
+    skipped by the trial, :func:`duplicate_probe`)."""
+    import optuna
+
+    class ProbeOnce(optuna.samplers.BaseSampler):
+        def __init__(self, base: Any):
+            self.base = base
+
+        def __str__(self) -> str:
+            return f"ProbeOnce({self.base})"
+
+        def infer_relative_search_space(self, study, trial):
+            return self.base.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            params = self.base.sample_relative(study, trial, search_space)
+            if params.get("strategy") == PROBE:
+                done = study.get_trials(deepcopy=False)
+                if duplicate_probe(done, {**trial.params, **params}, trial.number) is not None:
+                    params = {**params, "strategy": _replacement(
+                        done, search_space["strategy"].choices)}
+            return params
+
+        def sample_independent(self, study, trial, name, distribution):
+            value = self.base.sample_independent(study, trial, name, distribution)
+            if name == "strategy" and value == PROBE:
+                done = study.get_trials(deepcopy=False)
+                if duplicate_probe(done, {**trial.params, name: value}, trial.number) is not None:
+                    value = _replacement(done, tuple(distribution.choices))
+            return value
+
+        def before_trial(self, study, trial):
+            self.base.before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            self.base.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.base.reseed_rng()
+
+    return ProbeOnce(sampler)
+
+
+def counted_trials(trials: list[Any], target: int | None) -> int:
+    """Finished (complete or pruned) trials that count toward ``[study] trials = target``:
+    skipped duplicate probes do not, up to ``target`` of them (then each counts, so a space
+    whose every draw repeats a probe still ends)."""
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    duplicates = sum(1 for t in finished if t.user_attrs.get(DUPLICATE_ATTR) is not None)
+    return len(finished) - duplicates + max(0, duplicates - (target or 0))
 
 
 def clip_value(param: Param, value: Any) -> Any:

@@ -212,9 +212,14 @@ class Study:
                 raise
             raise AutomlError(f"cannot open the Optuna storage {_redact(self.optuna_url())}: "
                               f"{str(exc).splitlines()[0]}") from exc
+        sampler = make_sampler(self.config, prepared.space)
+        if self.config.search.sampler != "grid" and _closed_form_probe(prepared):
+            from .seeding import probe_once
+
+            sampler = probe_once(sampler)   # each closed-form probe is fitted once
         return optuna.create_study(
             study_name=self.name, storage=storage, load_if_exists=True,
-            direction=prepared.direction, sampler=make_sampler(self.config, prepared.space),
+            direction=prepared.direction, sampler=sampler,
             pruner=make_pruner(self.config, prepared.space))
 
     def _meta(self, prepared: _Prepared) -> dict[str, Any]:
@@ -336,9 +341,9 @@ class Study:
             def on_trial_end() -> None:
                 record()
                 self._export_improved(ostudy, bar)
-                bar.trials_done(_finished(ostudy), best_value(ostudy))
+                bar.trials_done(_finished(ostudy, cfg.study.trials), best_value(ostudy))
 
-            bar.trials_done(_finished(ostudy), best_value(ostudy))
+            bar.trials_done(_finished(ostudy, cfg.study.trials), best_value(ostudy))
             try:
                 Scheduler(self, prepared, ostudy, payload, slots, threads, bar, on_trial_end).run()
             finally:
@@ -364,8 +369,8 @@ class Study:
             if cfg.study.timeout:
                 runner.deadline = time.time() + cfg.study.timeout
             budget_skips = 0
-            bar.trials_done(_finished(ostudy), best_value(ostudy))
-            while target is None or _finished(ostudy) < target:
+            bar.trials_done(_finished(ostudy, cfg.study.trials), best_value(ostudy))
+            while target is None or _finished(ostudy, cfg.study.trials) < target:
                 if cfg.study.timeout and time.monotonic() - started > cfg.study.timeout:
                     bar.log("[yellow]study timeout reached[/]")
                     break
@@ -393,7 +398,7 @@ class Study:
 
                     bar.log(f"[red]trial {t.number} failed:[/] {escape(str(t.user_attrs.get('error', '?')))}")
                 consecutive_failures = consecutive_failures + len(failed) if failed else 0
-                bar.trials_done(_finished(ostudy), best_value(ostudy))
+                bar.trials_done(_finished(ostudy, cfg.study.trials), best_value(ostudy))
                 if consecutive_failures >= cfg.study.max_failures:
                     raise AutomlError(f"study {self.name!r} stopped after {consecutive_failures} "
                                       f"consecutive failed trials; last error: "
@@ -482,11 +487,19 @@ def _redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def _finished(ostudy: Any) -> int:
-    import optuna
+def _closed_form_probe(prepared: _Prepared) -> bool:
+    """Whether the study's ``linear_probe`` trials are fitted in closed form (their training
+    parameters do not matter)."""
+    from ..tasks import make_task
 
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(ostudy.get_trials(deepcopy=False, states=states))
+    return bool(getattr(make_task(prepared.task), "closed_form_probe", False))
+
+
+def _finished(ostudy: Any, target: int | None) -> int:
+    """Finished trials that count toward ``[study] trials`` (skipped duplicate probes do not)."""
+    from .seeding import counted_trials
+
+    return counted_trials(ostudy.get_trials(deepcopy=False), target)
 
 
 @contextlib.contextmanager

@@ -134,6 +134,7 @@ class TrialRunner:
         self._activation_bytes = 0
         self._preprocessors: dict[str, Preprocessor] = {}
         self.last_trial_number: int | None = None
+        self._closed_form_probe: bool | None = None
         #: ``time.time()`` by which the study must end (``[study] timeout``): a trial whose
         #: estimated duration does not fit is not started (:mod:`automl_pt.engine.budget`)
         self.deadline: float | None = None
@@ -283,13 +284,34 @@ class TrialRunner:
     def objective(self, trial: Any) -> float:
         from .search import suggest_params
 
+        self.last_trial_number = trial.number
         params = suggest_params(trial, self.space)
+        self._skip_duplicate_probe(trial, params)
         if self.deadline is not None:
             from .budget import check_time_left
 
-            self.last_trial_number = trial.number
             check_time_left(trial, params, self.deadline)
         return self.run_trial(trial, params)
+
+    def _skip_duplicate_probe(self, trial: Any, params: dict) -> None:
+        """Prune a ``linear_probe`` trial at once when an earlier trial fitted the same
+        closed-form probe (:func:`automl_pt.engine.seeding.duplicate_probe`): it would train
+        the same model again. It does not count toward the study's trials."""
+        import optuna
+
+        from .seeding import DUPLICATE_ATTR, duplicate_probe
+
+        if params.get("strategy") != "linear_probe":
+            return
+        if self._closed_form_probe is None:
+            self._closed_form_probe = bool(getattr(self.make_task(), "closed_form_probe", False))
+        if not self._closed_form_probe:
+            return
+        same = duplicate_probe(trial.study.get_trials(deepcopy=False), params, trial.number)
+        if same is not None:
+            trial.set_user_attr(DUPLICATE_ATTR, same)
+            trial.set_user_attr("duration_s", 0.0)
+            raise optuna.TrialPruned(f"same closed-form probe as trial {same}")
 
     def run_trial(self, trial: Any, params: dict) -> float:
         """Train one trial; on CUDA out-of-memory retry it in place with half the micro-batch

@@ -187,17 +187,18 @@ def run_standalone(study_file: str, overrides: dict | None, device: str, threads
     ``study.trials`` finished trials. Returns the number of trials this worker ran."""
     import optuna
 
+    from .seeding import counted_trials
+
     device_name = _visible_device(device)
     _interrupt_on_sigterm()
     limit_threads(threads)
     payload = {"source": study_file, "overrides": overrides, "threads": threads}
     study, ostudy, runner = build_runtime(payload, device_name, [])
     target = study.config.study.trials
-    done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ran = 0
     while True:
         trials = ostudy.get_trials(deepcopy=False)
-        finished = sum(t.state in done_states for t in trials)
+        finished = counted_trials(trials, target)
         busy = sum(t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
                    for t in trials)
         waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)

@@ -77,8 +77,8 @@ def trials_frame(optuna_study: Any, study_name: str):
         start, end = t.datetime_start, t.datetime_complete
         state = t.state.name
         reason = attrs.get("state_reason") if state == "FAIL" else None
-        if state == "PRUNED":
-            reason = "pruned"
+        if state == "PRUNED":  # a skipped linear_probe trial that would repeat an earlier probe
+            reason = "duplicate" if attrs.get("duplicate_of") is not None else "pruned"
         elif state == "FAIL" and not reason:
             reason = "stale"  # failed by the heartbeat check: its worker stopped answering
         elif state in ("RUNNING", "WAITING", "COMPLETE"):
