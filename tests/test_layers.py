@@ -144,7 +144,6 @@ def cycles(edges: dict[str, list[tuple[int, str]]]) -> list[list[str]]:
 #: cycles left to break (issue 14): the check fails on any other cycle, and on one of these once it
 #: is gone, so that this list only shrinks
 KNOWN_CYCLES = [
-    {"automl_pt.engine.pretrain", "automl_pt.engine.soups", "automl_pt.engine.trial"},
     {"automl_pt.engine.scheduler", "automl_pt.engine.study", "automl_pt.engine.worker"},
 ]
 

@@ -70,7 +70,7 @@ def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
     search space. Records every problem in ``where``; returns ``(task, metric, direction,
     space)`` with ``task = None`` when the task is unknown."""
     from .search import build_search_space
-    from .trial import resolve_backbone
+    from ..plugins import resolve_backbone
 
     registry = host.registry
     if cfg.task.type not in registry.tasks:
@@ -285,7 +285,7 @@ class Study:
             if best_value(ostudy) is None:
                 raise AutomlError(f"study {self.name!r}: no trial completed; see "
                                   f"automl-pt results {self.run_dir} --all")
-            from .soups import finish_study
+            from .finish import finish_study
 
             claim_run_dir(cfg, create=False)
             test_metrics = finish_study(self, prepared, ostudy)   # soups / ensemble / refit, export
