@@ -306,9 +306,9 @@ def dashboard_command(res: Results) -> str:
     """The optuna-dashboard command for this run's Optuna storage."""
     meta_path = res.run_dir / "study.json"
     url = json.loads(meta_path.read_text()).get("optuna_url", "") if meta_path.is_file() else ""
-    from ..engine.study import _redact
+    from ..engine.prepared import redact
 
-    return f"optuna-dashboard {_redact(url)}" if url else ""
+    return f"optuna-dashboard {redact(url)}" if url else ""
 
 
 def build_report(target: str | Path | Results, out: str | Path | None = None, png: bool = True,
