@@ -206,12 +206,7 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     sections, as for :meth:`Study.from_config`."""
     import torch
 
-    from .core.devices import resolve_device
-    from .core.paths import OPTUNA_FILE, RESULTS_FILE, DriverLock
     from .engine.study import Study
-    from .storage.store import best_trial
-    from .engine.trial import TrialRunner
-
     from .report.plots import require_matplotlib
 
     require_matplotlib()  # the plot is the point: fail before any run, not after all of them
@@ -220,8 +215,22 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
         raise ConfigError(f"seeds = {seeds}: needs at least 1")
     study = Study.from_config(config, host=host, **overrides)
     prepared = study.prepare()
+    starts = _start_points(study, starts)
+    base = _base_params(_best_trial(study, prepared), prepared, params)
+    plan = _plan(study, prepared, base, list(params or {}))
+    runs = _run_missing(plan, budgets, int(seeds), starts, progress, console)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes)
+    out_dir = Path(out) if out else plan.work
+    report.png, report.html = write_plots(report, out_dir, title=f"{study.name}: {prepared.metric} "
+                                          f"on the {plan.split_name} split vs. labels per class")
+    return report
+
+
+def _start_points(study: Any, starts: Sequence[str] | None) -> list[str]:
+    """The start points asked for (default: every one the study can offer), checked."""
     has_pretrain = study.config.pretrain is not None
-    notes: list[str] = []
     if starts is None:
         starts = [s for s in STARTS if s != "continued" or has_pretrain]
     starts = list(dict.fromkeys(starts))
@@ -231,19 +240,31 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     if "continued" in starts and not has_pretrain:
         raise ConfigError(f"start point 'continued' needs a [pretrain] section in "
                           f"{study.config.source or 'the study'}")
+    return starts
 
+
+def _best_trial(study: Any, prepared: Any) -> Any:
+    """The best trial of the study's search, whose hyperparameters the runs re-use; a clear
+    error when the run directory is not the study's or the study has not run yet."""
+    from .core.paths import OPTUNA_FILE
     from .storage.rundir import claim_run_dir
+    from .storage.store import best_trial
 
     claim_run_dir(study.config, create=False)   # runs and plots go into the study's run dir
     if study.config.storage.optuna == "sqlite" and not (study.run_dir / OPTUNA_FILE).exists():
         raise ConfigError(f"{study.run_dir}: the study has not run yet; run "
                           f"'automl-pt run {study.config.source or 'STUDY.toml'}' first (label "
                           "efficiency re-uses its best hyperparameters)")
-    ostudy = study.optuna_study(prepared, heartbeat=False)
-    best = best_trial(ostudy)
+    best = best_trial(study.optuna_study(prepared, heartbeat=False))
     if best is None:
         raise AutomlError(f"study {study.name!r} has no completed trial in {study.run_dir}; run "
                           f"'automl-pt run {study.config.source or 'STUDY.toml'}' first")
+    return best
+
+
+def _base_params(best: Any, prepared: Any, params: dict | None) -> dict:
+    """The best trial's hyperparameters with ``params`` (checked against the search space) in
+    place of some; without ``init``, which each start point sets."""
     from .registry import did_you_mean
 
     for key in params or {}:
@@ -257,7 +278,30 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
             raise ConfigError(f"--param {key}: {problem}")
     base = {**best.params, **(params or {})}
     base.pop("init", None)
+    return base
+
+
+@dataclass
+class _Plan:
+    """What the runs of one label-efficiency experiment share."""
+
+    study: Any
+    prepared: Any
+    base: dict
+    fixed: list[str]           # the hyperparameters the caller set (kept as given)
+    eval_split: Any            # where runs are scored: test, else validation
+    split_name: str
+    settings: str              # the key of runs made with these settings (see _settings_key)
+    device: Any
+    work: Path                 # <run dir>/label-efficiency
+    notes: list[str] = field(default_factory=list)
+
+
+def _plan(study: Any, prepared: Any, base: dict, fixed: list[str]) -> _Plan:
+    from .core.devices import resolve_device
+
     data = prepared.data
+    notes: list[str] = []
     eval_split = data.test if data.test is not None else data.validation
     split_name = "test" if data.test is not None else "validation"
     if data.test is None:
@@ -265,42 +309,54 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     settings = _settings_key(base, study.config.study.seed, split_name)
     device = resolve_device(study.config.resources.devices)
     work = study.run_dir / "label-efficiency"
-    out_dir = Path(out) if out else work
     work.mkdir(parents=True, exist_ok=True)
-    results_path = study.run_dir / RESULTS_FILE
+    return _Plan(study, prepared, base, fixed, eval_split, split_name, settings, device, work, notes)
 
+
+def _run_missing(plan: _Plan, budgets: list[int | str], seeds: int, starts: list[str],
+                 progress: bool, console: Any):
+    """Under the driver lock: pre-train where ``continued`` is asked for, run every (budget,
+    seed, start) not yet in the results with these settings, and return all of them."""
+    from .core.paths import DriverLock
+
+    study = plan.study
     with DriverLock(study.run_dir):
         if "continued" in starts:
             from .engine.pretrain import run_pretraining
 
-            run_pretraining(study, prepared, base["backbone"], progress=progress, console=console)
-        done = read_runs(study.run_dir, study.name, settings)
+            run_pretraining(study, plan.prepared, plan.base["backbone"], progress=progress, console=console)
+        done = read_runs(study.run_dir, study.name, plan.settings)
         have = {(r.start, str(r.budget), int(r.seed)) for r in done.itertuples()}
-        jobs = [(b, s, st) for b in budgets for s in range(int(seeds)) for st in starts
+        jobs = [(b, s, st) for b in budgets for s in range(seeds) for st in starts
                 if (st, str(b), s) not in have]
-        runner = TrialRunner(study.config, prepared.host, prepared.task, data, prepared.space,
-                             device, work)
-        runner.cache_dir = study.run_dir / "cache"  # the study's decode / tokenization caches
-        bar = _bar(progress, console, len(jobs), len(have))
-        try:
-            for budget, seed, start in jobs:
-                if bar:
-                    bar.update(f"{start}, {budget} per class, seed {seed}")
-                row = _one_run(runner, study, prepared, base, budget, seed, start, eval_split,
-                               split_name, settings, device, fixed=list(params or {}))
-                _append(results_path, row)
-                if bar:
-                    bar.advance()
-        finally:
+        _run_jobs(plan, jobs, len(have), progress, console)
+        return read_runs(study.run_dir, study.name, plan.settings)
+
+
+def _run_jobs(plan: _Plan, jobs: list[tuple[int | str, int, str]], done: int, progress: bool,
+              console: Any) -> None:
+    """Run ``jobs`` (budget, seed, start) one after the other, each appended to the results
+    as it ends; a progress bar counts ``done`` runs already made."""
+    from .core.paths import RESULTS_FILE
+    from .engine.trial import TrialRunner
+
+    study, prepared = plan.study, plan.prepared
+    runner = TrialRunner(study.config, prepared.host, prepared.task, prepared.data, prepared.space,
+                         plan.device, plan.work)
+    runner.cache_dir = study.run_dir / "cache"  # the study's decode / tokenization caches
+    bar = _bar(progress, console, len(jobs), done)
+    try:
+        for budget, seed, start in jobs:
             if bar:
-                bar.close()
-        runs = read_runs(study.run_dir, study.name, settings)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    report = LabelEfficiency(runs, prepared.metric, notes=notes)
-    report.png, report.html = write_plots(report, out_dir, title=f"{study.name}: {prepared.metric} "
-                                          f"on the {split_name} split vs. labels per class")
-    return report
+                bar.update(f"{start}, {budget} per class, seed {seed}")
+            row = _one_run(runner, study, prepared, plan.base, budget, seed, start, plan.eval_split,
+                           plan.split_name, plan.settings, plan.device, fixed=plan.fixed)
+            _append(study.run_dir / RESULTS_FILE, row)
+            if bar:
+                bar.advance()
+    finally:
+        if bar:
+            bar.close()
 
 
 #: budgets of at most this many labels per class are fitted as a probe (pretrained / continued)

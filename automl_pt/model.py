@@ -1,6 +1,7 @@
 """The torch-side contracts a plugin implements: :class:`Backbone` and :class:`Preprocessor`;
 the task contract (:class:`Task`, :class:`ClassificationTask`, :class:`RegressionTask`,
-:class:`MultilabelTask`) lives in :mod:`automl_pt.tasks` and is re-exported here.
+:class:`MultilabelTask`) lives in :mod:`automl_pt.tasks` and is re-exported here; the built-in
+tasks' head, :class:`~automl_pt.heads.ClassificationHead`, in :mod:`automl_pt.heads`.
 
 A trial's model is ``head(backbone.encode(batch))``: the backbone turns a batch of preprocessed
 tensors into pooled features ``(batch, feature_dim)``, the task's head turns features into
@@ -206,21 +207,6 @@ class Backbone(nn.Module):
         for name, _ in self.named_parameters():
             ids.setdefault(name, top)
         return top, ids
-
-
-class ClassificationHead(nn.Module):
-    """A linear layer (after dropout) on pooled features: the head of every built-in task
-    (class logits, label logits, one standardised number)."""
-
-    features = "pooled"
-
-    def __init__(self, feature_dim: int, num_labels: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(feature_dim, num_labels)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(features))
 
 
 class TrialModel(nn.Module):

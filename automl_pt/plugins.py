@@ -27,7 +27,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, PluginNotFoundError
-from .registry import Registry
+from .registry import BackboneInfo, Registry
 
 hookimpl = pluggy.HookimplMarker("automl_pt")
 
@@ -121,6 +121,15 @@ class PluginHost:
             return ""
         return " (plugins that failed to load: " + "; ".join(
             f"{n}: {e.splitlines()[-1] if e else e}" for n, e in self.failed.items()) + ")"
+
+
+def resolve_backbone(name: str, modality: str, host: Any) -> BackboneInfo | None:
+    """A catalog backbone, else the first plugin's answer to ``automl_pt_resolve_backbone``;
+    either way ``info.plugin`` names the plugin that provides it (the export records it)."""
+    info = host.registry.find_backbone(name)
+    if info is not None and info.modality == modality:
+        return info
+    return host.resolve_backbone(name, modality)
 
 
 def _names_from_env(var: str) -> set[str] | None:

@@ -179,7 +179,7 @@ class Task:
         return len(label_names)
 
     def build_head(self, feature_dim: int, num_labels: int, params: dict) -> "torch.nn.Module":
-        from .model import ClassificationHead
+        from .heads import ClassificationHead
 
         return ClassificationHead(feature_dim, num_labels, float(params.get("dropout", 0.1)))
 

@@ -61,7 +61,8 @@ def test_sorted_batches_restore_the_original_order():
 
 
 def test_sorted_predictions_equal_unsorted_ones(tiny_bert, text_host):
-    from automl_pt.model import ClassificationHead, TrialModel
+    from automl_pt.heads import ClassificationHead
+    from automl_pt.model import TrialModel
     from automl_pt.train.training import predict_logits
 
     info = text_host.hook.automl_pt_resolve_backbone(name=str(tiny_bert), modality="text")

@@ -130,7 +130,7 @@ def test_caches_tokenize_once_and_reuse_frozen_features(tmp_path, tiny_bert, top
     # train, validation and test tokenized once each for three trials plus the export.
     assert calls["tokenize"] == 3
     # frozen features: one pass over train (60 rows) and validation (24) in batches of 128, shared
-    # by all three trials and by the soups of their heads (automl_pt.engine.soups); one pass over test
+    # by all three trials and by the soups of their heads (automl_pt.engine.finish); one pass over test
     # for the features the soups' test scores use; one pass over test (batches of 64) at export.
     assert calls["encode"] == 1 + 1 + 1 + 1
     cache = tmp_path / "run" / "cache"

@@ -1,4 +1,4 @@
-"""Checkpoint averaging, soups, ensembles, refit and warm start (automl_pt.engine.soups, automl_pt.engine.warmstart)."""
+"""Checkpoint averaging, soups, ensembles, refit and warm start (automl_pt.engine.soups, automl_pt.engine.finish, automl_pt.engine.warmstart)."""
 
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ class PretrainPlan:
         return self._split
 
     def backbone_info(self, name: str):
-        from .trial import resolve_backbone
+        from ..plugins import resolve_backbone
 
         info = resolve_backbone(name, self.task.modality, self.host)
         if info is None:

@@ -21,12 +21,15 @@ import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AutomlError
 from .worker import RUN, STOP
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .prepared import WorkerPayload
 
 MAX_STARTUP_FAILURES = 3
 
@@ -48,10 +51,10 @@ class _Worker:
 
 
 class Scheduler:
-    def __init__(self, study: Any, prepared: Any, ostudy: Any, payload: dict, slots: list[str],
+    def __init__(self, study: Any, prepared: Any, ostudy: Any, payload: WorkerPayload, slots: list[str],
                  threads: int, progress: Any, on_trial_end: Any):
         self.study, self.prepared, self.ostudy = study, prepared, ostudy
-        self.payload = {**payload, "threads": threads}
+        self.payload = replace(payload, threads=threads)
         self.slots = slots
         self.progress = progress
         self.on_trial_end = on_trial_end

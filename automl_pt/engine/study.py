@@ -15,20 +15,19 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..spec.config import StudyConfig, _Where, load_config, parse_config, parse_dict
-from ..errors import AutomlError, ConfigError, PluginNotFoundError
-from ..plugins import PluginHost, create_plugin_host
-from ..registry import TaskInfo, did_you_mean
+from ..spec.config import StudyConfig, load_config, parse_config, parse_dict
+from ..errors import AutomlError
+from ..plugins import PluginHost
 from ..core.devices import resolve_device
 from ..core.io import atomic_json
-from ..core.paths import OPTUNA_FILE, RESULTS_FILE, DriverLock
+from ..core.paths import RESULTS_FILE, DriverLock
 from ..storage.store import ResultStore, Results, best_meta, best_trial, best_value, load_results
-
+from .prepared import (PreparedStudy, check_against_plugins, open_optuna_study, optuna_url, prepare_study,
+                       study_host, worker_payload)
 
 
 def environment() -> dict[str, Any]:
@@ -42,79 +41,13 @@ def environment() -> dict[str, Any]:
             "host": platform.node(), "packages": versions}
 
 
-@dataclass
-class _Prepared:
-    host: PluginHost
-    task: TaskInfo
-    metric: str
-    direction: str
-    space: dict
-    data: Any
-    pretrain: Any = None   # automl_pt.engine.pretrain.PretrainPlan when the study has [pretrain]
-
-
-def _study_host(cfg: StudyConfig, where: _Where) -> PluginHost:
-    """The plugin host of a study: installed plugins plus the modules ``[study] plugins`` names
-    (one that cannot be imported is a problem of the study file, at its line)."""
-    try:
-        return create_plugin_host(extra=cfg.study.plugins, base_dir=cfg.base_dir)
-    except PluginNotFoundError as exc:
-        where.add("study", "plugins", str(exc))
-        return create_plugin_host()
-
-
-def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
-                          ) -> tuple[TaskInfo | None, str, str, dict]:
-    """Check what needs the plugins: the task, its metric and columns, the backbones (the
-    task's defaults where ``[search] backbones`` is left out, filled into ``cfg``) and the
-    search space. Records every problem in ``where``; returns ``(task, metric, direction,
-    space)`` with ``task = None`` when the task is unknown."""
-    from .search import build_search_space
-    from .trial import resolve_backbone
-
-    registry = host.registry
-    if cfg.task.type not in registry.tasks:
-        if cfg.task.type:
-            where.add("task", "type", f"unknown task {cfg.task.type!r}"
-                      f"{did_you_mean(cfg.task.type, list(registry.tasks))}; installed tasks: "
-                      f"{', '.join(sorted(registry.tasks)) or 'none'}{host.failure_hint()}")
-        return None, "", "", {}
-    task = registry.tasks[cfg.task.type]
-    metric = cfg.study.metric or task.default_metric
-    direction = cfg.study.direction or "maximize"
-    if metric not in task.metrics and metric not in registry.metrics:
-        known = sorted(set(task.metrics) | set(registry.metrics))
-        where.add("study", "metric", f"unknown metric {metric!r}{did_you_mean(metric, known)}; "
-                  f"task {task.name!r} computes {', '.join(task.metrics)}; registered "
-                  f"metrics: {', '.join(known)}")
-    elif not cfg.study.direction:
-        direction = "maximize" if registry.metrics[metric].greater_is_better else "minimize"
-    for key in cfg.data.columns:
-        if key != task.input_key:
-            where.add("data", key, f"unknown key for task {task.name!r}"
-                      f"{did_you_mean(key, [task.input_key])}; it reads {task.input_key}")
-    if not cfg.search.backbones and "backbones" not in (cfg.raw.get("search") or {}):
-        cfg.search.backbones = list(task.default_backbones)
-        if not cfg.search.backbones:
-            where.add("search", "backbones", f"task {task.name!r} has no default backbones; "
-                      "list the candidates (catalog names: automl-pt backbones)")
-    for name in cfg.search.backbones:
-        if resolve_backbone(name, task.modality, host) is None:
-            names = [b.name for b in registry.list_backbones(modality=task.modality)]
-            where.add("search", "backbones", f"unknown {task.modality} backbone {name!r}"
-                      f"{did_you_mean(name, names)}; use a catalog name "
-                      f"({', '.join(names) or 'none installed'}), a hub name such as "
-                      f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
-    return task, metric, direction, build_search_space(cfg, task, host, where)
-
-
 class Study:
     """A study defined by a :class:`StudyConfig`. Nothing is written until :meth:`run`."""
 
     def __init__(self, config: StudyConfig, host: PluginHost | None = None):
         self.config = config
         self._host = host
-        self._prepared: _Prepared | None = None
+        self._prepared: PreparedStudy | None = None
 
     @classmethod
     def from_config(cls, config: str | Path | dict | StudyConfig, host: PluginHost | None = None,
@@ -134,7 +67,7 @@ class Study:
             cfg, where = parse_config(config, overrides=overrides or None)
         if where.problems:  # report the plugin-level problems with the structural ones
             with contextlib.suppress(AutomlError):
-                check_against_plugins(cfg, host or _study_host(cfg, where), where)
+                check_against_plugins(cfg, host or study_host(cfg, where), where)
             where.check()
         return cls(cfg, host)
 
@@ -147,82 +80,22 @@ class Study:
         return self.config.study.name
 
     # -- validation (nothing on disk) -----------------------------------------------------
-    def prepare(self) -> _Prepared:
-        """Load plugins, check task / metric / backbones / search space, read and check the data.
-        Raises :class:`ConfigError` (every problem of the study file at once),
-        :class:`DataError`, :class:`BackboneError`."""
-        if self._prepared is not None:
-            return self._prepared
-        from ..spec.config import _Where
-        from ..spec.data import load_study_data
-
-        cfg = self.config
-        where = _Where.of(cfg)
-        host = self._host or _study_host(cfg, where)
-        task, metric, direction, space = check_against_plugins(cfg, host, where)
-        plan = None
-        if cfg.pretrain is not None and task is not None:  # objective checked up front
-            from .pretrain import PretrainPlan
-
-            plan = PretrainPlan(cfg, host, task)
-            try:
-                plan.objective()
-            except ConfigError as exc:
-                where.problems.extend(exc.problems)
-        where.check()
-        registry = host.registry
-        data = load_study_data(cfg, task, registry)
-        floor = registry.metrics[metric].min_classes if metric in registry.metrics else 0
-        if floor and len(data.label_names) <= floor:
-            raise where.error("study", "metric", f"{metric} needs more than {floor} classes; the data "
-                              f"has {len(data.label_names)}")
-        _search_class_weights(cfg, task, data, space)
-        self._prepared = _Prepared(host, task, metric, direction, space, data)
-        if plan is not None:  # the unlabeled data checked up front
-            plan.split()
-            self._prepared.pretrain = plan
+    def prepare(self) -> PreparedStudy:
+        """Load plugins, check task / metric / backbones / search space, read and check the data
+        (:func:`~automl_pt.engine.prepared.prepare_study`, once). Raises :class:`ConfigError`
+        (every problem of the study file at once), :class:`DataError`, :class:`BackboneError`."""
+        if self._prepared is None:
+            self._prepared = prepare_study(self.config, self._host)
         return self._prepared
 
     # -- running --------------------------------------------------------------------------
     def optuna_url(self) -> str:
-        if self.config.storage.optuna == "sqlite":
-            return f"sqlite:///{(self.run_dir / OPTUNA_FILE).resolve()}"
-        return self.config.storage.optuna
+        return optuna_url(self.config)
 
-    def optuna_study(self, prepared: _Prepared, heartbeat: bool = True):
-        import optuna
+    def optuna_study(self, prepared: PreparedStudy, heartbeat: bool = True):
+        return open_optuna_study(self.config, prepared, heartbeat)
 
-        from .search import make_pruner, make_sampler
-
-        import warnings
-
-        kwargs = {}
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        if heartbeat:
-            kwargs = dict(heartbeat_interval=self.config.storage.heartbeat_interval,
-                          grace_period=self.config.storage.grace_period,
-                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
-        try:
-            storage = optuna.storages.RDBStorage(self.optuna_url(), **kwargs)
-        except ImportError as exc:
-            raise ConfigError(f"[storage] optuna = {self.config.storage.optuna!r} needs a database "
-                              "driver: pip install 'automl-pt[postgres]' (psycopg)") from exc
-        except Exception as exc:
-            if "sqlalchemy" not in type(exc).__module__:
-                raise
-            raise AutomlError(f"cannot open the Optuna storage {_redact(self.optuna_url())}: "
-                              f"{str(exc).splitlines()[0]}") from exc
-        sampler = make_sampler(self.config, prepared.space)
-        if self.config.search.sampler != "grid" and _closed_form_probe(prepared):
-            from .seeding import probe_once
-
-            sampler = probe_once(sampler)   # each closed-form probe is fitted once
-        return optuna.create_study(
-            study_name=self.name, storage=storage, load_if_exists=True,
-            direction=prepared.direction, sampler=sampler,
-            pruner=make_pruner(self.config, prepared.space))
-
-    def _meta(self, prepared: _Prepared) -> dict[str, Any]:
+    def _meta(self, prepared: PreparedStudy) -> dict[str, Any]:
         return {"study": self.name, "task": prepared.task.name, "metric": prepared.metric,
                 "direction": prepared.direction, "run_dir": str(self.run_dir),
                 "optuna_url": self.optuna_url(), "plugins": self.config.study.plugins,
@@ -290,7 +163,7 @@ class Study:
             if best_value(ostudy) is None:
                 raise AutomlError(f"study {self.name!r}: no trial completed; see "
                                   f"automl-pt results {self.run_dir} --all")
-            from .soups import finish_study
+            from .finish import finish_study
 
             claim_run_dir(cfg, create=False)
             test_metrics = finish_study(self, prepared, ostudy)   # soups / ensemble / refit, export
@@ -300,7 +173,7 @@ class Study:
             store.record_study({**meta, "n_trials": len(ostudy.trials)}, ostudy, self.run_dir)
         return self.results()
 
-    def _run_pretraining(self, prepared: _Prepared, progress: bool, console: Any) -> None:
+    def _run_pretraining(self, prepared: PreparedStudy, progress: bool, console: Any) -> None:
         """The ``[pretrain]`` stage, once per backbone of the search, before any trial (cached:
         a finished backbone is skipped, an interrupted one resumes)."""
         from .pretrain import run_pretraining
@@ -308,7 +181,7 @@ class Study:
         for name in self.config.search.backbones:
             run_pretraining(self, prepared, name, progress=progress, console=console)
 
-    def export(self, prepared: _Prepared, ostudy: Any) -> dict[str, float] | None:
+    def export(self, prepared: PreparedStudy, ostudy: Any) -> dict[str, float] | None:
         """Rebuild the best trial on this driver's first device, score it on the test split and
         write ``<run dir>/best``; returns the test metrics (``None`` without test data). Raises
         :class:`ConfigError` when the run directory is not this study's."""
@@ -322,7 +195,7 @@ class Study:
                              resolve_device(self.config.resources.devices), self.run_dir)
         return export_best(self, prepared, ostudy, runner)
 
-    def _run_workers(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
+    def _run_workers(self, prepared: PreparedStudy, ostudy: Any, record: Any, progress: bool,
                      console: Any, recovered: list[int]) -> None:
         from .progress import DriverProgress
         from ..core.devices import device_slots, threads_per_slot
@@ -331,7 +204,7 @@ class Study:
         cfg = self.config
         slots = device_slots(cfg.resources.devices, cfg.resources.trials_per_device)
         threads = threads_per_slot(slots, cfg.resources.num_threads)
-        payload = self._worker_payload(prepared)
+        payload = worker_payload(cfg, prepared)
         with DriverProgress(cfg.study.trials, prepared.metric, slots, enabled=progress,
                             console=console) as bar:
             bar.on_input_size = getattr(self, "_on_input_size", None)
@@ -350,7 +223,7 @@ class Study:
                 record()
             bar.log("exporting the best model…")
 
-    def _run_inline(self, prepared: _Prepared, ostudy: Any, record: Any, progress: bool,
+    def _run_inline(self, prepared: PreparedStudy, ostudy: Any, record: Any, progress: bool,
                     console: Any, recovered: list[int]) -> None:
         import optuna
 
@@ -413,33 +286,6 @@ class Study:
             exporter.log = bar.log
             exporter.update(ostudy)
 
-    def _worker_payload(self, prepared: _Prepared) -> dict[str, Any]:
-        """What a worker process needs to rebuild this study. Data given as Python objects is
-        written once to ``<run dir>/worker-data/*.parquet`` for the workers to read."""
-        import copy
-
-        from ..spec.data import read_frame
-
-        raw = copy.deepcopy({k: v for k, v in self.config.raw.items() if k != "data"})
-        data = dict(self.config.raw.get("data", {}))
-        folder = self.run_dir / "worker-data"
-        for split in ("train", "validation", "test"):
-            value = getattr(self.config.data, split)
-            if value is None:
-                continue
-            if isinstance(value, (str, Path)):
-                data[split] = str(value)
-            else:
-                folder.mkdir(exist_ok=True)
-                frame = read_frame(value, prepared.host.registry, {}, f"data.{split}")
-                path = folder / f"{split}.parquet"
-                frame.to_parquet(path, index=False)
-                data[split] = str(path)
-        raw["data"] = data
-        raw.setdefault("storage", {})["dir"] = str(self.run_dir)
-        base_dir = str(self.config.source.parent) if self.config.source else "."
-        return {"raw": raw, "base_dir": base_dir}
-
     def _keep_best_weights_only(self, ostudy: Any, keep: int | None = None) -> None:
         """Trials save their best-epoch weights (and epoch soup); only the study's best trial
         keeps them, or the ``keep`` best (default: as many as the end-of-study soup and ensemble
@@ -463,36 +309,6 @@ class Study:
 
     def results(self) -> Results:
         return load_results(self.run_dir, self.name)
-
-
-def _search_class_weights(cfg: StudyConfig, task: TaskInfo, data: Any, space: dict) -> None:
-    """Imbalanced classes (the most frequent at least 3x the rarest, see
-    :meth:`automl_pt.tasks.Task.imbalanced`): search ``class_weights`` over none / balanced,
-    unless the study file sets it. Balanced data keeps the fixed ``"none"`` of the default space."""
-    from ..registry import Param
-
-    param = space.get("class_weights")
-    user = {**cfg.search.preset_space, **cfg.search.space}
-    if param is None or "class_weights" in user:
-        return
-    if task.create().imbalanced(data.train.labels, data.label_names):
-        space["class_weights"] = Param("class_weights", "categorical", choices=("none", "balanced"),
-                                       domain=param.domain)
-
-
-def _redact(url: str) -> str:
-    """Hide the password of an RDB URL in messages."""
-    import re
-
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def _closed_form_probe(prepared: _Prepared) -> bool:
-    """Whether the study's ``linear_probe`` trials are fitted in closed form (their training
-    parameters do not matter)."""
-    from ..tasks import make_task
-
-    return bool(getattr(make_task(prepared.task), "closed_form_probe", False))
 
 
 def _finished(ostudy: Any, target: int | None) -> int:

@@ -31,6 +31,7 @@ from ..spec.config import StudyConfig
 from ..spec.data import Split, StudyData
 from ..model import Backbone, Preprocessor, TrialModel
 from ..train.probe import fit_probe, probe_applies
+from ..plugins import resolve_backbone
 from ..registry import BackboneInfo, TaskInfo
 from ..train.training import TrainerCallback, clone_state, fine_tune, predict_logits
 
@@ -44,15 +45,6 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def resolve_backbone(name: str, modality: str, host: Any) -> BackboneInfo | None:
-    """A catalog backbone, else the first plugin's answer to ``automl_pt_resolve_backbone``;
-    either way ``info.plugin`` names the plugin that provides it (the export records it)."""
-    info = host.registry.find_backbone(name)
-    if info is not None and info.modality == modality:
-        return info
-    return host.resolve_backbone(name, modality)
 
 
 def _backbone_key(info: BackboneInfo, backbone: Backbone) -> str:

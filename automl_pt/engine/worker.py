@@ -21,7 +21,10 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .prepared import WorkerPayload
 
 #: the driver's messages on a worker's pipe: ``(RUN, deadline)`` runs one trial, ``(STOP,)`` ends
 STOP = "stop"
@@ -102,27 +105,22 @@ class _PipeEvents:
         pass
 
 
-def build_runtime(payload: dict, device_name: str, callbacks: list) -> tuple[Any, Any, Any]:
-    """Study, Optuna study (heartbeat on) and TrialRunner for a worker process."""
+def build_runtime(payload: WorkerPayload, device_name: str, callbacks: list) -> tuple[Any, Any, Any]:
+    """Study config, Optuna study (heartbeat on) and TrialRunner for a worker process, the study
+    prepared afresh from the driver's ``payload`` (:mod:`automl_pt.engine.prepared`)."""
     import optuna
     import torch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from ..spec.config import config_from_dict, load_config
-    from .study import Study
+    from ..storage.rundir import claim_run_dir
+    from .prepared import open_optuna_study, prepare_study
     from .trial import TrialRunner
 
-    if payload.get("source"):
-        config = load_config(payload["source"], overrides=payload.get("overrides") or None)
-    else:
-        config = config_from_dict(payload["raw"], base_dir=payload.get("base_dir", "."))
-    study = Study(config)
-    prepared = study.prepare()
-    from ..storage.rundir import claim_run_dir
-
+    config = payload.config()
+    prepared = prepare_study(config)
     claim_run_dir(config)   # trials/ and cache/ are written here; a new machine makes its own
-    ostudy = study.optuna_study(prepared, heartbeat=True)
-    threads = payload.get("threads")
+    ostudy = open_optuna_study(config, prepared, heartbeat=True)
+    threads = payload.threads
     if threads:
         torch.set_num_threads(int(threads))
         try:
@@ -130,8 +128,8 @@ def build_runtime(payload: dict, device_name: str, callbacks: list) -> tuple[Any
         except RuntimeError:  # already set, or inter-op work already started in this process
             pass
     runner = TrialRunner(config, prepared.host, prepared.task, prepared.data, prepared.space,
-                         torch.device(device_name), study.run_dir, callbacks=callbacks)
-    return study, ostudy, runner
+                         torch.device(device_name), config.run_dir, callbacks=callbacks)
+    return config, ostudy, runner
 
 
 def run_one_trial(ostudy: Any, runner: Any) -> Any:
@@ -145,7 +143,7 @@ def run_one_trial(ostudy: Any, runner: Any) -> Any:
     return next(t for t in ostudy.get_trials(deepcopy=False) if t.number == runner.last_trial_number)
 
 
-def worker_main(conn: Any, payload: dict, device: str, slot: int, parent_pid: int) -> None:
+def worker_main(conn: Any, payload: WorkerPayload, device: str, slot: int, parent_pid: int) -> None:
     """Entry point of a driver-managed worker process (``multiprocessing`` spawn target)."""
     import warnings
 
@@ -153,12 +151,12 @@ def worker_main(conn: Any, payload: dict, device: str, slot: int, parent_pid: in
 
     warnings.simplefilter("ignore", DataWarning)   # the driver has shown them, once
     device_name = _visible_device(device)
-    limit_threads(payload.get("threads"))
+    limit_threads(payload.threads)
     _exit_with_parent(parent_pid)
     _interrupt_on_sigterm()
     events = _PipeEvents(conn, slot)
     try:
-        study, ostudy, runner = build_runtime(payload, device_name, [events])
+        _, ostudy, runner = build_runtime(payload, device_name, [events])
     except BaseException as exc:  # report why the worker cannot start, then exit
         events.send("fatal", f"{type(exc).__name__}: {exc}")
         return
@@ -192,9 +190,11 @@ def run_standalone(study_file: str, overrides: dict | None, device: str, threads
     device_name = _visible_device(device)
     _interrupt_on_sigterm()
     limit_threads(threads)
-    payload = {"source": study_file, "overrides": overrides, "threads": threads}
-    study, ostudy, runner = build_runtime(payload, device_name, [])
-    target = study.config.study.trials
+    from .prepared import WorkerPayload
+
+    payload = WorkerPayload(source=study_file, overrides=overrides, threads=threads)
+    config, ostudy, runner = build_runtime(payload, device_name, [])
+    target = config.study.trials
     ran = 0
     while True:
         trials = ostudy.get_trials(deepcopy=False)

@@ -207,15 +207,31 @@ def _hours(seconds: float) -> str:
 def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path], imp: Any = None) -> str:
     """The report page of ``res``, with ``figures`` (name → Figure) inlined as SVG; ``imp`` is
     :func:`importances_or_note` of ``res`` (computed when not given)."""
-    import pandas as pd
-
     usage = usage_summary(res)
-    metric, direction = res.metric, res.direction
     board = res.leaderboard()
+    best_trial, best_value = _best_of(res, board)
+    test = res.test_metrics or {}
+    parts = [_summary(res, usage, best_trial, best_value, test),
+             _leaderboard_section(board),
+             *_plot_sections(res, figures, pngs, imp),
+             _test_section(res, figures, pngs, test, best_trial),
+             _usage_section(usage),
+             _trials_section(res)]
+    return _page(res, parts)
+
+
+def _best_of(res: Results, board: Any) -> tuple[Any, Any]:
+    """``(best trial number, its value)``, from the leaderboard while the studies row has none."""
     best_trial, best_value = res.study_row.get("best_trial"), res.study_row.get("best_value")
     if _missing(best_trial) and len(board):  # read from the Optuna storage: no studies row yet
-        best_trial, best_value = board.loc[0, "trial"], board.loc[0, metric]
-    test = res.test_metrics or {}
+        best_trial, best_value = board.loc[0, "trial"], board.loc[0, res.metric]
+    return best_trial, best_value
+
+
+def _summary(res: Results, usage: dict[str, Any], best_trial: Any, best_value: Any,
+             test: dict[str, float]) -> str:
+    """The list at the top of the page: task, metric, trials, best trial, test score, where from."""
+    metric, direction = res.metric, res.direction
     running = usage["states"].get("RUNNING", 0) + usage["states"].get("WAITING", 0)
     summary = [
         ("task", res.study_row.get("task", "")), ("metric", f"{metric} ({direction}, validation)"),
@@ -229,21 +245,26 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path], im
         ("read from", "DuckDB results file" if res.source == "duckdb"
          else "Optuna storage and trial files (a driver is running, or DuckDB is busy)"),
     ]
-    parts = ['<dl class="summary">' + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in summary)
-             + "</dl>"]
+    return ('<dl class="summary">' + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in summary)
+            + "</dl>")
 
-    parts.append(_section("leaderboard", "Leaderboard", html_table(board, "leaderboard-table", sortable=True)
-                          if len(board) else "<p>No completed trial yet.</p>",
-                          "Completed trials and the soups, ensembles and refit built from them "
-                          "(kind), best first. Click a column header to sort."))
-    parts.append(_section("history", "Optimisation history",
-                          _figure_block("history", figures["history"], pngs)))
+
+def _leaderboard_section(board: Any) -> str:
+    return _section("leaderboard", "Leaderboard", html_table(board, "leaderboard-table", sortable=True)
+                    if len(board) else "<p>No completed trial yet.</p>",
+                    "Completed trials and the soups, ensembles and refit built from them "
+                    "(kind), best first. Click a column header to sort.")
+
+
+def _plot_sections(res: Results, figures: dict[str, Any], pngs: dict[str, Path], imp: Any) -> list[str]:
+    """History, importances, learning curves, hyperparameters vs. value, backbone × strategy."""
+    parts = [_section("history", "Optimisation history", _figure_block("history", figures["history"], pngs))]
     imp = importances_or_note(res) if imp is None else imp
     parts.append(_section("importances", "Hyperparameter importances",
                           _figure_block("importances", figures["importances"], pngs)
                           + (html_table(imp) if len(imp) else ""), _esc(imp.attrs.get("note", ""))))
     parts.append(_section("curves", "Learning curves", _figure_block("curves", figures["curves"], pngs),
-                          f"Validation {_esc(metric)} after every epoch. Pruned trials are dashed and end "
+                          f"Validation {_esc(res.metric)} after every epoch. Pruned trials are dashed and end "
                           "where the pruner stopped them."))
     parts.append(_section("parallel", "Hyperparameters vs. value",
                           _figure_block("parallel", figures["parallel"], pngs)))
@@ -251,20 +272,41 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path], im
     parts.append(_section("backbone-strategy", "Backbone × strategy",
                           _figure_block("backbone_strategy", figures["backbone_strategy"], pngs)
                           + html_table(table)))
+    return parts
+
+
+def _test_section(res: Results, figures: dict[str, Any], pngs: dict[str, Path], test: dict[str, float],
+                  best_trial: Any) -> str:
+    """The best model's test scores (and confusion matrix where the task has one)."""
     counts = plots.confusion_counts(res)
     test_html = ("<p>" + _esc(", ".join(f"{k}: {v:.4f}" for k, v in test.items())) + "</p>") if test else ""
     if counts is not None:
         test_html += _figure_block("confusion", figures["confusion"], pngs)
     which = "" if _missing(best_trial) else f" (trial {int(best_trial)})"
-    parts.append(_section("test", f"Best model on the test split{which}",
-                          test_html or "<p>The study has no test split.</p>",
-                          f"Scored once, at export ({_esc(res.best_model_dir)})."))
+    return _section("test", f"Best model on the test split{which}",
+                    test_html or "<p>The study has no test split.</p>",
+                    f"Scored once, at export ({_esc(res.best_model_dir)}).")
 
+
+def _usage_section(usage: dict[str, Any]) -> str:
+    """Time and device use, with the trials pruning stopped."""
+    import pandas as pd
+
+    body = ('<dl class="summary" id="usage">'
+            + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in _usage_rows(usage)) + "</dl>")
+    if usage["pruned_trials"]:
+        body += html_table(pd.DataFrame(usage["pruned_trials"]), "pruning-table")
+    return _section("usage", "Time and device use", body,
+                    "Time saved by pruning is an estimate: each pruned trial's unrun epochs × its own "
+                    "mean epoch time.")
+
+
+def _usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
     gpu = (f"{usage['gpu_hours']:.3f} GPU-hours over {usage['gpu_trials']} trial(s)" if usage["gpu_trials"]
            else "0 GPU-hours (every trial ran on the CPU)")
     saved = usage["pruning_saved_s"]
     share = saved / (usage["trial_seconds"] + saved) if usage["trial_seconds"] + saved > 0 else 0.0
-    use_rows = [
+    return [
         ("trial time (sum)", _hours(usage["trial_seconds"])),
         ("wall time (first start to last end)", _hours(usage["wall_seconds"])),
         ("GPU use", gpu),
@@ -277,21 +319,20 @@ def render_html(res: Results, figures: dict[str, Any], pngs: dict[str, Path], im
         ("peak memory of a trial", "n/a" if usage["peak_memory_mb"] != usage["peak_memory_mb"]
          else f"{usage['peak_memory_mb']:.0f} MB"),
     ]
-    body = ('<dl class="summary" id="usage">'
-            + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in use_rows) + "</dl>")
-    if usage["pruned_trials"]:
-        body += html_table(pd.DataFrame(usage["pruned_trials"]), "pruning-table")
-    parts.append(_section("usage", "Time and device use", body,
-                          "Time saved by pruning is an estimate: each pruned trial's unrun epochs × its own "
-                          "mean epoch time."))
 
+
+def _trials_section(res: Results) -> str:
     trials = res.trials()
     cols = [c for c in ("number", "state", "state_reason", "value", "backbone", "strategy", "learning_rate",
                         "epochs", "batch_size", "best_epoch", "device", "duration_s", "error") if c in trials]
-    parts.append(_section("trials", "All trials", html_table(trials[cols], "trials-table", sortable=True,
-                                                             row_class="state")
-                          if len(trials) else "<p>No trials.</p>",
-                          "Pruned trials are orange, failed trials red."))
+    return _section("trials", "All trials", html_table(trials[cols], "trials-table", sortable=True,
+                                                       row_class="state")
+                    if len(trials) else "<p>No trials.</p>",
+                    "Pruned trials are orange, failed trials red.")
+
+
+def _page(res: Results, parts: list[str]) -> str:
+    """The whole page around the sections ``parts``: navigation, footer, dashboard command."""
     nav = "".join(f'<a href="#{i}">{_esc(t)}</a>' for i, t in (
         ("leaderboard", "leaderboard"), ("history", "history"), ("importances", "importances"),
         ("curves", "curves"), ("parallel", "params"), ("backbone-strategy", "backbone × strategy"),
@@ -306,9 +347,9 @@ def dashboard_command(res: Results) -> str:
     """The optuna-dashboard command for this run's Optuna storage."""
     meta_path = res.run_dir / "study.json"
     url = json.loads(meta_path.read_text()).get("optuna_url", "") if meta_path.is_file() else ""
-    from ..engine.study import _redact
+    from ..engine.prepared import redact
 
-    return f"optuna-dashboard {_redact(url)}" if url else ""
+    return f"optuna-dashboard {redact(url)}" if url else ""
 
 
 def build_report(target: str | Path | Results, out: str | Path | None = None, png: bool = True,

@@ -6,7 +6,7 @@ features are standardised, one model is fitted per strength of :data:`L2_GRID` (
 first, each warm-started from the previous one), and the strength whose model scores best on
 validation (the study's metric; ties go to the lower validation loss) is kept. The
 standardisation is folded into the head's linear layer, so the trial's weights are an ordinary
-:class:`~automl_pt.model.ClassificationHead` state and export / predict work unchanged. It is
+:class:`~automl_pt.heads.ClassificationHead` state and export / predict work unchanged. It is
 recorded as a one-epoch trial (``best_epoch`` 1; the history row adds ``l2``).
 
 Every classification study starts with this probe (see :mod:`automl_pt.engine.seeding`), so the best
@@ -27,7 +27,7 @@ def probe_applies(task: Any, head: Any) -> bool:
     """Whether ``linear_probe`` trials of this task are fitted in closed form: a task that has
     a closed-form probe (``closed_form_probe``: classification, regression, multi-label) with
     the standard linear head."""
-    from ..model import ClassificationHead
+    from ..heads import ClassificationHead
 
     return bool(getattr(task, "closed_form_probe", False)) and isinstance(head, ClassificationHead)
 

@@ -233,123 +233,190 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     (``TrainResult.top_states``; memory bounded by ``n`` copies), for checkpoint averaging.
     ``keep_last``: return the last epoch's weights whatever the validation says (a refit on
     train + validation, where validation is no longer held out; no early stopping then)."""
-    strategy = params.get("strategy", "full")
-    batch_size = int(params["batch_size"])
-    micro = min(batch_size, int(micro_batch_size or batch_size))
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    run = _FineTune(model, params, device, seed, micro_batch_size, len(train_labels), keep_last, callbacks)
+    batches = _Batches(task, train, task.target_tensor(train_labels), train_lengths, collate, augment)
 
-    probe = strategy == "linear_probe"
-    # parameters the backbone froze on purpose (e.g. fixed positional embeddings) stay frozen
-    trainable = [p for p in model.backbone.parameters() if p.requires_grad]
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
-    for p in trainable:
-        p.requires_grad_(not probe)
-    model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, params, train_backbone=not probe),
-                                  fused=device.type == "cuda")
-    n = len(train_labels)
-    steps_per_epoch = math.ceil(n / batch_size)
-    epochs = planned_epochs(int(params["epochs"]), steps_per_epoch, int(params.get("min_steps") or 0))
-    patience = 0 if keep_last else int(params.get("patience") or 0)
-    state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs, micro_batch_size=micro,
-                       model=model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(state.total_steps, float(params.get("warmup_ratio", 0.0)),
-                             str(params.get("schedule", "cosine"))))
-    unfreeze_at = state.total_steps // 3 if strategy == "freeze_then_unfreeze" else 0
-    if unfreeze_at:
-        for p in trainable:
-            p.requires_grad_(False)
-    targets_all = task.target_tensor(train_labels)
-    best_state = None
-    best_metrics: dict[str, float] = {}
-    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
-    train_seconds = 0.0
-    for cb in callbacks:
-        cb.on_train_begin(state)
-    # large data: one look at validation part-way through the first epoch (not after a refit's)
-    check_at = math.ceil(n * CHECK_FRACTION) if n >= CHECK_MIN_EXAMPLES and not keep_last else 0
+    def validate() -> dict[str, float]:
+        return evaluate(model, task, validation, validation_labels, metrics, device, max(run.micro, 64),
+                        collate, validation_lengths, calibrate=True)[0]
 
-    for epoch in range(1, epochs + 1):
-        state.epoch = epoch
-        model.train()
-        if probe:
-            model.backbone.eval()  # frozen features: no dropout noise
+    run.begin()
+    for epoch in range(1, run.state.epochs + 1):
+        seconds = run.train_epoch(epoch, batches, validate)
+        run.end_epoch(validate(), seconds, objective_metric, maximize, keep_states, keep_last)
+        if run.state.stopped_early:
+            break
+    return run.finish()
+
+
+@dataclass
+class _Batches:
+    """The training data of a :func:`fine_tune` run and how a batch of it reaches the model."""
+
+    task: Task
+    data: dict[str, torch.Tensor]
+    targets: torch.Tensor
+    lengths: torch.Tensor | None
+    collate: Callable
+    augment: Callable | None
+
+    def order(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """This epoch's batches of the ``n`` examples: random, or length-bucketed where lengths
+        are known."""
+        return (random_batches(n, batch_size, generator) if self.lengths is None
+                else bucketed_batches(self.lengths, batch_size, generator))
+
+    def get(self, idx: torch.Tensor, device: torch.device,
+            generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One micro-batch on ``device``: inputs and targets (augmented, possibly soft)."""
+        batch = _to_device(self.collate(_slice(self.data, idx)), device)
+        targets = self.targets[idx].to(device, non_blocking=True)
+        if self.augment is not None:  # may mix examples and return soft targets
+            batch = self.augment({**batch, "targets": targets}, generator)
+            targets = batch.pop("targets")
+        return batch, targets
+
+
+def _set_trainable(params: list[nn.Parameter], on: bool) -> None:
+    for p in params:
+        p.requires_grad_(on)
+
+
+class _FineTune:
+    """One :func:`fine_tune` run: the model set up to train (which parameters train, optimizer,
+    learning-rate schedule) and what its epochs share (steps, the best epoch so far)."""
+
+    def __init__(self, model: TrialModel, params: dict, device: torch.device, seed: int,
+                 micro_batch_size: int | None, n: int, keep_last: bool, callbacks: list[TrainerCallback]):
+        strategy = params.get("strategy", "full")
+        self.model, self.params, self.device, self.n, self.callbacks = model, params, device, n, callbacks
+        self.batch_size = int(params["batch_size"])
+        self.micro = min(self.batch_size, int(micro_batch_size or self.batch_size))
+        self.generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.probe = strategy == "linear_probe"
+        self.trainable = self._freeze_backbone()
+        model.to(device)
+        self.optimizer = torch.optim.AdamW(param_groups(model, params, train_backbone=not self.probe),
+                                           fused=device.type == "cuda")
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        epochs = planned_epochs(int(params["epochs"]), steps_per_epoch, int(params.get("min_steps") or 0))
+        self.patience = 0 if keep_last else int(params.get("patience") or 0)
+        self.state = TrainState(epochs=epochs, total_steps=steps_per_epoch * epochs,
+                                micro_batch_size=self.micro, model=model)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.state.total_steps, float(params.get("warmup_ratio", 0.0)),
+                                      str(params.get("schedule", "cosine"))))
+        self.unfreeze_at = self.state.total_steps // 3 if strategy == "freeze_then_unfreeze" else 0
+        if self.unfreeze_at:
+            _set_trainable(self.trainable, False)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict[str, float] = {}
+        self.top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
+        self.train_seconds = 0.0
+        # large data: one look at validation part-way through the first epoch (not after a refit's)
+        self.check_at = math.ceil(n * CHECK_FRACTION) if n >= CHECK_MIN_EXAMPLES and not keep_last else 0
+
+    def _freeze_backbone(self) -> list[nn.Parameter]:
+        """Freeze the backbone for a probe; the parameters it may train otherwise. Parameters the
+        backbone froze on purpose (e.g. fixed positional embeddings) stay frozen."""
+        trainable = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        _set_trainable(list(self.model.backbone.parameters()), False)
+        _set_trainable(trainable, not self.probe)
+        return trainable
+
+    def begin(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin(self.state)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.probe:
+            self.model.backbone.eval()  # frozen features: no dropout noise
+
+    def train_epoch(self, epoch: int, batches: _Batches, validate: Callable[[], dict[str, float]]) -> float:
+        """One pass over the training batches; sets ``state.train_loss`` and returns its seconds."""
+        self.state.epoch = epoch
+        self._train_mode()
         t0 = time.perf_counter()
-        batches = (random_batches(n, batch_size, generator) if train_lengths is None
-                   else bucketed_batches(train_lengths, batch_size, generator))
         loss_sum, loss_count = 0.0, 0
-        for idx in batches:
-            if unfreeze_at and state.step == unfreeze_at:
-                for p in trainable:
-                    p.requires_grad_(True)
-            optimizer.zero_grad(set_to_none=True)
-            for m_start in range(0, len(idx), micro):
-                m_idx = idx[m_start:m_start + micro]
-                batch = _to_device(collate(_slice(train, m_idx)), device)
-                targets = targets_all[m_idx].to(device, non_blocking=True)
-                if augment is not None:  # may mix examples and return soft targets
-                    batch = augment({**batch, "targets": targets}, generator)
-                    targets = batch.pop("targets")
-                with device_autocast(device):
-                    logits = model(batch)
-                loss = task.loss(logits, targets, params)
-                (loss * (len(m_idx) / len(idx))).backward()
-                loss_sum += float(loss.detach()) * len(m_idx)
-                loss_count += len(m_idx)
-            optimizer.step()
-            scheduler.step()
-            state.step += 1
-            state.samples_seen += len(idx)
-            for cb in callbacks:
-                cb.on_step_end(state)
-            if check_at and state.samples_seen >= check_at:   # part-way through epoch 1
-                check_at = 0
-                state.check_metrics, _, _ = evaluate(model, task, validation, validation_labels,
-                                                     metrics, device, max(micro, 64), collate,
-                                                     validation_lengths, calibrate=True)
-                model.train()
-                if probe:
-                    model.backbone.eval()
-                for cb in callbacks:
-                    cb.on_check(state)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        for idx in batches.order(self.n, self.batch_size, self.generator):
+            total, count = self._step(idx, batches)
+            loss_sum, loss_count = loss_sum + total, loss_count + count
+            if self.check_at and self.state.samples_seen >= self.check_at:   # part-way through epoch 1
+                self._check(validate)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
-        state.train_loss = loss_sum / max(1, loss_count)
-        values, _, _ = evaluate(model, task, validation, validation_labels, metrics, device,
-                                max(micro, 64), collate, validation_lengths, calibrate=True)
+        self.train_seconds += epoch_seconds
+        self.state.train_loss = loss_sum / max(1, loss_count)
+        return epoch_seconds
+
+    def _step(self, idx: torch.Tensor, batches: _Batches) -> tuple[float, int]:
+        """One optimizer step on the batch ``idx``, in micro-batches whose gradients add up;
+        returns the summed loss and the number of examples."""
+        if self.unfreeze_at and self.state.step == self.unfreeze_at:
+            _set_trainable(self.trainable, True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, loss_count = 0.0, 0
+        for m_start in range(0, len(idx), self.micro):
+            m_idx = idx[m_start:m_start + self.micro]
+            batch, targets = batches.get(m_idx, self.device, self.generator)
+            with device_autocast(self.device):
+                logits = self.model(batch)
+            loss = batches.task.loss(logits, targets, self.params)
+            (loss * (len(m_idx) / len(idx))).backward()
+            loss_sum += float(loss.detach()) * len(m_idx)
+            loss_count += len(m_idx)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state.step += 1
+        self.state.samples_seen += len(idx)
+        for cb in self.callbacks:
+            cb.on_step_end(self.state)
+        return loss_sum, loss_count
+
+    def _check(self, validate: Callable[[], dict[str, float]]) -> None:
+        """The one in-epoch look at validation (large data), for callbacks' ``on_check``."""
+        self.check_at = 0
+        self.state.check_metrics = validate()
+        self._train_mode()
+        for cb in self.callbacks:
+            cb.on_check(self.state)
+
+    def end_epoch(self, values: dict[str, float], epoch_seconds: float, objective_metric: str,
+                  maximize: bool, keep_states: int, keep_last: bool) -> None:
+        """Record the epoch's validation ``values``, keep its weights where it is the best (or
+        among the ``keep_states`` best), decide on early stopping and tell the callbacks."""
+        state = self.state
         state.metrics = values
-        row = {"epoch": epoch, "train_loss": state.train_loss, "samples_per_s": n / epoch_seconds,
-               "epoch_seconds": epoch_seconds, "learning_rate": optimizer.param_groups[0]["lr"],
-               **{f"val_{k}": v for k, v in values.items()}}
-        state.history.append(row)
+        state.history.append({"epoch": state.epoch, "train_loss": state.train_loss,
+                              "samples_per_s": self.n / epoch_seconds, "epoch_seconds": epoch_seconds,
+                              "learning_rate": self.optimizer.param_groups[0]["lr"],
+                              **{f"val_{k}": v for k, v in values.items()}})
         value = values[objective_metric]
         better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
         if better or keep_last:
-            state.best_value, state.best_epoch = value, epoch
-            best_state = clone_state(model)
-            best_metrics = dict(values)
+            state.best_value, state.best_epoch = value, state.epoch
+            self.best_state = clone_state(self.model)
+            self.best_metrics = dict(values)
         if keep_states:
-            _keep_top(top_states, keep_states, epoch, values, objective_metric, maximize,
-                      best_state if better else None, model)
-        if patience and epoch < epochs and epoch - state.best_epoch >= patience:
+            _keep_top(self.top_states, keep_states, state.epoch, values, objective_metric, maximize,
+                      self.best_state if better else None, self.model)
+        if self.patience and state.epoch < state.epochs and state.epoch - state.best_epoch >= self.patience:
             state.stopped_early = True
-        for cb in callbacks:
+        for cb in self.callbacks:
             cb.on_epoch_end(state)
-        if state.stopped_early:
-            break
 
-    for cb in callbacks:
-        cb.on_train_end(state)
-    assert best_state is not None
-    return TrainResult(best_state, state.best_epoch, best_metrics, state.history,
-                       state.samples_seen / max(train_seconds, 1e-9), epochs_planned=epochs,
-                       epochs_run=state.epoch, steps=state.step,
-                       top_states=top_states, samples_seen=state.samples_seen)
+    def finish(self) -> TrainResult:
+        state = self.state
+        for cb in self.callbacks:
+            cb.on_train_end(state)
+        assert self.best_state is not None
+        return TrainResult(self.best_state, state.best_epoch, self.best_metrics, state.history,
+                           state.samples_seen / max(self.train_seconds, 1e-9), epochs_planned=state.epochs,
+                           epochs_run=state.epoch, steps=state.step,
+                           top_states=self.top_states, samples_seen=state.samples_seen)
 
 
 def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: str, maximize: bool,
