@@ -5,22 +5,12 @@ with, the preprocessing, the pooling before the head, and the model card's snipp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from automl_pt.export.support import ExportSupport
-
-
-def set_label_names(directory: Path, label_names: list[str]) -> None:
-    """The label names into a transformers ``config.json`` (``id2label`` / ``label2id``)."""
-    cfg_path = directory / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
-    cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+from automl_pt.export.support import ExportSupport, answer_snippet, set_transformers_labels
 
 
 class AudioExportSupport(ExportSupport):
@@ -46,16 +36,17 @@ class AudioExportSupport(ExportSupport):
             out["waveform"] = waveform
         return out
 
-    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str]) -> None:
+    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str],
+                              task_kind: str = "classification") -> None:
         if fmt == "hf":
-            set_label_names(directory, label_names)
+            set_transformers_labels(directory, label_names, task_kind)
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         if fmt != "hf":
             return None
         waveform = (config.get("head") or {}).get("waveform")
         if waveform and waveform["pooling"] == "mean":
-            return _waveform_hf_snippet(where, waveform, config["preprocessing"])
+            return _waveform_hf_snippet(where, waveform, config)
         return (f"from transformers import AutoConfig, AutoModel\n\nfolder = {where}\n"
                 "config = AutoConfig.from_pretrained(folder)  # id2label holds the label names\n"
                 "if config.model_type == \"whisper\":\n"
@@ -80,7 +71,7 @@ class AudioExportSupport(ExportSupport):
                 "          \"length\": np.array([c[1] for c in clips], dtype=np.int64)}\n")
 
 
-def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, Any]) -> str:
+def _waveform_hf_snippet(where: str, waveform: dict[str, Any], config: dict[str, Any]) -> str:
     """wav2vec2-family encoder from transformers + mean pooling over valid frames + the head,
     reproducing the plugin's preprocessing (int16 PCM, per-clip normalisation)."""
     norm = ("m = mask.float()\n"
@@ -89,6 +80,7 @@ def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, A
             "var = (((audio - mean) * m) ** 2).sum(1, keepdim=True) / count\n"
             "audio = (audio - mean) / torch.sqrt(var + 1e-7) * m\n") if waveform["normalize"] else ""
     mask_arg = "mask.long()" if waveform["attention_mask"] else "None"
+    prep = config["preprocessing"]
     return ("import numpy as np\nimport soundfile as sf\nimport torch\n"
             "from safetensors.torch import load_file\nfrom scipy.signal import resample_poly\n"
             f"from transformers import AutoModel\n\nfolder = {where}\n"
@@ -109,5 +101,5 @@ def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, A
             "features = (hidden * valid).sum(1) / valid.sum(1)  # mean over valid frames\n"
             "head = load_file(f\"{folder}/head.safetensors\")\n"
             "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n"
-            "probabilities = logits.softmax(-1)\n"
-            "print([encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()])\n")
+            "names = [encoder.config.id2label[i] for i in range(len(encoder.config.id2label))]\n"
+            + answer_snippet(config, "logits", "names"))
