@@ -174,8 +174,8 @@ def image_task_best(root: Path, kind: str) -> Path:
             rows.append({"image": str(f.relative_to(root / "data")), "brightness": round(mean, 4),
                          "tags": f.parent.name + ("|bright" if mean > 0.45 else "")})
         frames[split] = pd.DataFrame(rows)
-    for frame in frames.values():
-        frame.drop(columns=["tags" if kind == "regression" else "brightness"], inplace=True)
+    frames = {split: frame.drop(columns=["tags" if kind == "regression" else "brightness"])
+              for split, frame in frames.items()}
     extra = (f'image_column = "image"\nlabel_column = "{"brightness" if kind == "regression" else "tags"}"'
              "\nimage_size = 32")
     space = TASK_SPACE + 'augmentation_strength = [0.0]\n'
