@@ -13,11 +13,6 @@ from ..errors import ModelLoadError
 EXPORT_CONFIG = "automl_pt_export.json"
 
 
-#: transformers' ``config.problem_type`` of each task kind
-PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
-                 "multilabel": "multi_label_classification"}
-
-
 def answer_snippet(config: dict[str, Any], logits: str, names: str, torch: bool = True) -> str:
     """Python (for a card's snippet) that turns the head's outputs ``logits`` (an expression of
     shape ``(batch, outputs)``; a torch tensor, or a numpy array when not ``torch``) into what
@@ -43,20 +38,6 @@ def answer_snippet(config: dict[str, Any], logits: str, names: str, torch: bool 
     return (f"probabilities = np.exp({logits} - {logits}.max(1, keepdims=True))\n"
             "probabilities /= probabilities.sum(1, keepdims=True)\n"
             f"labels = [{names}[i] for i in probabilities.argmax(1)]\nprint(labels)\n")
-
-
-def set_transformers_labels(directory: Path, label_names: list[str], task_kind: str) -> None:
-    """The label names (``id2label`` / ``label2id``; a regression's target column) and the
-    task (``problem_type``) into the transformers ``config.json`` in ``directory``, so that
-    transformers reads the folder as the task it is."""
-    import json
-
-    cfg_path = directory / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
-    cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
-    cfg["problem_type"] = PROBLEM_TYPES[task_kind]
-    cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
 class ExportFormatError(ModelLoadError):
@@ -95,8 +76,8 @@ class ExportSupport:
     def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str],
                               task_kind: str = "classification") -> None:
         """Adjust the library folder :meth:`~automl_pt.model.Backbone.export_as` wrote (e.g. the
-        label names into a transformers config's ``id2label`` and the task into its
-        ``problem_type``, see :data:`PROBLEM_TYPES`)."""
+        label names into a transformers config's ``id2label`` and ``task_kind`` into its
+        ``problem_type``)."""
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         """Python that loads the library folder ``fmt`` (at ``where``, a quoted path) and

@@ -5,12 +5,30 @@ with, the preprocessing, the pooling before the head, and the model card's snipp
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from automl_pt.export.support import ExportSupport, answer_snippet, set_transformers_labels
+from automl_pt.export.support import ExportSupport, answer_snippet
+
+
+#: transformers' ``config.problem_type`` of each automl_pt task kind
+PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
+                 "multilabel": "multi_label_classification"}
+
+
+def set_transformers_labels(directory: Path, label_names: list[str], task_kind: str) -> None:
+    """The label names (``id2label`` / ``label2id``; a regression's target column) and the
+    task (``problem_type``) into the transformers ``config.json`` in ``directory``, so that
+    transformers reads the folder as the task it is."""
+    cfg_path = directory / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
+    cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
+    cfg["problem_type"] = PROBLEM_TYPES[task_kind]
+    cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
 class AudioExportSupport(ExportSupport):
@@ -56,6 +74,7 @@ class AudioExportSupport(ExportSupport):
                 "# features: the pooled last hidden state (see automl_pt_export.json, 'head'; Whisper:\n"
                 "# log-mel of the clip padded to an even frame count, first positional embeddings);\n"
                 "# logits = features @ W.T + b with W, b from head.safetensors (linear.weight, linear.bias)\n"
+                + _WHAT_LOGITS_MEAN[config.get("task_kind", "classification")] +
                 "print(type(encoder).__name__, config.id2label)\n")
 
     def tensor_snippet(self, config: dict[str, Any]) -> str:
@@ -69,6 +88,15 @@ class AudioExportSupport(ExportSupport):
                 f"clips = [pcm(p) for p in {self.example.split('  #')[0]}]\n"
                 "inputs = {\"audio\": np.stack([c[0] for c in clips]),\n"
                 "          \"length\": np.array([c[1] for c in clips], dtype=np.int64)}\n")
+
+
+#: the whisper hf card's comment on what the head's outputs are, by task kind
+_WHAT_LOGITS_MEAN = {
+    "classification": "# softmax(logits) gives each label's probability\n",
+    "regression": "# logits[:, 0] is the predicted number in the target's units (the head is scaled back)\n",
+    "multilabel": "# sigmoid(logits) gives each label's probability; a label is predicted where it\n"
+                  "# reaches its threshold (automl_pt_export.json, 'thresholds')\n",
+}
 
 
 def _waveform_hf_snippet(where: str, waveform: dict[str, Any], config: dict[str, Any]) -> str:

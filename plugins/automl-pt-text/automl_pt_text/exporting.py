@@ -4,14 +4,32 @@ snippets for the ``hf`` folder and for ``onnx`` / ``torchscript``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from automl_pt.export.support import ExportSupport, answer_snippet, set_transformers_labels
+from automl_pt.export.support import ExportSupport, answer_snippet
 
 #: inputs of the tokenizer that share the sequence axis
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WORDS = "the model reads a short text and then a longer one with more words in it".split()
+
+
+#: transformers' ``config.problem_type`` of each automl_pt task kind
+PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
+                 "multilabel": "multi_label_classification"}
+
+
+def set_transformers_labels(directory: Path, label_names: list[str], task_kind: str) -> None:
+    """The label names (``id2label`` / ``label2id``; a regression's target column) and the
+    task (``problem_type``) into the transformers ``config.json`` in ``directory``, so that
+    transformers reads the folder as the task it is."""
+    cfg_path = directory / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
+    cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
+    cfg["problem_type"] = PROBLEM_TYPES[task_kind]
+    cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
 class TextExportSupport(ExportSupport):
