@@ -94,6 +94,10 @@ class Task:
     needs_calibration: bool = False
     #: ``label_smoothing`` and ``mixup`` (soft single-label targets) apply
     single_label: bool = True
+    #: what an ``onnx`` / ``torchscript`` export returns (its output's name): ``"logits"``
+    #: (softmax gives probabilities), ``"values"`` (numbers in the target's units) or
+    #: ``"probabilities"`` (one sigmoid per label); see :meth:`export_head`, :meth:`export_outputs`
+    export_output: str = "logits"
     _class_weight: Any = None
 
     # -- data ------------------------------------------------------------------------------
@@ -211,6 +215,19 @@ class Task:
     def decode(self, predictions: np.ndarray, probabilities: Any, label_names: list[str]) -> list:
         """What ``predict`` returns per input: a label, a list of labels, a number."""
         return [label_names[int(i)] for i in predictions]
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_head(self, head: "torch.nn.Module") -> "torch.nn.Module":
+        """The head as exported models carry it (every format but ``native``): one whose
+        outputs mean what the task predicts wherever a linear layer can hold that (regression:
+        the target's mean and standard deviation folded into the final linear layer). The
+        default is ``head`` itself."""
+        return head
+
+    def export_outputs(self, outputs: "torch.Tensor") -> "torch.Tensor":
+        """What an ``onnx`` / ``torchscript`` export returns from :meth:`export_head`'s outputs
+        (:attr:`export_output` names it; multi-label: the sigmoid). Traced, so torch ops only."""
+        return outputs
 
     # -- label efficiency ----------------------------------------------------------------------
     def subset_indices(self, targets: np.ndarray, budget: int | str, seed: int) -> np.ndarray:
@@ -375,6 +392,27 @@ class RegressionTask(Task):
     def decode(self, predictions, probabilities, label_names):
         return [float(v) for v in predictions]
 
+    export_output = "values"
+
+    def export_head(self, head):
+        """A copy of ``head`` whose final linear layer (``head.linear``) outputs numbers in the
+        target's units: ``weight * std`` and ``bias * std + mean``, so exported models need no
+        un-scaling step. :class:`ModelLoadError` for a head without such a layer."""
+        import copy
+
+        import torch
+
+        linear = getattr(head, "linear", None)
+        if not isinstance(linear, torch.nn.Linear) or linear.out_features != 1 or linear.bias is None:
+            raise ModelLoadError(f"task {self.name!r}: the head {type(head).__name__} has no final "
+                                 "linear layer with one output (head.linear) to fold the target's "
+                                 "mean and standard deviation into; export 'native' instead")
+        folded = copy.deepcopy(head).eval()
+        with torch.no_grad():
+            folded.linear.weight.mul_(self.std)
+            folded.linear.bias.mul_(self.std).add_(self.mean)
+        return folded
+
     def subset_indices(self, targets, budget, seed):
         targets = np.asarray(targets)
         if budget == "all":
@@ -517,6 +555,11 @@ class MultilabelTask(Task):
 
     def decode(self, predictions, probabilities, label_names):
         return [[n for n, on in zip(label_names, row) if on] for row in np.asarray(predictions)]
+
+    export_output = "probabilities"
+
+    def export_outputs(self, outputs):
+        return outputs.sigmoid()
 
     def subset_indices(self, targets, budget, seed):
         """``budget`` examples of every label (examples with several labels count for each)."""

@@ -6,7 +6,8 @@ registers, in :mod:`automl_pt.builtin.export_formats`:
 * ``native``: a copy of ``best/`` (``automl_pt.load`` reads it);
 * ``safetensors``: the backbone library's own folder (the first of its
   :attr:`~automl_pt.model.Backbone.library_formats`);
-* ``onnx``: ``model.onnx`` from preprocessed tensors to logits, dynamic batch axis (and every
+* ``onnx``: ``model.onnx`` from preprocessed tensors to what the task predicts (class logits,
+  numbers in the target's units, per-label probabilities), dynamic batch axis (and every
   axis whose size differs between two sample batches, e.g. a text's sequence), exported with
   ``torch.onnx.export(dynamo=True)`` and checked against PyTorch with onnxruntime when it is
   installed;
@@ -39,7 +40,7 @@ from ..errors import ModelLoadError
 from .support import EXPORT_CONFIG, ExportFormatError, ExportSupport
 
 ONNX_OPSET = 18
-#: onnxruntime / traced outputs must match PyTorch's logits within this absolute tolerance
+#: onnxruntime / traced outputs must match PyTorch's within this absolute tolerance
 TOLERANCE = 1e-4
 
 
@@ -112,7 +113,7 @@ def check_format(host: Any, fmt: str) -> Any:
     return formats[fmt]
 
 
-# -- sample batches and the tensor-in, logits-out module ------------------------------------------
+# -- sample batches and the tensor-in, outputs-out module -----------------------------------------
 def _batch(predictor: Any, support: ExportSupport, n: int, seed: int) -> dict[str, Any]:
     try:
         inputs = support.sample_inputs(n, seed)
@@ -125,9 +126,11 @@ def _batch(predictor: Any, support: ExportSupport, n: int, seed: int) -> dict[st
     return dict(predictor.preprocessor.collate(enc))
 
 
-def tensor_module(model: Any, names: list[str]) -> Any:
+def tensor_module(model: Any, names: list[str], outputs: Any = None) -> Any:
     """An ``nn.Module`` (eval mode) whose ``forward`` takes the preprocessed tensors
-    positionally, in ``names`` order, and returns the logits: what ONNX and TorchScript need."""
+    positionally, in ``names`` order, and returns the model's outputs (passed through
+    ``outputs`` when given, e.g. the task's :meth:`~automl_pt.tasks.Task.export_outputs`): what
+    ONNX and TorchScript need."""
     import torch
 
     class TensorModel(torch.nn.Module):
@@ -136,9 +139,27 @@ def tensor_module(model: Any, names: list[str]) -> Any:
             self.model = model
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(dict(zip(names, tensors)))
+            out = self.model(dict(zip(names, tensors)))
+            return out if outputs is None else outputs(out)
 
     return TensorModel().eval()
+
+
+def task_module(predictor: Any, names: list[str]) -> Any:
+    """The tensor module of an ``onnx`` / ``torchscript`` export: the backbone, the task's
+    :meth:`~automl_pt.tasks.Task.export_head` and :meth:`~automl_pt.tasks.Task.export_outputs`,
+    so the file returns what the task predicts (class logits, numbers in the target's units,
+    per-label probabilities)."""
+    from ..model import TrialModel
+
+    model = TrialModel(predictor.model.backbone, predictor.task.export_head(predictor.model.head))
+    return tensor_module(model.eval(), names, predictor.task.export_outputs)
+
+
+def output_spec(predictor: Any) -> list[dict[str, Any]]:
+    """The ``outputs`` of an ``onnx`` / ``torchscript`` export for ``automl_pt_export.json``."""
+    n = predictor.task.num_outputs(predictor.label_names)
+    return [{"name": predictor.task.export_output, "shape": ["batch", n]}]
 
 
 def _dynamic_axes(a: dict[str, Any], b: dict[str, Any], support: ExportSupport
@@ -168,7 +189,8 @@ def _compare(what: str, got: np.ndarray, want: np.ndarray) -> float:
                                 f"{want.shape} on a batch of another shape than the one exported "
                                 "(the trace kept sizes of the first); try 'onnx', or 'native'")
     diff = float(np.abs(got - want).max()) if want.size else 0.0
-    if not diff <= TOLERANCE:
+    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0   # numbers in a target's units
+    if not diff <= TOLERANCE * scale:
         raise ExportFormatError(f"{what}: outputs differ from PyTorch's (max difference {diff:.2e} "
                                 f"> {TOLERANCE:g}); try 'onnx', or 'native'")
     return diff
@@ -209,7 +231,7 @@ def write_library(fmt: str, predictor: Any, directory: Path, support: ExportSupp
     from safetensors.torch import save_file
 
     backbone = predictor.model.backbone
-    head = predictor.model.head
+    head = predictor.task.export_head(predictor.model.head)   # regression: in the target's units
     folded = backbone.export_as(fmt, directory, head, predictor.label_names)
     details: dict[str, Any] = {"head_folded": folded, "files": {"backbone": "config.json + model.safetensors"}}
     if not folded:
@@ -219,7 +241,7 @@ def write_library(fmt: str, predictor: Any, directory: Path, support: ExportSupp
         described = dict(support.describe_head(backbone))
         details["head"] = {"keys": sorted(head.state_dict()), "applied_to": described.pop("applied_to"),
                            "backbone_class": type(backbone).__name__, **described}
-    support.finish_library_folder(fmt, directory, predictor.label_names)
+    support.finish_library_folder(fmt, directory, predictor.label_names, predictor.task.kind)
     return details
 
 
@@ -235,7 +257,8 @@ def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
     a, b = _batch(predictor, support, 2, 0), _batch(predictor, support, 3, 1)
     names = list(a)
     axes = _dynamic_axes(a, b, support)
-    module = tensor_module(predictor.model, names)
+    module = task_module(predictor, names)
+    output = predictor.task.export_output
     args = tuple(a[n] for n in names)
     dims: dict[str, Any] = {}
     shapes = []
@@ -246,7 +269,7 @@ def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, str(path), input_names=names, output_names=["logits"],
+            torch.onnx.export(module, args, str(path), input_names=names, output_names=[output],
                               dynamo=True, dynamic_shapes=(tuple(shapes),), opset_version=ONNX_OPSET,
                               external_data=False, verbose=False)
     except ImportError as exc:
@@ -259,7 +282,7 @@ def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
                                 f"{_reason(exc)}; use 'torchscript' or 'native'") from exc
     details: dict[str, Any] = {"files": {"model": "model.onnx"}, "opset": ONNX_OPSET,
                                "inputs": _input_spec(a, axes),
-                               "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}]}
+                               "outputs": output_spec(predictor)}
     try:
         import onnxruntime as ort
     except ImportError:
@@ -270,7 +293,7 @@ def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
     with torch.no_grad():
         for batch in (a, b):
             want = module(*(batch[n] for n in names)).float().numpy()
-            got = session.run(["logits"], {n: batch[n].numpy() for n in names})[0]
+            got = session.run([output], {n: batch[n].numpy() for n in names})[0]
             worst = max(worst, _compare("onnx export", got, want))
     details["checked_with_onnxruntime"] = True
     details["max_abs_difference"] = worst
@@ -286,7 +309,7 @@ def write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
     support = export_support(predictor)
     a, b = _batch(predictor, support, 2, 0), _batch(predictor, support, 3, 1)
     names = list(a)
-    module = tensor_module(predictor.model, names)
+    module = task_module(predictor, names)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -314,8 +337,7 @@ def write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
                                         f"{backbone.name!r} ({type(backbone).__name__})", got,
                                         module(*tensors).float().numpy()))
     return {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b, support)),
-            "outputs": [{"name": "logits", "shape": ["batch", len(predictor.label_names)]}],
-            "max_abs_difference": worst}
+            "outputs": output_spec(predictor), "max_abs_difference": worst}
 
 
 # -- export config ------------------------------------------------------------------------------
@@ -394,6 +416,23 @@ def _describe_distribution(d: Any) -> str:
     return str(d)
 
 
+def task_outputs(predictor: Any) -> dict[str, Any]:
+    """What the exported model predicts, for ``automl_pt_export.json`` and the card:
+    ``task_kind``, and a regression's ``target`` (column, training mean and standard deviation;
+    every format but ``native`` has them folded into the head's final linear layer) or a multi-label model's ``thresholds`` (label →
+    the probability at which the label is predicted, tuned on validation)."""
+    kind = predictor.task.kind
+    out: dict[str, Any] = {"task_kind": kind}
+    state = predictor.task.state()
+    if kind == "regression":
+        out["target"] = {"column": predictor.label_names[0], "mean": state["target_mean"],
+                         "std": state["target_std"]}
+    elif kind == "multilabel":
+        thresholds = state.get("thresholds") or [0.5] * len(predictor.label_names)
+        out["thresholds"] = dict(zip(predictor.label_names, (float(t) for t in thresholds)))
+    return out
+
+
 def _export_config(predictor: Any, model_dir: Path, fmt: str, fmt_written: str,
                    details: dict[str, Any], support: ExportSupport) -> dict[str, Any]:
     m = predictor.manifest
@@ -403,7 +442,7 @@ def _export_config(predictor: Any, model_dir: Path, fmt: str, fmt_written: str,
         "format": fmt, "written_as": fmt_written, "study": m.get("study"), "task": m.get("task"),
         "modality": m.get("modality"), "backbone": m.get("backbone"),
         "backbone_source": m.get("backbone_source"), "labels": predictor.label_names,
-        "input_column": m.get("input_column"), "preprocessing": preprocessing_info(predictor, support),
-        **details, "metric": m.get("metric"), "metrics": metrics, "params": m.get("params"),
+        "input_column": m.get("input_column"), **task_outputs(predictor),
+        "preprocessing": preprocessing_info(predictor, support), **details, "metric": m.get("metric"), "metrics": metrics, "params": m.get("params"),
         "trial": m.get("trial"), **_study_info(model_dir, m),
     }

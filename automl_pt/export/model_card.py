@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .support import EXPORT_CONFIG, ExportFormatError, ExportSupport
+from .support import EXPORT_CONFIG, ExportFormatError, ExportSupport, answer_snippet
 
 
 def md(value: Any) -> str:
@@ -35,12 +35,11 @@ def model_card(config: dict[str, Any], folder: Path, support: ExportSupport | No
     snippet that loads it in its format (from the backbone's plugin: ``support``). Every value
     from the data or the study (labels, paths, names, parameter values) is escaped (:func:`md`,
     :func:`code`)."""
-    labels = config["labels"]
     metrics = config.get("metrics") or {}
     lines = [f"# {md(config.get('study'))}: {md(config.get('task'))} ({md(config.get('format'))} export)",
-             "", f"A {md(config.get('modality'))} classifier over {len(labels)} labels "
-             f"({', '.join(map(md, labels))}), fine-tuned from {code(config.get('backbone'))} "
+             "", what_it_predicts(config) + f" Fine-tuned from {code(config.get('backbone'))} "
              f"({md(config.get('backbone_source'))}) by automl_pt.", ""]
+    lines += task_details(config)
     lines += ["## Scores", "", "| split | " + " | ".join(["metric", "value"]) + " |", "| --- | --- | --- |"]
     for split in ("validation", "test"):
         for name, value in (metrics.get(split) or {}).items():
@@ -76,17 +75,66 @@ def model_card(config: dict[str, Any], folder: Path, support: ExportSupport | No
                                          if k not in ("steps", "fingerprint")}) + "`", ""]
     if config.get("inputs"):
         lines += ["Model inputs: " + ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}"
-                                               for i in config["inputs"]) + "; output: `logits` "
-                  "(batch, labels), softmax gives probabilities.", ""]
+                                               for i in config["inputs"]) + "; output: "
+                  + OUTPUTS[config.get("task_kind", "classification")] + ".", ""]
     if config.get("head"):
         lines += [f"The head (`head.safetensors`: {', '.join(config['head']['keys'])}) is a linear "
                   f"layer over the backbone's features, {config['head']['applied_to']}; it is not "
-                  "a transformers head, so the snippet applies it by hand.", ""]
+                  "a transformers head, so the snippet applies it by hand"
+                  + (" (its weight and bias already hold the target's scaling: it outputs numbers "
+                     "in the target's units)" if config.get("task_kind") == "regression" else "")
+                  + ".", ""]
     snippet = load_snippet(config, folder, support or ExportSupport()).rstrip()
     fence = "`" * max(3, max((len(run) + 1 for run in re.findall(r"`+", snippet)), default=0))
     lines += ["## How to load", "", f"{fence}python", snippet, fence, "",
               f"Everything about this export is in `{EXPORT_CONFIG}`.", ""]
     return "\n".join(lines)
+
+
+#: what an onnx / torchscript export's output is, by task kind
+OUTPUTS = {"classification": "`logits` (batch, labels), softmax gives probabilities",
+           "regression": "`values` (batch, 1), the predicted number in the target's units (the "
+                         "target's mean and standard deviation are folded into the final linear layer)",
+           "multilabel": "`probabilities` (batch, labels), one sigmoid per label; a label is "
+                         "predicted where its probability reaches its threshold (`thresholds` in "
+                         f"`{EXPORT_CONFIG}`)"}
+
+
+def what_it_predicts(config: dict[str, Any]) -> str:
+    """The card's first sentence: what the model predicts for each input, by task kind."""
+    modality, labels = md(config.get("modality")), config["labels"]
+    kind = config.get("task_kind", "classification")
+    metric = code(config.get("metric"))
+    if kind == "regression":
+        return (f"A {modality} regression model: it predicts one number per example, the value of "
+                f"{code(labels[0])} in that column's own units, scored by {metric}.")
+    if kind == "multilabel":
+        return (f"A {modality} multi-label model: it predicts a set of labels per example, any of "
+                f"{len(labels)} labels ({', '.join(map(md, labels))}), each one whose probability "
+                f"reaches its own threshold (tuned on validation), scored by {metric}.")
+    return (f"A {modality} classifier: it predicts one of {len(labels)} labels "
+            f"({', '.join(map(md, labels))}) per example, scored by {metric}.")
+
+
+def task_details(config: dict[str, Any]) -> list[str]:
+    """The card's section on the task's outputs: a regression's target scaling, a multi-label
+    model's thresholds (none for classification)."""
+    kind = config.get("task_kind", "classification")
+    if kind == "regression" and config.get("target"):
+        t = config["target"]
+        folded = ("automl_pt.load applies it" if config.get("written_as") == "native" else
+                  "it is folded into the final linear layer's weight and bias, so this model "
+                  "outputs numbers in the target's units with no extra step")
+        return ["## Target", "", f"Training targets of {code(t['column'])} had mean {t['mean']:.6g} "
+                f"and standard deviation {t['std']:.6g}; the model was trained on standardised "
+                f"targets and {folded}.", ""]
+    if kind == "multilabel" and config.get("thresholds"):
+        lines = ["## Thresholds", "", "Label *j* is predicted when its probability (sigmoid of its "
+                 f"output) is at least its threshold, tuned on validation for that label's F1 (also "
+                 f"in `{EXPORT_CONFIG}`, `thresholds`).", "", "| label | threshold |", "| --- | --- |"]
+        lines += [f"| {md(k)} | {v:.2f} |" for k, v in config["thresholds"].items()]
+        return lines + [""]
+    return []
 
 
 def load_snippet(config: dict[str, Any], folder: Path, support: ExportSupport) -> str:
@@ -95,22 +143,34 @@ def load_snippet(config: dict[str, Any], folder: Path, support: ExportSupport) -
     plugin (``support``)."""
     fmt = config["written_as"]
     where = repr(str(folder))
+    kind = config.get("task_kind", "classification")
     if fmt == "native":
+        shown = "values" if kind == "regression" else "labels"
         return (f"import automl_pt\n\nmodel = automl_pt.load({where})\n"
-                f"prediction = model.predict({support.example})\nprint(prediction.labels)\n")
+                f"prediction = model.predict({support.example})\nprint(prediction.{shown})\n")
     if fmt in ("onnx", "torchscript"):
+        output = {"regression": "values", "multilabel": "probabilities"}.get(kind, "logits")
         run = ("import onnxruntime as ort\n", "session = ort.InferenceSession(f\"{folder}/model.onnx\")\n",
-               "logits = session.run([\"logits\"], inputs)[0]\n") if fmt == "onnx" else (
+               f"{output} = session.run([\"{output}\"], inputs)[0]\n") if fmt == "onnx" else (
                "import torch\n", "model = torch.jit.load(f\"{folder}/model.pt\")\n",
                "with torch.no_grad():\n"
-               "    logits = model(*(torch.from_numpy(inputs[i[\"name\"]]) for i in config[\"inputs\"])).numpy()\n")
+               f"    {output} = model(*(torch.from_numpy(inputs[i[\"name\"]]) for i in config[\"inputs\"])).numpy()\n")
         prep = support.tensor_snippet(config)
         return ("import json\nimport numpy as np\n" + run[0] + f"\nfolder = {where}\n"
                 f"config = json.load(open(f\"{{folder}}/{EXPORT_CONFIG}\"))\n" + run[1] + prep + run[2] +
-                "probabilities = np.exp(logits - logits.max(1, keepdims=True))\n"
-                "probabilities /= probabilities.sum(1, keepdims=True)\n"
-                "print([config[\"labels\"][i] for i in probabilities.argmax(1)])\n")
+                _tensor_answer(kind))
     snippet = support.library_snippet(fmt, config, where)
     if snippet is None:
         raise ExportFormatError(f"no load snippet for format {fmt!r}")
     return snippet
+
+
+def _tensor_answer(kind: str) -> str:
+    """The end of an onnx / torchscript snippet: the file's output (numpy) as the task's answer."""
+    if kind == "regression":
+        return "print(values[:, 0].tolist())  # in the target's units\n"
+    if kind == "multilabel":
+        return ("thresholds = config[\"thresholds\"]  # label -> threshold, tuned on validation\n"
+                "labels = [[n for n, p in zip(config[\"labels\"], row) if p >= thresholds[n]]\n"
+                "          for row in probabilities.tolist()]\nprint(labels)\n")
+    return answer_snippet({"task_kind": kind}, "logits", "config[\"labels\"]", torch=False)

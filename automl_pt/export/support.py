@@ -13,6 +13,33 @@ from ..errors import ModelLoadError
 EXPORT_CONFIG = "automl_pt_export.json"
 
 
+def answer_snippet(config: dict[str, Any], logits: str, names: str, torch: bool = True) -> str:
+    """Python (for a card's snippet) that turns the head's outputs ``logits`` (an expression of
+    shape ``(batch, outputs)``; a torch tensor, or a numpy array when not ``torch``) into what
+    the task predicts and prints it; ``names`` is an expression of the label names in output
+    order. Classification: ``probabilities`` (softmax) and ``labels``; regression: ``values``
+    (the exported head is already in the target's units); multi-label: ``probabilities``
+    (sigmoid) and ``labels``, each label whose probability reaches its threshold."""
+    kind = config.get("task_kind", "classification")
+    if kind == "regression":
+        column = (config.get("target") or {}).get("column", "the target")
+        return (f"values = {logits}[:, 0]  # {column}, in its own units (the head is scaled back)\n"
+                "print(values.tolist())\n")
+    if kind == "multilabel":
+        sigmoid = f"{logits}.sigmoid()" if torch else f"1 / (1 + np.exp(-{logits}))"
+        return (f"probabilities = {sigmoid}  # one probability per label\n"
+                f"thresholds = {config.get('thresholds')!r}  # tuned on validation\n"
+                f"labels = [[n for n, p in zip({names}, row) if p >= thresholds[n]]\n"
+                "          for row in probabilities.tolist()]\n"
+                "print(labels)\n")
+    if torch:
+        return (f"probabilities = {logits}.softmax(-1)\n"
+                f"labels = [{names}[i] for i in probabilities.argmax(-1).tolist()]\nprint(labels)\n")
+    return (f"probabilities = np.exp({logits} - {logits}.max(1, keepdims=True))\n"
+            "probabilities /= probabilities.sum(1, keepdims=True)\n"
+            f"labels = [{names}[i] for i in probabilities.argmax(1)]\nprint(labels)\n")
+
+
 class ExportFormatError(ModelLoadError):
     """A model cannot be written in the requested format (unsupported, or the result does not
     reproduce PyTorch's outputs)."""
@@ -46,9 +73,11 @@ class ExportSupport:
         snippet needs to reproduce the features."""
         return {"applied_to": "the backbone's pooled features"}
 
-    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str]) -> None:
+    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str],
+                              task_kind: str = "classification") -> None:
         """Adjust the library folder :meth:`~automl_pt.model.Backbone.export_as` wrote (e.g. the
-        label names into a transformers config's ``id2label``)."""
+        label names into a transformers config's ``id2label`` and ``task_kind`` into its
+        ``problem_type``)."""
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         """Python that loads the library folder ``fmt`` (at ``where``, a quoted path) and

@@ -3,8 +3,8 @@
 The page holds everything inline (plots as SVG, a few lines of CSS and vanilla JavaScript): it
 opens offline, from a file, with nothing fetched. Sections: summary, leaderboard (sortable),
 optimisation history, hyperparameter importances, learning curves, parameters vs. value,
-backbone × strategy, the best model's test score and confusion matrix, time and device use, and
-every trial. Build it with :func:`build_report` or ``automl-pt report STUDY.toml|RUN_DIR``.
+backbone × strategy, the best model's test score and its task's test figure (confusion matrix,
+predicted-vs-true scatter, per-label F1), time and device use, and every trial. Build it with :func:`build_report` or ``automl-pt report STUDY.toml|RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPORT_FILE = "report.html"
 PNG_PLOTS = {
     "history": plots.optimization_history, "importances": plots.importances,
     "curves": plots.learning_curves, "parallel": plots.parallel_coordinates,
-    "backbone_strategy": plots.backbone_strategy, "confusion": plots.confusion_matrix,
+    "backbone_strategy": plots.backbone_strategy, **plots.TEST_PLOTS,
 }
 
 
@@ -277,11 +277,14 @@ def _plot_sections(res: Results, figures: dict[str, Any], pngs: dict[str, Path],
 
 def _test_section(res: Results, figures: dict[str, Any], pngs: dict[str, Path], test: dict[str, float],
                   best_trial: Any) -> str:
-    """The best model's test scores (and confusion matrix where the task has one)."""
-    counts = plots.confusion_counts(res)
+    """The best model's test scores and its task's test figure (confusion matrix, scatter or
+    per-label scores)."""
+    test_plot = plots.test_plot_name(res)   # confusion, scatter or per_label, by the task
     test_html = ("<p>" + _esc(", ".join(f"{k}: {v:.4f}" for k, v in test.items())) + "</p>") if test else ""
-    if counts is not None:
-        test_html += _figure_block("confusion", figures["confusion"], pngs)
+    if test_plot in figures:
+        test_html += _figure_block(test_plot, figures[test_plot], pngs)
+    if test_plot == "per_label":
+        test_html += html_table(plots.per_label_table(res), "per-label-table")
     which = "" if _missing(best_trial) else f" (trial {int(best_trial)})"
     return _section("test", f"Best model on the test split{which}",
                     test_html or "<p>The study has no test split.</p>",
@@ -367,12 +370,15 @@ def build_report(target: str | Path | Results, out: str | Path | None = None, pn
     figures = {}
     imp = importances_or_note(res)
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": res.study}):
+        test_plot = plots.test_plot_name(res)
         for name, fn in PNG_PLOTS.items():
+            if name in plots.TEST_PLOTS and name != (test_plot or "confusion"):
+                continue   # the test figure of the study's task only
             figures[name] = fn(imp if name == "importances" else res)
         pngs: dict[str, Path] = {}
         if png:
             for name, fig in figures.items():
-                if name == "confusion" and res.test_predictions() is None:
+                if name in plots.TEST_PLOTS and test_plot is None:
                     continue
                 path = html_path.parent / f"{name}.png"
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -401,3 +401,108 @@ def confusion_matrix(source: Any, labels: list[str] | None = None, title: str | 
     ax.set_title(title or f"Test confusion matrix (best model; accuracy {accuracy:.4f})")
     fig.colorbar(image, ax=ax, label="examples")
     return fig
+
+
+def test_plot_name(source: Any) -> str | None:
+    """The test figure that fits the best model's test predictions (``results`` or its
+    ``test_predictions()`` frame), as tasks name it (:attr:`automl_pt.tasks.Task.report`):
+    ``"confusion"`` (class indices), ``"scatter"`` (numbers: regression), ``"per_label"`` (one
+    row per example and label: multi-label); ``None`` without test predictions."""
+    frame = source.test_predictions() if _is_results(source) else source
+    if frame is None or not len(frame):
+        return None
+    if "example" in frame.columns:
+        return "per_label"
+    return "scatter" if frame["true"].dtype.kind == "f" else "confusion"
+
+
+def prediction_scatter(source: Any, target: str | None = None, title: str | None = None):
+    """A regression model's test predictions against the true numbers (one dot per example),
+    with the ``y = x`` line of perfect predictions and the rmse in the title; ``target`` names
+    the axis (default: the target column of ``results``)."""
+    import numpy as np
+
+    if _is_results(source):
+        target = target or (source.labels() or ["target"])[0]
+        source = source.test_predictions()
+    fig = _figure(5.5, 5.0)
+    ax = fig.add_subplot()
+    if source is None or not len(source) or source["true"].dtype.kind != "f":
+        return _empty(fig, ax, "no test predictions of numbers (the study had no test split, or "
+                               "it is not a regression)")
+    true, pred = source["true"].to_numpy(float), source["pred"].to_numpy(float)
+    rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
+    low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="#7f7f7f", linestyle="--",
+            linewidth=1, label="y = x (perfect)")
+    ax.scatter(true, pred, s=18, alpha=0.7, color=STATE_COLORS["COMPLETE"], label="test example")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+    name = target or "target"
+    ax.set_xlabel(f"true {name}")
+    ax.set_ylabel(f"predicted {name}")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(title or f"Test predictions (best model; rmse {rmse:.4g})")
+    return fig
+
+
+def per_label_table(source: Any, labels: list[str] | None = None):
+    """Per label of a multi-label model's test predictions: ``support`` (test examples that
+    have it), ``predicted`` (examples it was predicted for), ``precision``, ``recall`` and
+    ``f1`` (0 where undefined), in label order; ``None`` without multi-label test predictions."""
+    import numpy as np
+    import pandas as pd
+
+    if _is_results(source):
+        labels = labels or source.labels()
+        source = source.test_predictions()
+    if source is None or "example" not in source.columns:
+        return None
+    rows = []
+    for index, group in source.groupby("label", sort=True):
+        true, pred = group["true"].to_numpy() > 0, group["pred"].to_numpy() > 0
+        tp = int((true & pred).sum())
+        precision = tp / pred.sum() if pred.sum() else 0.0
+        recall = tp / true.sum() if true.sum() else 0.0
+        f1 = 2 * tp / (true.sum() + pred.sum()) if true.sum() + pred.sum() else 0.0
+        name = labels[index] if labels is not None and index < len(labels) else str(index)
+        rows.append({"label": name, "support": int(true.sum()), "predicted": int(pred.sum()),
+                     "precision": float(precision), "recall": float(recall), "f1": float(f1)})
+    return pd.DataFrame(rows, columns=["label", "support", "predicted", "precision", "recall", "f1"]
+                        ).astype({"support": np.int64, "predicted": np.int64})
+
+
+def per_label_scores(source: Any, labels: list[str] | None = None, title: str | None = None):
+    """A multi-label model's test F1 per label (bars, left) next to each label's support (test
+    examples that have it, right); the micro-F1 over all labels in the title."""
+    table = per_label_table(source, labels)
+    n = 0 if table is None else len(table)
+    fig = _figure(8.0, min(12.0, max(2.5, 0.35 * n + 1.5)))
+    if table is None or n == 0:
+        return _empty(fig, fig.add_subplot(), "no multi-label test predictions (the study had no "
+                                              "test split, or it is not multi-label)")
+    f1_ax, support_ax = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
+    y = list(range(n))
+    names = [short_name(v, 20) for v in table["label"]]
+    f1_ax.barh(y, table["f1"], color=STATE_COLORS["COMPLETE"])
+    f1_ax.set_yticks(y, names)
+    f1_ax.invert_yaxis()
+    f1_ax.set_xlim(0, 1.08)
+    f1_ax.set_xlabel("F1 on test")
+    for i, v in enumerate(table["f1"]):
+        f1_ax.text(min(v + 0.01, 0.9), i, f"{v:.2f}", va="center", fontsize="small")
+    support_ax.barh(y, table["support"], color="#9da9b5", label="examples with the label")
+    support_ax.barh(y, table["predicted"], height=0.35, color="#ff7f0e", label="predicted")
+    support_ax.set_xlabel("test examples")
+    fig.legend(*support_ax.get_legend_handles_labels(), loc="outside lower right", ncols=2,
+               fontsize="small")
+    tp = float((table["f1"] * (table["support"] + table["predicted"]) / 2).sum())
+    micro = 2 * tp / max(1, int(table["support"].sum() + table["predicted"].sum()))
+    fig.suptitle(title or f"Per-label F1 and support on test (best model; micro-F1 {micro:.4f})")
+    return fig
+
+
+#: the test figure of each task kind (:attr:`automl_pt.tasks.Task.report`)
+TEST_PLOTS = {"confusion": confusion_matrix, "scatter": prediction_scatter, "per_label": per_label_scores}

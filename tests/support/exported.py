@@ -115,3 +115,69 @@ def audio_best(root: Path, kind: str = "wav2vec2") -> Path:
     data = 'train = "data/train"\nvalidation = "data/validation"\ntest = "data/test.csv"'
     space = FIXED_SPACE + 'pooling = ["mean"]\naugmentation_strength = [0.0]\n'
     return _run(_study(root, "audio-classification", model, data, space), automl_pt_speech)
+
+
+#: the fixed space of regression and multi-label studies (label_smoothing is single-label only)
+TASK_SPACE = FIXED_SPACE.replace("label_smoothing = [0.0]\n", "")
+
+
+def _task_data(root: Path, frames: dict, extra: str) -> str:
+    """Write ``frames`` (split → DataFrame) as CSVs under ``root/data`` and return the
+    ``[data]`` section that reads them."""
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for split, frame in frames.items():
+        frame.to_csv(root / "data" / f"{split}.csv", index=False)
+        lines.append(f'{split} = "data/{split}.csv"')
+    return "\n".join(lines) + "\n" + extra
+
+
+def text_task_best(root: Path, kind: str) -> Path:
+    """A one-trial ``text-regression`` (target ``score``) or ``text-multilabel`` (column
+    ``topics``, labels joined by ``;``) study on a tiny random BERT."""
+    import pandas as pd
+
+    import automl_pt_text
+    from automl_pt_text.testing import make_tiny_bert
+
+    from tests.conftest import FILLER, TOPICS
+    from tests.test_tasks import multilabel_rows, regression_rows
+
+    bert = make_tiny_bert(root / "tiny-bert", [" ".join(TOPICS.values()), " ".join(FILLER)])
+    rows = regression_rows if kind == "regression" else multilabel_rows
+    frames = {split: pd.DataFrame(rows(n, seed)) for split, n, seed in
+              (("train", 48, 1), ("validation", 16, 2), ("test", 16, 3))}
+    extra = ('label_column = "score"\n' if kind == "regression" else
+             'label_column = "topics"\nlabel_separator = ";"\n') + "max_length = 32"
+    return _run(_study(root, f"text-{kind}", bert, _task_data(root, frames, extra), TASK_SPACE),
+                automl_pt_text)
+
+
+def image_task_best(root: Path, kind: str) -> Path:
+    """A one-trial ``image-regression`` (target ``brightness``: an image's mean pixel value in
+    [0, 1]) or ``image-multilabel`` (``tags``: its pattern, plus ``bright`` for brighter images)
+    study on a tiny random timm model, from tables of image paths."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    import automl_pt_vision
+    from automl_pt_vision.testing import make_image_tree, make_tiny_timm
+
+    model = make_tiny_timm(root / "tiny-timm", image_size=32)
+    frames = {}
+    for split, n, seed in (("train", 8, 1), ("validation", 3, 2), ("test", 3, 3)):
+        tree = make_image_tree(root / "data" / f"{split}_images", n_per_class=n, size=32, seed=seed)
+        rows = []
+        for f in sorted(p for p in tree.rglob("*.png")):
+            mean = float(np.asarray(Image.open(f)).mean()) / 255
+            rows.append({"image": str(f.relative_to(root / "data")), "brightness": round(mean, 4),
+                         "tags": f.parent.name + ("|bright" if mean > 0.45 else "")})
+        frames[split] = pd.DataFrame(rows)
+    frames = {split: frame.drop(columns=["tags" if kind == "regression" else "brightness"])
+              for split, frame in frames.items()}
+    extra = (f'image_column = "image"\nlabel_column = "{"brightness" if kind == "regression" else "tags"}"'
+             "\nimage_size = 32")
+    space = TASK_SPACE + 'augmentation_strength = [0.0]\n'
+    return _run(_study(root, f"image-{kind}", model, _task_data(root, frames, extra), space),
+                automl_pt_vision)

@@ -11,15 +11,23 @@ from typing import Any
 
 import numpy as np
 
-from automl_pt.export.support import ExportSupport
+from automl_pt.export.support import ExportSupport, answer_snippet
 
 
-def set_label_names(directory: Path, label_names: list[str]) -> None:
-    """The label names into a transformers ``config.json`` (``id2label`` / ``label2id``)."""
+#: transformers' ``config.problem_type`` of each automl_pt task kind
+PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
+                 "multilabel": "multi_label_classification"}
+
+
+def set_transformers_labels(directory: Path, label_names: list[str], task_kind: str) -> None:
+    """The label names (``id2label`` / ``label2id``; a regression's target column) and the
+    task (``problem_type``) into the transformers ``config.json`` in ``directory``, so that
+    transformers reads the folder as the task it is."""
     cfg_path = directory / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
     cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
+    cfg["problem_type"] = PROBLEM_TYPES[task_kind]
     cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
@@ -46,16 +54,17 @@ class AudioExportSupport(ExportSupport):
             out["waveform"] = waveform
         return out
 
-    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str]) -> None:
+    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str],
+                              task_kind: str = "classification") -> None:
         if fmt == "hf":
-            set_label_names(directory, label_names)
+            set_transformers_labels(directory, label_names, task_kind)
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         if fmt != "hf":
             return None
         waveform = (config.get("head") or {}).get("waveform")
         if waveform and waveform["pooling"] == "mean":
-            return _waveform_hf_snippet(where, waveform, config["preprocessing"])
+            return _waveform_hf_snippet(where, waveform, config)
         return (f"from transformers import AutoConfig, AutoModel\n\nfolder = {where}\n"
                 "config = AutoConfig.from_pretrained(folder)  # id2label holds the label names\n"
                 "if config.model_type == \"whisper\":\n"
@@ -65,6 +74,7 @@ class AudioExportSupport(ExportSupport):
                 "# features: the pooled last hidden state (see automl_pt_export.json, 'head'; Whisper:\n"
                 "# log-mel of the clip padded to an even frame count, first positional embeddings);\n"
                 "# logits = features @ W.T + b with W, b from head.safetensors (linear.weight, linear.bias)\n"
+                + _WHAT_LOGITS_MEAN[config.get("task_kind", "classification")] +
                 "print(type(encoder).__name__, config.id2label)\n")
 
     def tensor_snippet(self, config: dict[str, Any]) -> str:
@@ -80,7 +90,16 @@ class AudioExportSupport(ExportSupport):
                 "          \"length\": np.array([c[1] for c in clips], dtype=np.int64)}\n")
 
 
-def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, Any]) -> str:
+#: the whisper hf card's comment on what the head's outputs are, by task kind
+_WHAT_LOGITS_MEAN = {
+    "classification": "# softmax(logits) gives each label's probability\n",
+    "regression": "# logits[:, 0] is the predicted number in the target's units (the head is scaled back)\n",
+    "multilabel": "# sigmoid(logits) gives each label's probability; a label is predicted where it\n"
+                  "# reaches its threshold (automl_pt_export.json, 'thresholds')\n",
+}
+
+
+def _waveform_hf_snippet(where: str, waveform: dict[str, Any], config: dict[str, Any]) -> str:
     """wav2vec2-family encoder from transformers + mean pooling over valid frames + the head,
     reproducing the plugin's preprocessing (int16 PCM, per-clip normalisation)."""
     norm = ("m = mask.float()\n"
@@ -89,6 +108,7 @@ def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, A
             "var = (((audio - mean) * m) ** 2).sum(1, keepdim=True) / count\n"
             "audio = (audio - mean) / torch.sqrt(var + 1e-7) * m\n") if waveform["normalize"] else ""
     mask_arg = "mask.long()" if waveform["attention_mask"] else "None"
+    prep = config["preprocessing"]
     return ("import numpy as np\nimport soundfile as sf\nimport torch\n"
             "from safetensors.torch import load_file\nfrom scipy.signal import resample_poly\n"
             f"from transformers import AutoModel\n\nfolder = {where}\n"
@@ -109,5 +129,5 @@ def _waveform_hf_snippet(where: str, waveform: dict[str, Any], prep: dict[str, A
             "features = (hidden * valid).sum(1) / valid.sum(1)  # mean over valid frames\n"
             "head = load_file(f\"{folder}/head.safetensors\")\n"
             "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n"
-            "probabilities = logits.softmax(-1)\n"
-            "print([encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()])\n")
+            "names = [encoder.config.id2label[i] for i in range(len(encoder.config.id2label))]\n"
+            + answer_snippet(config, "logits", "names"))

@@ -8,19 +8,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automl_pt.export.support import ExportSupport
+from automl_pt.export.support import ExportSupport, answer_snippet
 
 #: inputs of the tokenizer that share the sequence axis
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WORDS = "the model reads a short text and then a longer one with more words in it".split()
 
 
-def set_label_names(directory: Path, label_names: list[str]) -> None:
-    """The label names into a transformers ``config.json`` (``id2label`` / ``label2id``)."""
+#: transformers' ``config.problem_type`` of each automl_pt task kind
+PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
+                 "multilabel": "multi_label_classification"}
+
+
+def set_transformers_labels(directory: Path, label_names: list[str], task_kind: str) -> None:
+    """The label names (``id2label`` / ``label2id``; a regression's target column) and the
+    task (``problem_type``) into the transformers ``config.json`` in ``directory``, so that
+    transformers reads the folder as the task it is."""
     cfg_path = directory / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
     cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
+    cfg["problem_type"] = PROBLEM_TYPES[task_kind]
     cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
@@ -38,14 +46,15 @@ class TextExportSupport(ExportSupport):
     def describe_head(self, backbone: Any) -> dict[str, Any]:
         return {"applied_to": "attention-masked mean of the last hidden state"}
 
-    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str]) -> None:
+    def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str],
+                              task_kind: str = "classification") -> None:
         if fmt == "hf":
-            set_label_names(directory, label_names)
+            set_transformers_labels(directory, label_names, task_kind)
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         if fmt != "hf":
             return None
-        return (f"import json\nimport torch\nfrom safetensors.torch import load_file\n"
+        return (f"import torch\nfrom safetensors.torch import load_file\n"
                 f"from transformers import AutoModel, AutoTokenizer\n\nfolder = {where}\n"
                 "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
                 "encoder = AutoModel.from_pretrained(folder).eval()\n"
@@ -58,9 +67,8 @@ class TextExportSupport(ExportSupport):
                 "features = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # masked mean\n"
                 "head = load_file(f\"{folder}/head.safetensors\")\n"
                 "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n"
-                "probabilities = logits.softmax(-1)\n"
-                "labels = [encoder.config.id2label[i] for i in probabilities.argmax(-1).tolist()]\n"
-                "print(labels)\n")
+                "names = [encoder.config.id2label[i] for i in range(len(encoder.config.id2label))]\n"
+                + answer_snippet(config, "logits", "names"))
 
     def tensor_snippet(self, config: dict[str, Any]) -> str:
         return ("from transformers import AutoTokenizer\n"

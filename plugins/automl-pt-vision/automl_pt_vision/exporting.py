@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from automl_pt.export.support import ExportSupport
+from automl_pt.export.support import ExportSupport, answer_snippet
 
 
 class ImageExportSupport(ExportSupport):
@@ -30,9 +30,9 @@ class ImageExportSupport(ExportSupport):
                 "transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))\n"
                 f"images = {self.example}\n"
                 "batch = torch.stack([transform(Image.open(p).convert(\"RGB\")) for p in images])\n"
-                "with torch.no_grad():\n    probabilities = model(batch).softmax(-1)\n"
-                "labels = [model.pretrained_cfg[\"label_names\"][i] for i in probabilities.argmax(-1).tolist()]\n"
-                "print(labels)\n")
+                "with torch.no_grad():\n    logits = model(batch)\n"
+                "names = model.pretrained_cfg[\"label_names\"]\n"
+                + answer_snippet(config, "logits", "names"))
 
     def tensor_snippet(self, config: dict[str, Any]) -> str:
         return ("from PIL import Image\n"
