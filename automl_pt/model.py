@@ -6,7 +6,9 @@ tasks' head, :class:`~automl_pt.heads.ClassificationHead`, in :mod:`automl_pt.he
 A trial's model is ``head(backbone.encode(batch))``: the backbone turns a batch of preprocessed
 tensors into pooled features ``(batch, feature_dim)``, the task's head turns features into
 outputs (logits, standardised numbers). A head whose ``features`` attribute is ``"positions"``
-reads :meth:`Backbone.encode_positions` instead (per token / patch / frame).
+reads :meth:`Backbone.encode_positions` instead (per token / patch / frame, ``(batch,
+positions, position_dim)`` and a mask of the real positions); :func:`head_input_dim` is the
+width such a head is built for.
 """
 
 from __future__ import annotations
@@ -85,26 +87,44 @@ class Preprocessor:
 
 
 class Backbone(nn.Module):
-    """A pretrained network producing pooled features.
+    """A pretrained network producing pooled features and, where it has them, per-position
+    features (tokens, patches or feature-map cells, frames), so one backbone serves tasks of
+    both kinds.
 
     Subclasses set ``feature_dim`` and ``modality``, and implement :meth:`encode`,
-    :meth:`preprocessor` and :meth:`export`.  ``layer_ids`` (optional) maps parameter names to a
-    depth index for layer-wise learning-rate decay; the default guesses from names such as
-    ``layer.3`` / ``layers.3`` / ``blocks.3`` (embeddings are layer 0).
+    :meth:`preprocessor` and :meth:`export`; :meth:`encode_positions` (with
+    :attr:`position_dim` and :attr:`position_pooling`) where the network has positions.
+    ``layer_ids`` (optional) maps parameter names to a depth index for layer-wise learning-rate
+    decay; the default guesses from names such as ``layer.3`` / ``layers.3`` / ``blocks.3``
+    (embeddings are layer 0).
     """
 
     feature_dim: int
     modality: str = ""
     name: str = ""
+    #: how :meth:`encode` relates to :meth:`encode_positions`: ``"mean"`` when the pooled
+    #: features are the masked mean of the per-position ones (eval mode); ``None`` for any
+    #: other pooling (a class token, attention pooling, a projection or norm after pooling,
+    #: positions that leave out tokens the pooling reads)
+    position_pooling: str | None = None
+
+    @property
+    def position_dim(self) -> int:
+        """Width of :meth:`encode_positions`' features; :attr:`feature_dim` unless the pooled
+        features are built differently (e.g. a CNN whose head convolution widens the pooled
+        feature map: MobileNetV3 pools 960 channels into 1280 features)."""
+        return int(self.feature_dim)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position features for heads that need them (a tag per token, boxes on feature
-        maps, frames): ``(features (batch, positions, feature_dim), mask (batch, positions))``,
-        ``mask`` true where a position is real (not padding). Tokens for text, patches or
-        feature-map cells for images, frames for audio. The default refuses, naming the
+        maps, frames): ``(features (batch, positions, position_dim) float, mask (batch,
+        positions) bool)``, ``mask`` true where a position is real (not padding; every example
+        has at least one). Tokens for text, patches or feature-map cells (row-major) for
+        images, frames for audio. An example's real positions and their features do not depend
+        on the batch it is in, as for :meth:`encode`. The default refuses, naming the
         backbone: only pooled features are available then."""
         from .errors import BackboneError
 
@@ -207,6 +227,15 @@ class Backbone(nn.Module):
         for name, _ in self.named_parameters():
             ids.setdefault(name, top)
         return top, ids
+
+
+def head_input_dim(backbone: Backbone, task: Any) -> int:
+    """The feature width a ``task``'s head is built for on ``backbone``: :attr:`Backbone.
+    position_dim` when the task reads positions (``task.features == "positions"``), else
+    :attr:`Backbone.feature_dim`."""
+    if getattr(task, "features", "pooled") == "positions":
+        return int(backbone.position_dim)
+    return int(backbone.feature_dim)
 
 
 class TrialModel(nn.Module):

@@ -5,8 +5,9 @@ Two contracts, each a class a plugin's test suite subclasses (pytest then runs e
 * :class:`PluginContract`: plugin-level checks (hooks have specs, tasks are consistent, foreign
   requests get ``None``, search-space fragments are valid, catalog entries are well formed).
   Set ``plugin``.
-* :class:`BackboneContract`: per-backbone checks (features of the declared width, export and
-  reload through the plugin, adapter strategies, the ``partial`` split), run for every catalog
+* :class:`BackboneContract`: per-backbone checks (features of the declared width, per-position
+  features and their mask, export and reload through the plugin, adapter strategies, the
+  ``partial`` split), run for every catalog
   backbone the plugin registers and for its ``tiny_backbone``. A backbone-only plugin (one that
   adds backbones to another plugin's task) uses it alone::
 
@@ -209,7 +210,11 @@ class BackboneContract:
     adapters: bool = True
     #: checks that also run on the catalog backbones (the others run on the tiny backbone only:
     #: they train, and real weights add nothing to what they check)
-    catalog_checks: tuple[str, ...] = ("test_backbone_encode_export_reload",)
+    catalog_checks: tuple[str, ...] = ("test_backbone_encode_export_reload",
+                                       "test_encode_positions_shapes_mask_and_pooling")
+    #: the backbones have per-position features (``False``: ``encode_positions`` must refuse
+    #: with a :class:`~automl_pt.errors.BackboneError` naming the backbone)
+    positions: bool = True
 
     # -- to implement ---------------------------------------------------------------------
     def tiny_backbone(self, tmp_path: Path) -> str | None:
@@ -264,7 +269,71 @@ class BackboneContract:
                 raise
             require(False, f"{info.name!r} weights ({exc})")
 
+    def input_lengths(self, batch: dict[str, Any], preprocessor: Any) -> Any:
+        """Each example's input length in a collated batch of :meth:`sample_inputs` (tokens,
+        samples), or ``None`` for fixed-size inputs: where lengths differ, the shorter examples
+        must have fewer real positions. Default: ``preprocessor.lengths``; a plugin whose
+        preprocessor pads without reporting lengths (Whisper's window) overrides it."""
+        return preprocessor.lengths(batch)
+
     # -- the contract -----------------------------------------------------------------------
+    def test_encode_positions_shapes_mask_and_pooling(self, tmp_path, backbone_name):
+        """``encode_positions`` gives ``(batch, positions, position_dim)`` float features and a
+        ``(batch, positions)`` bool mask with at least one real position per example; an
+        example's real positions and their features are the same alone as in the batch (so
+        padding added for the other examples is masked); where inputs differ in length, a
+        shorter input has no more real positions than a longer one and the shortest has
+        padding marked false; where the backbone says it pools by mean, ``encode`` is the
+        masked mean of the positions."""
+        import torch
+
+        from .errors import BackboneError
+
+        host = self.host()
+        info, _ = self.resolve(host, backbone_name, tmp_path)
+        backbone = self.load(info, {}).eval()
+        prep = backbone.preprocessor({})
+        inputs = self.sample_inputs(tmp_path)
+        prep.fit(inputs)
+        enc = prep.encode(inputs)
+        batch = prep.collate(enc)
+        if not self.positions:
+            with pytest.raises(BackboneError, match=repr(backbone.name)):
+                backbone.encode_positions(batch)
+            return
+        with torch.no_grad():
+            feats, mask = backbone.encode_positions(batch)
+            pooled = backbone.encode(batch)
+        n = len(inputs)
+        assert feats.ndim == 3 and feats.shape[0] == n and feats.shape[1] >= 1, tuple(feats.shape)
+        assert feats.shape[2] == backbone.position_dim > 0, (tuple(feats.shape), backbone.position_dim)
+        assert feats.is_floating_point() and mask.dtype == torch.bool
+        assert mask.shape == feats.shape[:2], (tuple(mask.shape), tuple(feats.shape))
+        counts = mask.sum(dim=1)
+        assert bool((counts >= 1).all()), f"an example without real positions: {counts.tolist()}"
+        assert torch.isfinite(feats[mask]).all()
+        for i in range(n):
+            alone = prep.collate({k: v[i:i + 1] for k, v in enc.items()})
+            with torch.no_grad():
+                one, one_mask = backbone.encode_positions(alone)
+            assert int(one_mask.sum()) == int(counts[i]), (
+                f"example {i}: {int(one_mask.sum())} real positions alone, {int(counts[i])} in the batch")
+            torch.testing.assert_close(feats[i][mask[i]], one[0][one_mask[0]], rtol=1e-4, atol=1e-4)
+        lengths = self.input_lengths(batch, prep)
+        if lengths is not None and len(set(lengths.tolist())) > 1:
+            order = torch.argsort(torch.as_tensor(lengths), stable=True)
+            ordered = counts[order]
+            assert bool((ordered[1:] >= ordered[:-1]).all()), (
+                f"real positions {counts.tolist()} do not follow input lengths {lengths.tolist()}")
+            assert int(counts.min()) < feats.shape[1], (
+                f"inputs of lengths {lengths.tolist()}: no position is marked as padding")
+        assert backbone.position_pooling in ("mean", None), backbone.position_pooling
+        if backbone.position_pooling == "mean":
+            assert backbone.position_dim == backbone.feature_dim
+            m = mask.unsqueeze(-1).to(feats.dtype)
+            mean = (feats * m).sum(dim=1) / m.sum(dim=1)
+            torch.testing.assert_close(mean, pooled, rtol=1e-4, atol=1e-4)
+
     def test_backbone_encode_export_reload(self, tmp_path, backbone_name):
         """Features have the declared width, and an exported backbone reloads through the
         plugin as a local folder and gives the same features."""

@@ -120,6 +120,21 @@ class AudioBackbone(Backbone):
         hidden, valid = self.hidden(batch)
         return self.pool(hidden, valid)
 
+    @property
+    def position_pooling(self) -> str | None:  # type: ignore[override]
+        """``"mean"`` with the trial's mean pooling (the masked mean of the frames); attention
+        pooling weighs them."""
+        return "mean" if self.pool.kind == "mean" else None
+
+    def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's frames ``(B, T, D)``, cut to the batch's longest real clip, and a mask
+        of each clip's frames (its samples through the front-end's strides: Whisper 320
+        samples a frame, wav2vec2-style encoders ``_get_feat_extract_output_lengths``)."""
+        hidden, valid = self.hidden(batch)
+        hidden = hidden[:, :max(1, int(valid.max()))] if len(valid) else hidden
+        mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < valid[:, None]
+        return hidden, mask
+
     def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -429,6 +444,28 @@ class ASTBackbone(AudioBackbone):
         hidden = self.model(input_values=features).last_hidden_state
         valid = torch.full((hidden.shape[0],), hidden.shape[1], device=hidden.device)
         return hidden, valid
+
+    @property
+    def position_pooling(self) -> str | None:  # type: ignore[override]
+        return None  # the mean also reads the class and distillation tokens, left out here
+
+    def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patch tokens ``(B, F * T, D)`` (frequency-major, as the patch embedding
+        flattens them; the class and distillation tokens left out); a patch is real when its
+        first filter-bank frame lies inside the clip (25 ms windows every 10 ms, Kaldi's
+        ``snip_edges``), so the patches of the zero padding up to ``max_length`` are masked."""
+        features = batch.get("input_features")
+        if features is None:
+            features = self.spectrogram(batch["audio"], batch["length"])
+        hidden = self.model(input_values=features).last_hidden_state
+        freq, time = self.model.embeddings.get_shape(self.model.config)
+        patches = hidden[:, hidden.shape[1] - freq * time:]
+        window, shift = self.sample_rate * 25 // 1000, self.sample_rate * 10 // 1000
+        frames = torch.div(batch["length"] - window, shift, rounding_mode="floor") + 1
+        starts = torch.arange(time, device=hidden.device) * self.model.config.time_stride
+        real = starts[None, :] < frames.clamp(min=1)[:, None]          # (B, T) patch columns
+        mask = real[:, None, :].expand(-1, freq, -1).reshape(len(real), freq * time)
+        return patches, mask
 
     def layer_stack(self) -> nn.ModuleList:
         return self.model.layers

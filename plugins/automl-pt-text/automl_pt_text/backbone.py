@@ -109,9 +109,12 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class TransformersTextBackbone(Backbone):
     """A transformers encoder; features are the attention-masked mean of the last hidden state
-    (what sentence encoders such as MiniLM are trained for)."""
+    (what sentence encoders such as MiniLM are trained for). Per-position features are that
+    hidden state, one per token (special tokens included, as the mean includes them), masked
+    by the attention mask."""
 
     modality = "text"
+    position_pooling = "mean"
 
     def __init__(self, model: Any, tokenizer: Any, name: str, source: str = ""):
         super().__init__()
@@ -122,9 +125,14 @@ class TransformersTextBackbone(Backbone):
         self.feature_dim = int(model.config.hidden_size)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return masked_mean(*self.encode_positions(batch))
+
+    def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(last hidden state (B, T, hidden_size), attention mask (B, T) as bool)``: one
+        position per token of the (collated) batch."""
         mask = batch["attention_mask"]
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-        return masked_mean(hidden, mask)
+        return hidden, mask.bool()
 
     # -- strategy "partial": embeddings + layers[:L-k] below, layers[L-k:] + pooling on top ----
     def _layers(self) -> torch.nn.ModuleList:

@@ -39,6 +39,13 @@ _SOURCE_KEYS = ("url", "hf_hub_id", "hf_hub_filename", "file", "source", "state_
 class TimmImageBackbone(Backbone):
     """A timm model without its classifier; ``encode`` takes ``pixel_values`` (RGB, 0-255, uint8
     from the decode cache or float after augmentation) and returns pooled features.
+    ``encode_positions`` returns ``forward_features``: the patch tokens of ViT-like models
+    (class / register tokens left out) or the cells of a CNN's last feature map, row-major
+    ``(B, H * W, C)``; every position is real (fixed-size images).
+
+    ``feature_dim`` is the width of the pooled features (timm's ``head_hidden_size``: a head
+    convolution after pooling widens MobileNetV3's 960 channels to 1280), ``position_dim`` the
+    width of the positions (timm's ``num_features``).
 
     Inputs are normalised on the device and fed in ``channels_last`` memory format, which the
     model's weights use too (faster convolutions on GPUs with tensor cores, and on CPUs)."""
@@ -54,7 +61,9 @@ class TimmImageBackbone(Backbone):
         self.name = name
         self.architecture = architecture
         self.model_args = dict(model_args or {})
-        self.feature_dim = int(model.num_features)
+        self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        self._position_dim = int(model.num_features)
+        self._position_pooling: str | None | bool = False  # False: not probed yet
         self.data_config = resolve_model_data_config(model)
         mean = torch.tensor(self.data_config["mean"], dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.data_config["std"], dtype=torch.float32).view(1, -1, 1, 1)
@@ -68,6 +77,64 @@ class TimmImageBackbone(Backbone):
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(self.normalize(batch["pixel_values"]))
+
+    # -- per-position features --------------------------------------------------------------
+    @property
+    def position_dim(self) -> int:  # type: ignore[override]
+        return self._position_dim
+
+    @property
+    def position_pooling(self) -> str | None:  # type: ignore[override]
+        """``"mean"`` when the model's head is a plain average of :meth:`encode_positions`
+        (EfficientNet, MobileNetV2, ResNet; a ViT pooling its patch tokens without a norm
+        after pooling), found once by running ``forward_head`` on a small random input;
+        ``None`` otherwise (a class token, a norm or a convolution after pooling)."""
+        if self._position_pooling is False:
+            self._position_pooling = self._probe_pooling()
+        return self._position_pooling  # type: ignore[return-value]
+
+    def _to_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_features`` output -> ``(B, positions, C)``."""
+        if x.ndim == 3:  # tokens: drop the class / register / distillation tokens
+            return x[:, int(getattr(self.model, "num_prefix_tokens", 0) or 0):]
+        if x.ndim == 4:
+            if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
+                return x.flatten(1, 2)
+            return x.flatten(2).transpose(1, 2)
+        raise BackboneError(f"the image backbone {self.name!r} (timm {type(self.model).__name__}): "
+                            f"forward_features gives a {x.ndim}-d output {tuple(x.shape)}, not "
+                            "tokens (B, N, C) or a feature map (B, C, H, W)")
+
+    def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward_features as (B, positions, position_dim), all-true mask (B, positions))``."""
+        positions = self._to_positions(self.model.forward_features(self.normalize(batch["pixel_values"])))
+        mask = torch.ones(positions.shape[:2], dtype=torch.bool, device=positions.device)
+        return positions, mask
+
+    def _probe_pooling(self) -> str | None:
+        """Run ``forward_head`` on random features shaped like ``forward_features``' output (of
+        one blank image of the input size) and compare with their positions' mean."""
+        param = next(self.model.parameters(), None)
+        kwargs = {"device": param.device if param is not None else torch.device("cpu"),
+                  "dtype": param.dtype if param is not None else torch.float32}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                blank = torch.zeros(1, *self.data_config["input_size"], **kwargs)
+                shape = self.model.forward_features(
+                    blank.contiguous(memory_format=torch.channels_last)).shape
+                x = torch.randn(2, *shape[1:], generator=torch.Generator().manual_seed(0)).to(**kwargs)
+                if x.ndim == 4 and getattr(self.model, "output_fmt", "NCHW") != "NHWC":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                pooled = self.model.forward_head(x)
+                mean = self._to_positions(x).mean(dim=1)
+        except Exception:  # a head this probe cannot run: claim nothing
+            return None
+        finally:
+            self.model.train(was_training)
+        close = pooled.shape == mean.shape and torch.allclose(pooled, mean, rtol=1e-4, atol=1e-5)
+        return "mean" if close else None
 
     def preprocessor(self, options: dict) -> Preprocessor:
         native = options.get("native_image_size")
@@ -176,7 +243,7 @@ class TimmImageBackbone(Backbone):
         cfg.pop("test_input_size", None)
         cfg["num_classes"] = num_classes
         config = {"architecture": self.architecture, "num_classes": num_classes,
-                  "num_features": self.feature_dim, "model_args": self.model_args,
+                  "num_features": int(self.model.num_features), "model_args": self.model_args,
                   "pretrained_cfg": cfg, "automl_pt_backbone": self.name}
         if label_names is not None:
             config["label_names"] = list(label_names)

@@ -17,18 +17,21 @@ PATTERNS = ("stripes", "columns", "disc", "checker", "ring", "diagonal")
 def make_tiny_timm(directory: str | Path, architecture: str = "test_efficientnet",
                    image_size: int = 32, seed: int = 0) -> Path:
     """Write a randomly initialised timm ``architecture`` (``test_efficientnet``: ~0.1M
-    parameters) in timm's folder format with ``image_size`` as its input size; the folder
-    resolves like any local image backbone."""
+    parameters; ``test_vit``, ``test_mambaout``...) in timm's folder format with ``image_size``
+    as its input size (a model with a fixed input size, such as a ViT, is built for it); the
+    folder resolves like any local image backbone."""
     import timm
     import torch
 
     from .backbone import TimmImageBackbone
 
     torch.manual_seed(seed)
-    model = timm.create_model(architecture, pretrained=False, num_classes=0)
+    fixed = bool(timm.models.get_pretrained_cfg(architecture).fixed_input_size)
+    model_args = {"img_size": image_size} if fixed else {}
+    model = timm.create_model(architecture, pretrained=False, num_classes=0, **model_args)
     model.pretrained_cfg = {**dict(model.pretrained_cfg),
                             "input_size": (3, image_size, image_size), "crop_pct": 1.0}
-    backbone = TimmImageBackbone(model, f"tiny-{architecture}", architecture)
+    backbone = TimmImageBackbone(model, f"tiny-{architecture}", architecture, model_args)
     backbone.export(directory)
     return Path(directory)
 

@@ -12,14 +12,62 @@ class TestVisionContract(PluginContract):
 
 
 class TestVisionBackboneContract(BackboneContract):
+    """A CNN (EfficientNet family, mean pooling of its last feature map)."""
+
     plugin = automl_pt_vision
+    architecture = "test_efficientnet"
+    image_size = 64
 
     def tiny_backbone(self, tmp_path):
-        return str(make_tiny_timm(tmp_path / "tiny", image_size=32))
+        return str(make_tiny_timm(tmp_path / "tiny", self.architecture, image_size=self.image_size))
 
     def sample_inputs(self, tmp_path):
         tree = make_image_tree(tmp_path / "images", n_per_class=1, size=40)
         return sorted(str(p) for p in tree.rglob("*.png"))
+
+
+class TestViTBackboneContract(TestVisionBackboneContract):
+    """A vision transformer: positions are the patch tokens, the class token pools."""
+
+    architecture = "test_vit"
+    catalog_checks = ()
+
+
+class TestMambaOutBackboneContract(TestVisionBackboneContract):
+    """A CNN whose head widens the pooled map (64 channels per cell, 256 pooled features) and
+    whose ``forward_features`` is channels-last (NHWC)."""
+
+    architecture = "test_mambaout"
+    catalog_checks = ()
+
+
+def test_positions_of_each_timm_layout(tmp_path):
+    """The positions are the grid cells, row-major, with every cell real; ViT-like models
+    leave the class token out; ``position_dim`` is the cell width where pooling widens it."""
+    import torch
+
+    from automl_pt_vision.backbone import load_local_dir
+
+    expected = {"test_efficientnet": (4, 256, 256, "mean"), "test_vit": (4, 64, 64, None),
+                "test_mambaout": (4, 64, 256, None)}
+    for architecture, (cells, position_dim, feature_dim, pooling) in expected.items():
+        folder = make_tiny_timm(tmp_path / architecture, architecture, image_size=64 if architecture
+                                != "test_vit" else 32)
+        backbone = load_local_dir(folder, architecture, {}).eval()
+        size = backbone.data_config["input_size"][-1]
+        pixels = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+        with torch.no_grad():
+            feats, mask = backbone.encode_positions({"pixel_values": pixels})
+            raw = backbone.model.forward_features(backbone.normalize(pixels))
+        assert feats.shape == (2, cells, position_dim) and bool(mask.all()), architecture
+        assert (backbone.feature_dim, backbone.position_pooling) == (feature_dim, pooling), architecture
+        if architecture == "test_efficientnet":   # (B, C, H, W): cell (h, w) is position h * W + w
+            torch.testing.assert_close(feats[:, 1], raw[:, :, 0, 1])
+            torch.testing.assert_close(feats[:, 2], raw[:, :, 1, 0])
+        elif architecture == "test_vit":          # (B, 1 + cells, D): class token first
+            torch.testing.assert_close(feats, raw[:, 1:])
+        else:                                     # (B, H, W, C)
+            torch.testing.assert_close(feats[:, 1], raw[:, 0, 1])
 
 
 def test_entry_point_is_declared():
