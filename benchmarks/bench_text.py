@@ -11,6 +11,11 @@ Then, in the same run, length-bucketed vs. random batches in ``fine_tune`` on sh
 long tail (like the fortunes quickstart: mean ~10 words, a few over 100): tokens the model is fed
 per epoch (counted in ``collate``), of which real (non-padding) tokens, and the samples/s ratio,
 with ``max_length`` fitted from the data (99th percentile) as a study does.
+
+Last, in the same run, cached partial fine-tuning (strategy ``partial``: the top k blocks trained
+on activations computed once) against full fine-tuning on the fortunes texts, with the pieces
+``benchmarks/bench_partial.py`` measures at length (``--partial-examples``, ``--partial-epochs``,
+``--skip-partial``): training samples/s of each and the ratio to full.
 """
 
 from __future__ import annotations
@@ -184,6 +189,31 @@ def bench_bucketing(examples: int, batch_size: int, repeats: int, data: str) -> 
     print(f"  ratio bucketed / random samples/s: {ratio:.2f}")
 
 
+def bench_partial(examples: int, epochs: int) -> None:
+    """Full fine-tuning vs. ``partial`` k = 1, 2 (same data, parameters, seed), in this run."""
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_partial as bp
+    from automl_pt.plugins import create_plugin_host
+
+    if not (bp.DATA / "train.csv").is_file():
+        print(f"partial: {bp.DATA} is missing (python studies/make_fortunes.py); skipped")
+        return
+    labels = sorted(pd.read_csv(bp.DATA / "train.csv")["label"].astype(str).unique())
+    prep = create_plugin_host().registry.find_backbone("minilm-l6").load({}).preprocessor({"max_length": 64})
+    splits = [(prep.encode(t), y) for t, y in (bp.load_split("train", examples, labels),
+                                               bp.load_split("validation", None, labels))]
+    rows = [bp.run("full", 0, *splits, epochs)] + [bp.run("partial", k, *splits, epochs) for k in (1, 2)]
+    full = rows[0]
+    print(f"cached partial fine-tuning, minilm-l6, {examples} fortunes, {epochs} epochs, batch "
+          f"{bp.PARAMS['batch_size']}, lr {bp.PARAMS['learning_rate']:g}:")
+    for r in rows:
+        print(f"  {r['strategy']:<13} {r['samples_per_s']:7.1f} samples/s  x{r['samples_per_s'] / full['samples_per_s']:.2f}"
+              f"  (cache {r['cache_s']:.1f}s, total {r['total_s']:.1f}s, x{full['total_s'] / r['total_s']:.2f} end to end)"
+              f"  val acc {r['val_accuracy']:.3f}")
+
+
 def startup_seconds(cmd: list[str], repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
@@ -203,6 +233,9 @@ def main() -> None:
     parser.add_argument("--bucket-repeats", type=int, default=2)
     parser.add_argument("--bucket-data", choices=("fortunes", "synthetic"), default="fortunes",
                         help="the text quickstart's texts (Debian package fortunes), or synthetic")
+    parser.add_argument("--partial-examples", type=int, default=256)
+    parser.add_argument("--partial-epochs", type=int, default=2)
+    parser.add_argument("--skip-partial", action="store_true", help="no partial-vs-full section")
     parser.add_argument("--skip-loop", action="store_true",
                         help="only the bucketing comparison (not the trial-loop ratio, not start-up)")
     args = parser.parse_args()
@@ -210,6 +243,8 @@ def main() -> None:
 
     if args.skip_loop:
         bench_bucketing(args.bucket_examples, args.bucket_batch_size, args.bucket_repeats, args.bucket_data)
+        if not args.skip_partial:
+            bench_partial(args.partial_examples, args.partial_epochs)
         return
     model, _ = load()
     texts, labels = make_texts(args.examples)
@@ -229,6 +264,8 @@ def main() -> None:
     print(f"  ratio automl_pt / hand-written: {ratio:.3f}")
 
     bench_bucketing(args.bucket_examples, args.bucket_batch_size, args.bucket_repeats, args.bucket_data)
+    if not args.skip_partial:
+        bench_partial(args.partial_examples, args.partial_epochs)
 
     python = sys.executable
     base = startup_seconds([python, "-c", "pass"])
