@@ -293,8 +293,8 @@ class TrialRunner:
 
         from .seeding import DUPLICATE_ATTR, duplicate_probe
 
-        if params.get("strategy") != "linear_probe":
-            return
+        if params.get("strategy") != "linear_probe" or self.config.search.sampler == "grid":
+            return   # a grid runs each of its points, as the study file lists them
         if self._closed_form_probe is None:
             self._closed_form_probe = bool(getattr(self.make_task(), "closed_form_probe", False))
         if not self._closed_form_probe:
