@@ -216,10 +216,10 @@ def open_optuna_study(cfg: StudyConfig, prepared: PreparedStudy, heartbeat: bool
             raise
         raise AutomlError(f"cannot open the Optuna storage {redact(optuna_url(cfg))}: "
                           f"{str(exc).splitlines()[0]}") from exc
-    sampler = make_sampler(cfg, prepared.space)
-    if cfg.search.sampler != "grid" and _closed_form_probe(prepared):
-        from .seeding import probe_once
+    from .seeding import fits_each_probe_once, probe_once
 
+    sampler = make_sampler(cfg, prepared.space)
+    if fits_each_probe_once(cfg, prepared.task):
         sampler = probe_once(sampler)   # each closed-form probe is fitted once
     return optuna.create_study(
         study_name=cfg.study.name, storage=storage, load_if_exists=True,
@@ -232,11 +232,3 @@ def redact(url: str) -> str:
     import re
 
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def _closed_form_probe(prepared: PreparedStudy) -> bool:
-    """Whether the study's ``linear_probe`` trials are fitted in closed form (their training
-    parameters do not matter)."""
-    from ..tasks import make_task
-
-    return bool(getattr(make_task(prepared.task), "closed_form_probe", False))

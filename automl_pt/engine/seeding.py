@@ -95,6 +95,14 @@ def _replacement(trials: list[Any], choices: tuple, strategy: str = PROBE) -> An
     return min(others, key=lambda c: (tried[c], others.index(c)))
 
 
+def fits_each_probe_once(config: Any, task_info: Any) -> bool:
+    """Whether a study skips repeated probes (:func:`probe_once`, :func:`duplicate_probe`): its
+    task fits ``linear_probe`` in closed form (the training parameters do not matter), and its
+    sampler is not a grid (a grid runs each point the study file lists)."""
+    return config.search.sampler != "grid" and bool(
+        getattr(task_info.create(), "closed_form_probe", False))
+
+
 def probe_once(sampler: Any) -> Any:
     """``sampler`` (an Optuna sampler) drawing each closed-form probe once: when it draws
     ``strategy = "linear_probe"`` and a finished trial already fitted that probe (the same

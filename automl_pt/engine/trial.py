@@ -126,7 +126,6 @@ class TrialRunner:
         self._activation_bytes = 0
         self._preprocessors: dict[str, Preprocessor] = {}
         self.last_trial_number: int | None = None
-        self._closed_form_probe: bool | None = None
         #: ``time.time()`` by which the study must end (``[study] timeout``): a trial whose
         #: estimated duration does not fit is not started (:mod:`automl_pt.engine.budget`)
         self.deadline: float | None = None
@@ -291,13 +290,10 @@ class TrialRunner:
         the same model again. It does not count toward the study's trials."""
         import optuna
 
-        from .seeding import DUPLICATE_ATTR, duplicate_probe
+        from .seeding import DUPLICATE_ATTR, duplicate_probe, fits_each_probe_once
 
-        if params.get("strategy") != "linear_probe" or self.config.search.sampler == "grid":
-            return   # a grid runs each of its points, as the study file lists them
-        if self._closed_form_probe is None:
-            self._closed_form_probe = bool(getattr(self.make_task(), "closed_form_probe", False))
-        if not self._closed_form_probe:
+        if params.get("strategy") != "linear_probe" or not fits_each_probe_once(
+                self.config, self.task_info):
             return
         same = duplicate_probe(trial.study.get_trials(deepcopy=False), params, trial.number)
         if same is not None:
