@@ -1,0 +1,169 @@
+"""Sentence-pair tasks (``text-pair-classification``, ``text-pair-regression``): studies end to
+end on a tiny random BERT with both encodings (cross-encoder, bi-encoder), predict after export,
+the pair column checks, and a real-weights test with the shipped MiniLM that shows transfer."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import automl_pt
+import automl_pt_text
+from automl_pt import Study
+from automl_pt.errors import ConfigError, DataError
+from automl_pt.plugins import create_plugin_host
+from automl_pt.testing import require
+from automl_pt_text.plugin import minilm_dir
+from automl_pt_text.testing import make_tiny_bert
+
+SPACE = {"epochs": 2, "batch_size": 8, "min_steps": 0, "learning_rate": 0.002,
+         "head_lr_multiplier": 10.0, "layer_decay": 1.0, "weight_decay": 0.0, "warmup_ratio": 0.0,
+         "dropout": 0.0, "schedule": "cosine"}
+
+
+def pair_rows(n: int, seed: int, scores: bool = False) -> list[dict]:
+    require(importlib.util.find_spec("faker") is not None, "faker (pip install faker)")
+    from automl_pt_text.pairs import make_pair_rows
+
+    return make_pair_rows(n, seed, scores=scores)
+
+
+@pytest.fixture(scope="module")
+def host():
+    return create_plugin_host(entry_points=False, extra=[automl_pt_text])
+
+
+@pytest.fixture(scope="module")
+def pair_bert(tmp_path_factory):
+    texts = [f"{r['text']} {r['text_pair']}" for seed in (1, 2, 3) for r in pair_rows(80, seed)]
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "pair-bert", texts)
+
+
+def study_config(tmp_path, backbone, task: str, data: dict, space: dict, trials: int = 1) -> dict:
+    return {"study": {"name": task, "trials": trials, "seed": 0},
+            "task": {"type": task},
+            "data": data,
+            "search": {"backbones": [str(backbone)], "pruner": "none", "space": space},
+            "resources": {"devices": "cpu", "workers": "inline"},
+            "storage": {"dir": str(tmp_path / "run")}}
+
+
+def frames(n: int, scores: bool, rename: dict | None = None) -> dict:
+    splits = {name: pd.DataFrame(pair_rows(m, seed, scores)).rename(columns=rename or {})
+              for name, m, seed in (("train", n, 1), ("validation", 24, 2), ("test", 24, 3))}
+    return splits
+
+
+@pytest.mark.parametrize("encoding", ["cross", "bi"])
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_pair_study_trains_exports_and_predicts(tmp_path, pair_bert, host, kind, encoding):
+    scores = kind == "regression"
+    # columns named otherwise than the defaults: [data] text_column / text_pair_column name them
+    splits = frames(64, scores, rename={"text": "first", "text_pair": "second"})
+    data = {**splits, "text_column": "first", "text_pair_column": "second",
+            "label_column": "score" if scores else "label"}
+    space = {**SPACE, "strategy": ["full"], "pair_encoding": encoding}
+    results = Study.from_config(study_config(tmp_path, pair_bert, f"text-pair-{kind}", data, space),
+                                host=host).run(progress=False)
+
+    assert results.metric == ("spearman" if scores else "accuracy")
+    trial = results.trials().iloc[0]
+    assert trial["state"] == "COMPLETE" and trial["pair_encoding"] == encoding
+    metrics = json.loads((results.best_model_dir / "metrics.json").read_text())
+    expected = {"spearman", "pearson", "rmse", "mae", "r2"} if scores else {"accuracy", "macro_f1"}
+    assert set(metrics["test"]) == expected
+    manifest = json.loads((results.best_model_dir / "automl_pt.json").read_text())
+    assert manifest["input_columns"] == ["first", "second"]
+    assert manifest["params"]["pair_encoding"] == encoding
+    backbone = json.loads((results.best_model_dir / "backbone" /
+                           "automl_pt_text_preprocessor.json").read_text())
+    assert backbone["pair_encoding"] == encoding
+
+    model = automl_pt.load(results.best_model_dir, host=host)
+    hidden = model.model.backbone.hidden_size
+    # a bi-encoder's head reads [u, v, |u-v|, u*v]: four times the encoder's width
+    assert model.model.backbone.feature_dim == hidden * (4 if encoding == "bi" else 1)
+    assert model.model.head.linear.in_features == model.model.backbone.feature_dim
+    test = splits["test"]
+    prediction = model.predict(test)   # a table with both columns
+    if scores:
+        from automl_pt.builtin.metrics import spearman
+
+        assert spearman(test["score"], prediction.values) == pytest.approx(metrics["test"]["spearman"],
+                                                                          abs=1e-6)
+    else:
+        accuracy = float(np.mean(np.array(prediction.labels) == test["label"].to_numpy()))
+        assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    # a list of (text, text_pair) tuples gives the same answers, in any batch size
+    pairs = list(zip(test["first"], test["second"]))
+    again = model.predict(pairs, batch_size=3)
+    if scores:
+        np.testing.assert_allclose(again.values, prediction.values, rtol=1e-5, atol=1e-5)
+    else:
+        assert again.labels == prediction.labels
+    # the order of the two texts matters to the cross-encoder's input (token types)
+    if encoding == "cross":
+        enc = model.preprocessor.encode(pairs[:2])
+        assert set(enc) == {"input_ids", "attention_mask", "token_type_ids"}
+        assert int(enc["token_type_ids"].max()) == 1
+    else:
+        assert set(model.preprocessor.encode(pairs[:2])) == {
+            "input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b"}
+
+
+def test_bi_and_cross_trials_of_one_study_keep_their_own_preprocessing_and_features(
+        tmp_path, pair_bert, host):
+    data = {**frames(48, False), "label_column": "label"}
+    space = {**SPACE, "epochs": 1, "strategy": ["linear_probe", "partial"], "top_layers": 1,
+             "label_smoothing": 0.0, "class_weights": "none",
+             "pair_encoding": ["cross", "bi"]}
+    config = study_config(tmp_path, pair_bert, "text-pair-classification", data, space, trials=4)
+    config["search"]["sampler"] = "grid"
+    config["search"]["baseline"] = False
+    config["search"]["known_good"] = False
+    results = Study.from_config(config, host=host).run(progress=False)
+    trials = results.trials()
+    assert set(trials["state"]) == {"COMPLETE"}
+    assert set(zip(trials["strategy"], trials["pair_encoding"])) == {
+        ("linear_probe", "cross"), ("linear_probe", "bi"), ("partial", "cross"), ("partial", "bi")}
+    features = sorted((tmp_path / "run" / "cache").glob("features-*"))
+    # cross and bi features are cached apart (the bi-encoder's are 4x wider)
+    assert len({p.name.split("-")[1] for p in features}) == 2
+
+
+def test_missing_pair_column_names_the_column_the_key_and_the_file(tmp_path, pair_bert, host):
+    rows = pair_rows(30, 1)
+    train = tmp_path / "train.csv"
+    pd.DataFrame(rows).drop(columns=["text_pair"]).to_csv(train, index=False)
+    config = study_config(tmp_path, pair_bert, "text-pair-classification", {"train": str(train)},
+                          {**SPACE, "strategy": "full"})
+    with pytest.raises(DataError, match=r"train\.csv: no column 'text_pair' .*set data\.text_pair_column"):
+        Study.from_config(config, host=host).prepare()
+    # an empty second text is named with its row
+    frame = pd.DataFrame(rows)
+    frame.loc[4, "text_pair"] = " "
+    frame.to_csv(train, index=False)
+    with pytest.raises(DataError, match=r"empty value\(s\) in column 'text_pair' \(train\), data rows 5"):
+        Study.from_config(config, host=host).prepare()
+
+
+def test_pair_keys_are_checked_against_the_task(tmp_path, pair_bert, host):
+    data = {**frames(30, False), "label_column": "label", "text_pairs_column": "b"}
+    with pytest.raises(ConfigError, match="text_pairs_column.*did you mean 'text_pair_column'"):
+        Study.from_config(study_config(tmp_path, pair_bert, "text-pair-classification", data,
+                                       {**SPACE, "strategy": "full"}), host=host).prepare()
+    single = {"train": pd.DataFrame([{"text": "a b", "label": "x"}] * 4), "text_pair_column": "b"}
+    with pytest.raises(ConfigError, match="text_pair_column.*unknown key for task 'text-classification'"):
+        Study.from_config(study_config(tmp_path, pair_bert, "text-classification", single,
+                                       {**SPACE, "strategy": "full"}), host=host).prepare()
+    bad = {**frames(30, False), "label_column": "label"}
+    with pytest.raises(ConfigError, match="pair_encoding.*'siamese' is not one of 'cross', 'bi'"):
+        Study.from_config(study_config(tmp_path, pair_bert, "text-pair-classification", bad,
+                                       {**SPACE, "strategy": "full", "pair_encoding": "siamese"}),
+                          host=host).prepare()
