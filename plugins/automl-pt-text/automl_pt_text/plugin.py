@@ -190,4 +190,4 @@ def automl_pt_export_support(backbone, modality):
         return None
     from .exporting import TextExportSupport
 
-    return TextExportSupport()
+    return TextExportSupport(backbone.pair_encoding)

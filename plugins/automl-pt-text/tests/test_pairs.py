@@ -167,3 +167,113 @@ def test_pair_keys_are_checked_against_the_task(tmp_path, pair_bert, host):
         Study.from_config(study_config(tmp_path, pair_bert, "text-pair-classification", bad,
                                        {**SPACE, "strategy": "full", "pair_encoding": "siamese"}),
                           host=host).prepare()
+
+
+# -- exports -----------------------------------------------------------------------------------
+EXAMPLE_PAIRS = [("an example text", "another example text"), ("a short one", "a different one")]
+
+
+def card_snippet(folder) -> str:
+    card = (folder / "README.md").read_text()
+    start = card.index("```python\n", card.index("## How to load")) + 10
+    return card[start:card.index("```\n", start)]
+
+
+def run_snippet(folder, cwd, monkeypatch) -> dict:
+    monkeypatch.chdir(cwd)
+    namespace: dict = {}
+    exec(compile(card_snippet(folder), str(folder / "README.md"), "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def pair_models(tmp_path_factory, pair_bert, host) -> dict:
+    """A trained cross-encoder and bi-encoder (pair classification), each exported to best/."""
+    out = {}
+    for encoding in ("cross", "bi"):
+        root = tmp_path_factory.mktemp(f"pairs-{encoding}")
+        data = {**frames(48, False), "label_column": "label"}
+        space = {**SPACE, "strategy": "full", "pair_encoding": encoding}
+        config = study_config(root, pair_bert, "text-pair-classification", data, space)
+        out[encoding] = Study.from_config(config, host=host).run(progress=False).best_model_dir
+    return out
+
+
+def test_cross_encoder_hf_folder_predicts_in_plain_transformers(pair_models, host, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from automl_pt.export.formats import export_model
+
+    predictor = automl_pt.load(pair_models["cross"], host=host)
+    out = export_model(pair_models["cross"], "hf", tmp_path / "hf", predictor=predictor)
+    pairs = list(zip(*[pd.DataFrame(pair_rows(10, 5))[c] for c in ("text", "text_pair")]))
+    tokenizer, encoder = AutoTokenizer.from_pretrained(out), AutoModel.from_pretrained(out).eval()
+    batch = tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True,
+                      truncation="longest_first", max_length=predictor.preprocessor.max_length,
+                      return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    head = load_file(str(out / "head.safetensors"))
+    logits = ((hidden * mask).sum(1) / mask.sum(1)) @ head["linear.weight"].T + head["linear.bias"]
+    expected = predictor.predict(pairs)
+    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), expected.probabilities, atol=1e-4)
+    # the card's snippet runs as written and gives predict's answer
+    ns = run_snippet(out, tmp_path, monkeypatch)
+    assert ns["labels"] == predictor.predict(EXAMPLE_PAIRS).labels
+    assert "cross-encoder" in (out / "README.md").read_text()
+
+
+def test_bi_encoder_hf_folder_card_combines_the_two_texts(pair_models, host, tmp_path, monkeypatch):
+    from automl_pt.export.formats import export_model
+
+    predictor = automl_pt.load(pair_models["bi"], host=host)
+    out = export_model(pair_models["bi"], "hf", tmp_path / "hf", predictor=predictor)
+    ns = run_snippet(out, tmp_path, monkeypatch)
+    np.testing.assert_allclose(ns["probabilities"].numpy(),
+                               predictor.predict(EXAMPLE_PAIRS).probabilities, atol=1e-4)
+    assert ns["features"].shape[1] == 4 * predictor.model.backbone.hidden_size
+
+
+@pytest.mark.parametrize("encoding", ["cross", "bi"])
+def test_onnx_export_of_pair_models_matches_predict(pair_models, host, tmp_path, encoding):
+    require(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime (.[export])")
+    import onnxruntime as ort
+
+    from automl_pt.export.formats import EXPORT_CONFIG, export_model
+
+    predictor = automl_pt.load(pair_models[encoding], host=host)
+    out = export_model(pair_models[encoding], "onnx", tmp_path / "onnx", predictor=predictor)
+    config = json.loads((out / EXPORT_CONFIG).read_text())
+    names = [i["name"] for i in config["inputs"]]
+    assert set(names) == ({"input_ids", "attention_mask", "token_type_ids"} if encoding == "cross"
+                          else {"input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b"})
+    pairs = list(zip(*[pd.DataFrame(pair_rows(9, 6))[c] for c in ("text", "text_pair")]))
+    enc = predictor.preprocessor.collate(predictor.preprocessor.encode(pairs))
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run([config["outputs"][0]["name"]], {n: enc[n].numpy() for n in names})[0]
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), predictor.predict(pairs).probabilities,
+                               atol=1e-4)
+
+
+def test_cli_predict_reads_both_columns(pair_models, tmp_path, capsys):
+    from automl_pt.cli import main
+
+    table = tmp_path / "pairs.csv"
+    frame = pd.DataFrame(pair_rows(6, 7)).drop(columns=["label"])
+    frame.to_csv(table, index=False)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(pair_models["cross"]), str(table), "--output", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert len(written) == 6 and set(written["label"]) <= {"paraphrase", "different"}
+    # a table without the second column is one clear error naming it
+    frame.drop(columns=["text_pair"]).to_csv(table, index=False)
+    assert main(["predict", str(pair_models["cross"]), str(table)]) == 2
+    assert "no column 'text_pair'" in capsys.readouterr().err
+    # single texts are refused with what a pair model takes
+    with pytest.raises(DataError, match="takes 2 texts per input"):
+        automl_pt.load(pair_models["cross"]).predict("just one text")
+    with pytest.raises(DataError, match=r"inputs\[1\]: text_pair is an empty text"):
+        automl_pt.load(pair_models["cross"]).predict([("a", "b"), ("c", "")])
