@@ -74,12 +74,12 @@ def _two_phrasings(rng: random.Random, event_a: str, event_b: str) -> tuple[str,
     return a, rng.choice(others)
 
 
-def make_pair_rows(n: int, seed: int = 0, scores: bool = False,
-                   paraphrase_share: float = 0.5) -> list[dict[str, Any]]:
+def make_pair_rows(n: int, seed: int = 0, scores: bool = False, paraphrase_share: float = 0.5,
+                   hard_share: float = 0.5) -> list[dict[str, Any]]:
     """``n`` sentence pairs (see the module docstring): ``paraphrase_share`` of them paraphrases;
-    of the others, half change one fact, a quarter take the opposite event, a quarter another
-    event with other facts. ``scores``: a similarity score column ``score`` instead of
-    ``label``."""
+    of the others, ``hard_share`` change one or two facts, the rest take the opposite event
+    (half of them) or another event with other facts. ``scores``: a similarity score column
+    ``score`` instead of ``label``."""
     rng = random.Random(seed)
     fake = _faker(seed)
     rows = []
@@ -91,13 +91,13 @@ def make_pair_rows(n: int, seed: int = 0, scores: bool = False,
             other_event, other, score = event, facts, 5.0
         else:
             kind = rng.random()
-            if kind < 0.5:
+            if kind < hard_share:
                 changed = rng.sample(FACTS, rng.choice((1, 1, 2)))
                 other = facts
                 for key in changed:
                     other = _changed(other, key, fake, rng)
                 other_event, score = event, 5.0 - 1.25 * len(changed)
-            elif kind < 0.75:
+            elif kind < hard_share + (1 - hard_share) / 2:
                 other_event, other, score = OPPOSITE[event], facts, 1.0
             else:
                 other_event = rng.choice([e for e in EVENTS if e not in (event, OPPOSITE[event])])

