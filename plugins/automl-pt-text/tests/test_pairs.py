@@ -349,3 +349,23 @@ def test_quickstart_generator_and_study_files_prepare(tmp_path, host):
         prepared = Study.from_config(config, host=host).prepare()
         assert prepared.task.name == task and len(prepared.data.train) == 40
         assert isinstance(prepared.data.train.inputs[0], tuple)
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "mlm"])
+def test_continued_pretraining_on_unlabeled_pairs_feeds_both_encodings(tmp_path, pair_bert, host, objective):
+    """[pretrain] on unlabeled pairs (the two columns, cross-encoded: each pair one sequence);
+    cross- and bi-encoder trials start from the continued weights."""
+    unlabeled = tmp_path / "unlabeled.csv"
+    pd.DataFrame(pair_rows(24, 9)).drop(columns=["label"]).to_csv(unlabeled, index=False)
+    data = {**frames(32, False), "label_column": "label"}
+    space = {**SPACE, "epochs": 1, "strategy": "full", "label_smoothing": 0.0, "class_weights": "none",
+             "init": "continued", "pair_encoding": ["cross", "bi"]}
+    config = study_config(tmp_path, pair_bert, "text-pair-classification", data, space, trials=2)
+    config["search"]["sampler"] = "grid"
+    config["pretrain"] = {"data": str(unlabeled), "steps": 3, "batch_size": 8, "learning_rate": 1e-3,
+                          "objective": objective}
+    results = Study.from_config(config, host=host).run(progress=False)
+    trials = results.trials()
+    assert set(trials["state"]) == {"COMPLETE"} and set(trials["init"]) == {"continued"}
+    assert set(trials["pair_encoding"]) == {"cross", "bi"}
+    assert len(results.pretrain_curves()) == 3
