@@ -107,6 +107,10 @@ class Backbone(nn.Module):
     #: other pooling (a class token, attention pooling, a projection or norm after pooling,
     #: positions that leave out tokens the pooling reads)
     position_pooling: str | None = None
+    #: a backbone whose features (and preprocessing) differ from another one's with the same
+    #: name and weights names it here (the text plugin's bi-encoder for sentence pairs:
+    #: ``"pair-bi"``): the trial runner keeps its own preprocessor and cached features for it
+    variant: str = ""
 
     @property
     def position_dim(self) -> int:

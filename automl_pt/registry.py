@@ -168,6 +168,15 @@ class TaskInfo:
     # ``multilabel`` (a set of labels); :func:`automl_pt.tasks.task_info` fills it in. Search
     # spaces read it without building the task (e.g. ``label_smoothing`` only for classification).
     kind: str = "classification"
+    # Further ``[data]`` keys naming input columns (each defaulting to the key without
+    # ``_column``): with any, every input is a tuple ``(input, *extras)`` in this order, in
+    # training and in ``Predictor.predict`` (a sentence pair: ``("text_pair_column",)``).
+    extra_input_keys: tuple[str, ...] = ()
+
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """``input_key`` followed by :attr:`extra_input_keys`."""
+        return (self.input_key, *self.extra_input_keys)
 
 
 @dataclass(frozen=True)

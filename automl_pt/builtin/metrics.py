@@ -113,6 +113,15 @@ def spearman(labels, predictions, probabilities=None) -> float:
     return float(spearmanr(y, p).statistic)
 
 
+def pearson(labels, predictions, probabilities=None) -> float:
+    """Pearson's linear correlation (0 where either side is constant)."""
+    y, p = np.asarray(labels, dtype=np.float64), np.asarray(predictions, dtype=np.float64)
+    if len(y) < 2 or np.all(y == y[0]) or np.all(p == p[0]):
+        return 0.0
+    yc, pc = y - y.mean(), p - p.mean()
+    return float((yc * pc).sum() / np.sqrt((yc ** 2).sum() * (pc ** 2).sum()))
+
+
 @hookimpl
 def automl_pt_register_metrics(register):
     register.metric(Metric("accuracy", accuracy))
@@ -125,3 +134,4 @@ def automl_pt_register_metrics(register):
     register.metric(Metric("mae", mae, greater_is_better=False))
     register.metric(Metric("r2", r2))
     register.metric(Metric("spearman", spearman))
+    register.metric(Metric("pearson", pearson))

@@ -91,9 +91,10 @@ def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
     elif not cfg.study.direction:
         direction = "maximize" if registry.metrics[metric].greater_is_better else "minimize"
     for key in cfg.data.columns:
-        if key != task.input_key:
+        if key not in task.input_keys:
             where.add("data", key, f"unknown key for task {task.name!r}"
-                      f"{did_you_mean(key, [task.input_key])}; it reads {task.input_key}")
+                      f"{did_you_mean(key, list(task.input_keys))}; it reads "
+                      f"{', '.join(task.input_keys)}")
     if not cfg.search.backbones and "backbones" not in (cfg.raw.get("search") or {}):
         cfg.search.backbones = list(task.default_backbones)
         if not cfg.search.backbones:

@@ -51,7 +51,9 @@ def _backbone_key(info: BackboneInfo, backbone: Backbone) -> str:
     """Cache key of a backbone's weights: weights other than the original ones (init =
     continued / random) get their own cached features and activations."""
     tag = getattr(backbone, "weights_tag", "")
-    return hashlib.sha256(f"{info.name}|{info.source}{'|' + tag if tag else ''}".encode()).hexdigest()[:12]
+    variant = getattr(backbone, "variant", "")  # same weights, other features (a bi-encoder)
+    key = f"{info.name}|{info.source}{'|' + tag if tag else ''}{'|variant=' + variant if variant else ''}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 class _EpochRecorder(TrainerCallback):
@@ -192,7 +194,8 @@ class TrialRunner:
         (and input sizes the trial's ``params`` set)."""
         options = self.options_for(params or {})
         sizes = [f"{k}={options[k]}" for k in SEARCHABLE_OPTIONS if (params or {}).get(k) is not None]
-        key = "|".join([name, *sizes])
+        variant = getattr(backbone, "variant", "")  # e.g. a bi-encoder's own preprocessing
+        key = "|".join([name, *sizes, *([f"variant={variant}"] if variant else [])])
         if key not in self._preprocessors:
             prep = self.host.hook.automl_pt_preprocessor(backbone=backbone, task=self.task_info,
                                                          options=options)

@@ -171,6 +171,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
             "labels": prepared.data.label_names,
             "input_column": cfg.input_column(prepared.task.input_key,
                                              prepared.task.input_key.removesuffix("_column")),
+            **({"input_columns": cfg.input_columns(prepared.task)}
+               if prepared.task.extra_input_keys else {}),
             "data_options": {"max_length": runner.options_for(params).get("max_length")},
             "backbone_plugin": plugin_provenance(runner.host, info.plugin),
             "task_plugin": plugin_provenance(runner.host, prepared.task.plugin),
@@ -325,6 +327,11 @@ class Predictor:
         return self.manifest["input_column"]
 
     @property
+    def input_columns(self) -> list[str]:
+        """Every column the model reads (a sentence-pair model: two), ``input_column`` first."""
+        return list(self.manifest.get("input_columns") or [self.input_column])
+
+    @property
     def modality(self) -> str:
         return self.task_info.modality
 
@@ -347,7 +354,8 @@ class Predictor:
         :class:`DataError` naming every offending row or item (``inputs[i]``, counted from 0)."""
         from ..spec.inputs import InputReader
 
-        return InputReader(self.task_info, self.input_column, self.host.registry).read(inputs)
+        return InputReader(self.task_info, self.input_column, self.host.registry,
+                           self.input_columns).read(inputs)
 
     def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
         """Predict labels and probabilities, label sets or numbers, as the model's task decodes
@@ -439,6 +447,11 @@ def _check_manifest(m: Any, path: Path) -> None:
         if not isinstance(m.get(key), kind):
             problem = "missing" if key not in m else f"not a {kind.__name__}: {m[key]!r}"
             raise ModelLoadError(f"{path}: key {key!r} is {problem}; re-export the model")
+    cols = m.get("input_columns")
+    if cols is not None and (not isinstance(cols, list) or not cols or cols[0] != m["input_column"]
+                             or not all(isinstance(c, str) and c for c in cols)):
+        raise ModelLoadError(f"{path}: key 'input_columns' must be a list of column names starting "
+                             f"with input_column {m['input_column']!r}; re-export the model")
     if not m["labels"] or not all(isinstance(x, str) for x in m["labels"]):
         raise ModelLoadError(f"{path}: key 'labels' must be a non-empty list of label names")
     if not isinstance(m.get("params", {}), dict):

@@ -150,6 +150,12 @@ class StudyConfig:
     def input_column(self, input_key: str, default: str) -> str:
         return self.data.columns.get(input_key, default)
 
+    def input_columns(self, task: Any) -> list[str]:
+        """The columns a task's inputs are read from: ``[data] <key>`` for each of its
+        ``input_keys`` (``TaskInfo.input_keys``), else the key without ``_column``."""
+        keys = getattr(task, "input_keys", None) or (task.input_key,)
+        return [self.input_column(k, k.removesuffix("_column")) for k in keys]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (data objects passed through the API are described, not dumped)."""
         out = asdict(self)

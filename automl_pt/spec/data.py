@@ -98,23 +98,29 @@ def read_frame(source: Any, registry: Registry, options: dict, what: str):
                     "DataFrame, a list of dicts or a datasets.Dataset")
 
 
-def _frame_to_split(frame, name: str, input_col: str, label_col: str, source: str,
-                    require_labels: bool = True, variants: dict | None = None
+def _frame_to_split(frame, name: str, input_col: str | list[str], label_col: str, source: str,
+                    require_labels: bool = True, variants: dict | None = None,
+                    input_keys: list[str] | None = None
                     ) -> tuple[list[Any], list[Any], np.ndarray]:
     """Inputs, label values as written (``None`` where missing) and 1-based rows of a split's
     frame (the task parses the values: :meth:`automl_pt.tasks.Task.read_targets`). ``variants`` (label -> {how it is written: (source, first row)}) collects how each label is
-    written, for :func:`_warn_label_variants`."""
+    written, for :func:`_warn_label_variants`. With several input columns (``input_col`` a list,
+    ``input_keys`` their ``[data]`` keys) every input is a tuple of the row's values."""
     import pandas as pd
 
-    for col in (input_col, label_col) if require_labels else (input_col,):
+    cols = [input_col] if isinstance(input_col, str) else list(input_col)
+    keys = list(input_keys or ["text_column"] * len(cols))
+    for col, key in [*zip(cols, keys), *([(label_col, "label_column")] if require_labels else [])]:
         if col not in frame.columns:
             raise DataError(f"{source}: no column {col!r} (columns: {', '.join(map(str, frame.columns))}); "
-                            f"set data.{'label_column' if col == label_col else 'text_column'} in the study")
+                            f"set data.{key} in the study")
     if len(frame) == 0:
         raise DataError(f"{source}: {name} data is empty")
     rows = np.arange(1, len(frame) + 1)
-    inputs = frame[input_col].tolist()
-    check_not_empty(inputs, rows, input_col, name, source)
+    columns = [frame[col].tolist() for col in cols]
+    for col, values in zip(cols, columns):
+        check_not_empty(values, rows, col, name, source)
+    inputs = columns[0] if len(columns) == 1 else list(zip(*columns))
     labels: list[str | None] = [None] * len(frame)
     if label_col in frame.columns:
         raw = frame[label_col].tolist()
@@ -217,7 +223,8 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
     """Read train / validation / test, check them, encode their targets through the task
     (:class:`automl_pt.tasks.Task`: class indices, numbers, label sets) and split off a
     stratified validation set when none is given. Raises :class:`DataError`."""
-    input_col = config.input_column(task.input_key, task.input_key.removesuffix("_column"))
+    input_cols = config.input_columns(task)
+    input_col = input_cols[0]
     label_col = config.data.label_column
     options = {"base_dir": str(config.source.parent) if config.source else ".",
                "input_column": input_col, "label_column": label_col,
@@ -234,8 +241,9 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
             continue
         frame = read_frame(source, registry, options, f"data.{name}")
         inputs, labels, rows = _frame_to_split(
-            frame, name, input_col, label_col, _describe(source),
-            variants=variants if targets_of.kind == "classification" else None)
+            frame, name, input_cols, label_col, _describe(source),
+            variants=variants if targets_of.kind == "classification" else None,
+            input_keys=list(task.input_keys))
         labels = targets_of.read_targets(labels, rows, _describe(source), name, target_options)
         if task.input_is_path:
             base = Path(source).parent if isinstance(source, (str, Path)) and Path(source).is_file() \
@@ -338,7 +346,8 @@ def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: R
     column, a class-per-folder tree, or, for path inputs (images, audio), a flat folder of files.
     Inputs are checked like training data (``data.on_bad_file``). Labels are ``-1``.
     Raises :class:`DataError`."""
-    input_col = config.input_column(task.input_key, task.input_key.removesuffix("_column"))
+    input_cols = config.input_columns(task)
+    input_col = input_cols[0]
     options = {"base_dir": str(config.source.parent) if config.source else ".",
                "input_column": input_col, "label_column": config.data.label_column,
                "on_bad_file": config.data.on_bad_file}
@@ -349,8 +358,8 @@ def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: R
     else:
         frame = read_frame(source, registry, options, what)
     src = _describe(source)
-    inputs, labels, rows = _frame_to_split(frame, "unlabeled", input_col, config.data.label_column,
-                                           src, require_labels=False)
+    inputs, labels, rows = _frame_to_split(frame, "unlabeled", input_cols, config.data.label_column,
+                                           src, require_labels=False, input_keys=list(task.input_keys))
     if task.input_is_path:
         base = path.parent if path is not None and path.is_file() else Path(options["base_dir"])
         inputs = [str(p) if Path(str(p)).is_absolute() else str(base / str(p)) for p in inputs]

@@ -23,10 +23,65 @@ class InputReader:
     task_info: TaskInfo
     input_column: str
     registry: Registry
+    #: every input column of a task with several (``TaskInfo.extra_input_keys``: a sentence
+    #: pair), ``input_column`` first; each input is then a tuple of one value per column
+    input_columns: list[str] | None = None
 
     @property
     def modality(self) -> str:
         return self.task_info.modality
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.input_columns or [self.input_column])
+
+    def _read_tuples(self, inputs: Any) -> tuple[list[Any], list[str] | None]:
+        """Inputs of a model that reads several columns: a table (file or DataFrame) with all
+        of them, or a list of tuples with one non-empty text per column."""
+        import pandas as pd
+
+        cols = self.columns
+        what = f"a table file or DataFrame with columns {', '.join(map(repr, cols))}, or a list of " \
+               f"({', '.join(cols)}) tuples"
+        if isinstance(inputs, (str, Path)):
+            path = Path(inputs)
+            if _path_kind(path) == "file" and path.suffix.lower() in _TABLE_SUFFIXES:
+                frame, source = read_frame(path, self.registry, {"base_dir": str(path.parent)}, "input"), str(path)
+                if len(frame) == 0:
+                    _warn(f"{path}: no data rows; nothing to predict")
+            else:
+                raise DataError(f"{_value(inputs) if not isinstance(inputs, str) else repr(str(inputs)[:60])}: "
+                                f"this model takes {len(cols)} texts per input; give {what}")
+        elif isinstance(inputs, pd.DataFrame):
+            frame, source = inputs, "<DataFrame>"
+        else:
+            try:
+                items = list(inputs)
+            except TypeError:
+                raise DataError(f"{_value(inputs)} is not an input of this model; give {what}") from None
+            problems = []
+            for i, x in enumerate(items):
+                if not isinstance(x, (tuple, list)) or len(x) != len(cols):
+                    problems.append(f"inputs[{i}]: {_value(x)} is not a tuple of {len(cols)} texts "
+                                    f"({', '.join(cols)})")
+                    continue
+                for col, v in zip(cols, x):
+                    if not isinstance(v, str) or not v.strip():
+                        problems.append(f"inputs[{i}]: {col} is " + (
+                            "an empty text" if isinstance(v, str) else f"{_value(v)}, not a text"))
+            if problems:
+                raise _problems_error(problems, "", "bad input(s)")
+            return [tuple(x) for x in items], None
+        for col in cols:
+            if col not in frame.columns:
+                raise DataError(f"{source}: no column {col!r} (columns: "
+                                f"{', '.join(map(str, frame.columns))}); this model reads "
+                                f"{', '.join(map(repr, cols))}")
+        rows = np.arange(1, len(frame) + 1)
+        values = [frame[col].tolist() for col in cols]
+        for col, v in zip(cols, values):
+            check_not_empty(v, rows, col, "input", source)
+        return list(zip(*values)), None
 
     def read(self, inputs: Any) -> tuple[list[Any], list[str] | None]:
         """``(items, names)`` of ``inputs``, checked; see :meth:`automl_pt.export.predictor.Predictor._inputs`
@@ -34,6 +89,8 @@ class InputReader:
         import pandas as pd
 
         modality = self.modality
+        if len(self.columns) > 1:
+            return self._read_tuples(inputs)
         if isinstance(inputs, (str, Path)):
             return self._path_input(inputs)
         if isinstance(inputs, pd.DataFrame):

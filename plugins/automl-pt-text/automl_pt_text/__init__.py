@@ -8,6 +8,9 @@ Backbones:
 * a local directory holding a transformers ``config.json`` + weights + tokenizer.
 
 Task ``text-classification``: single label; metrics accuracy and macro-F1; reads ``text_column``.
+Also ``text-regression`` and ``text-multilabel``, and the sentence-pair tasks
+``text-pair-classification`` / ``text-pair-regression`` (``text_column`` and
+``text_pair_column``; a cross-encoder, or a bi-encoder with ``pair_encoding = "bi"``).
 
 Continued pre-training (``[pretrain]``): contrastive views (token dropping + dropout noise) and
 the ``mlm`` objective (masked language modelling); see :mod:`automl_pt_text.pretrain`.
@@ -19,6 +22,7 @@ __version__ = "0.1.0"
 
 from .plugin import (  # noqa: F401  (the hook implementations are the module's API)
     automl_pt_export_support,
+    automl_pt_preprocessor,
     automl_pt_pretrain_views,
     automl_pt_register_backbones,
     automl_pt_register_export_formats,

@@ -89,6 +89,121 @@ class TokenizerPreprocessor(Preprocessor):
         (Path(directory) / PREPROCESSOR_FILE).write_text(json.dumps({"max_length": self.max_length}))
 
 
+PAIR_ENCODINGS = ("cross", "bi")
+
+
+def _pair(x: Any) -> tuple[str, str]:
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise TypeError(f"a sentence-pair input is a (text, text_pair) tuple, got {type(x).__name__}")
+    return str(x[0]), str(x[1])
+
+
+class PairTokenizerPreprocessor(TokenizerPreprocessor):
+    """Sentence pairs ``(text, text_pair)``.
+
+    * ``mode = "cross"`` (a cross-encoder): the tokenizer encodes the pair as one sequence
+      (``[CLS] text [SEP] text_pair [SEP]`` with its token types for BERT-like tokenizers),
+      ``truncation="longest_first"`` at ``max_length`` (the longer text loses tokens first);
+      tensors ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the tokenizer
+      makes them).
+    * ``mode = "bi"`` (a bi-encoder): each text alone, truncated at ``max_length``: tensors
+      ``input_ids_a``, ``attention_mask_a``, ``input_ids_b``, ``attention_mask_b``.
+
+    ``fit`` sets ``max_length`` from the training pairs' token counts (whole pairs for
+    ``cross``, each text for ``bi``); :meth:`collate` trims each sequence to the batch's
+    longest; :meth:`lengths` (tokens of the pair) keeps length bucketing."""
+
+    def __init__(self, tokenizer: Any, max_length: int, limit: int | None = None,
+                 limit_source: str = "the model's limit", mode: str = "cross"):
+        if mode not in PAIR_ENCODINGS:
+            raise ValueError(f"pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}, got {mode!r}")
+        super().__init__(tokenizer, max_length, limit, limit_source)
+        self.mode = mode
+
+    @property
+    def fingerprint(self) -> str:  # type: ignore[override]
+        return hashlib.sha256(f"{self._tokenizer_key}|{self.max_length}|pair-{self.mode}".encode()
+                              ).hexdigest()[:16]
+
+    def _groups(self) -> tuple[str, ...]:
+        return ("",) if self.mode == "cross" else ("_a", "_b")
+
+    def fit(self, train_inputs: Sequence[Any]) -> None:
+        pairs = [_pair(x) for x in train_inputs]
+        if not pairs:
+            return
+        a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+        if self.mode == "cross":
+            ids = self.tokenizer(a, b, truncation="longest_first", max_length=self.limit)["input_ids"]
+            what = "training pairs"
+        else:
+            ids = self.tokenizer(a + b, truncation=True, max_length=self.limit)["input_ids"]
+            what = "training texts (both sides of each pair)"
+        counts = np.array([len(x) for x in ids])
+        self.max_length = max(1, min(self.limit, int(np.percentile(counts, LENGTH_PERCENTILE,
+                                                                   method="higher"))))
+        cut = int((counts > self.max_length).sum())
+        self._summary = (f"max_length {self.max_length} tokens ({self.mode}-encoded pairs): "
+                         f"{LENGTH_PERCENTILE:g}th percentile of {len(counts)} {what} (mean "
+                         f"{counts.mean():.0f}, longest {counts.max()}"
+                         f"{'+' if counts.max() >= self.limit else ''}; {cut} truncated), at most "
+                         f"{self.limit} ({self.limit_source})")
+
+    def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        pairs = [_pair(x) for x in inputs]
+        a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+        if self.mode == "cross":
+            enc = self.tokenizer(a, b, padding="longest", truncation="longest_first",
+                                 max_length=self.max_length, return_tensors="pt")
+            keys = ("input_ids", "attention_mask", "token_type_ids")
+            return {k: enc[k] for k in keys if k in enc}
+        out = {}
+        for suffix, texts in (("_a", a), ("_b", b)):
+            enc = self.tokenizer(texts, padding="longest", truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            out[f"input_ids{suffix}"] = enc["input_ids"]
+            out[f"attention_mask{suffix}"] = enc["attention_mask"]
+        return out
+
+    def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return trim_sequences(batch, self._groups())
+
+    def lengths(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(tensors[f"attention_mask{g}"].sum(dim=1) for g in self._groups())
+
+    def save(self, directory: Any) -> None:
+        super().save(directory)
+        path = Path(directory) / PREPROCESSOR_FILE
+        path.write_text(json.dumps({**json.loads(path.read_text()), "pair_encoding": self.mode}))
+
+
+def trim_sequences(batch: dict[str, torch.Tensor], groups: tuple[str, ...] = ("",)
+                   ) -> dict[str, torch.Tensor]:
+    """Trim every sequence of ``batch`` to its longest one: the tensors of group ``g`` (keys
+    ending in ``g``; ``""``: all keys) to the longest ``attention_mask{g}``."""
+    out = dict(batch)
+    for g in groups:
+        mask = batch[f"attention_mask{g}"]
+        longest = max(1, int(mask.sum(dim=1).max()) if len(mask) else 1)
+        for k, v in batch.items():
+            if k.endswith(g) and (g or len(groups) == 1) and v.dim() >= 2:
+                out[k] = v[:, :longest]
+    return out
+
+
+def saved_pair_encoding(directory: Any) -> str | None:
+    """How an exported sentence-pair model encodes its pairs (``cross`` / ``bi``; ``None``: not
+    a pair model)."""
+    path = Path(str(directory)) / PREPROCESSOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("pair_encoding")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if value in PAIR_ENCODINGS else None
+
+
 def saved_max_length(directory: Any) -> int | None:
     """The fitted ``max_length`` an exported model was trained with (``None``: not one)."""
     path = Path(str(directory)) / PREPROCESSOR_FILE
@@ -116,23 +231,55 @@ class TransformersTextBackbone(Backbone):
     modality = "text"
     position_pooling = "mean"
 
-    def __init__(self, model: Any, tokenizer: Any, name: str, source: str = ""):
+    def __init__(self, model: Any, tokenizer: Any, name: str, source: str = "",
+                 pair_encoding: str | None = None):
         super().__init__()
+        if pair_encoding not in (None, *PAIR_ENCODINGS):
+            raise BackboneError(f"backbone {name!r}: pair_encoding must be one of "
+                                f"{', '.join(PAIR_ENCODINGS)}, got {pair_encoding!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.source = source  # hub id or folder it came from (the MLM objective reads its head)
-        self.feature_dim = int(model.config.hidden_size)
+        #: sentence pairs: ``"cross"`` (one sequence per pair), ``"bi"`` (each text encoded
+        #: alone, features ``[u, v, |u - v|, u * v]``); ``None`` for single texts
+        self.pair_encoding = pair_encoding
+        self.hidden_size = int(model.config.hidden_size)
+        self.feature_dim = self.hidden_size * (4 if pair_encoding == "bi" else 1)
+        self.variant = "pair-bi" if pair_encoding == "bi" else ""
+
+    @property
+    def position_dim(self) -> int:
+        return self.hidden_size
+
+    def _groups(self) -> tuple[str, ...]:
+        return ("_a", "_b") if self.pair_encoding == "bi" else ("",)
+
+    @staticmethod
+    def combine(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """A bi-encoder's pair features from the two texts' pooled ones: ``[u, v, |u - v|, u * v]``."""
+        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+    def _hidden(self, batch: dict[str, torch.Tensor], g: str = "") -> torch.Tensor:
+        extra = {"token_type_ids": batch["token_type_ids"]} if not g and "token_type_ids" in batch else {}
+        return self.model(input_ids=batch[f"input_ids{g}"], attention_mask=batch[f"attention_mask{g}"],
+                          **extra).last_hidden_state
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.pair_encoding == "bi":
+            u, v = (masked_mean(self._hidden(batch, g), batch[f"attention_mask{g}"]) for g in ("_a", "_b"))
+            return self.combine(u, v)
         return masked_mean(*self.encode_positions(batch))
 
     def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(last hidden state (B, T, hidden_size), attention mask (B, T) as bool)``: one
-        position per token of the (collated) batch."""
-        mask = batch["attention_mask"]
-        hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-        return hidden, mask.bool()
+        position per token of the (collated) batch (a cross-encoded pair: both texts' tokens).
+        A bi-encoder has no positions of the pair: :class:`BackboneError`."""
+        if self.pair_encoding == "bi":
+            raise BackboneError(f"the text backbone {self.name!r} encodes sentence pairs as a "
+                                "bi-encoder, which has no per-position features of the pair; use "
+                                "pair_encoding = \"cross\"")
+        return self._hidden(batch), batch["attention_mask"].bool()
 
     # -- strategy "partial": embeddings + layers[:L-k] below, layers[L-k:] + pooling on top ----
     def _layers(self) -> torch.nn.ModuleList:
@@ -162,16 +309,23 @@ class TransformersTextBackbone(Backbone):
 
     def encode_bottom(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
         layers = self._layers()
-        mask = batch["attention_mask"]
-        hidden = self.model.embeddings(input_ids=batch["input_ids"])
-        hidden = self._run_layers(layers[:len(layers) - k], hidden, mask)
-        return {"hidden": hidden, "attention_mask": mask}
+        out = {}
+        for g in self._groups():
+            mask = batch[f"attention_mask{g}"]
+            extra = {"token_type_ids": batch["token_type_ids"]} if not g and "token_type_ids" in batch else {}
+            hidden = self.model.embeddings(input_ids=batch[f"input_ids{g}"], **extra)
+            out[f"hidden{g}"] = self._run_layers(layers[:len(layers) - k], hidden, mask)
+            out[f"attention_mask{g}"] = mask
+        return out
 
     def encode_top(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
         layers = self._layers()
-        mask = batch["attention_mask"]
-        hidden = self._run_layers(layers[len(layers) - k:], batch["hidden"], mask)
-        return masked_mean(hidden, mask)
+        pooled = []
+        for g in self._groups():
+            mask = batch[f"attention_mask{g}"]
+            hidden = self._run_layers(layers[len(layers) - k:], batch[f"hidden{g}"], mask)
+            pooled.append(masked_mean(hidden, mask))
+        return self.combine(*pooled) if self.pair_encoding == "bi" else pooled[0]
 
     def top_modules(self, k: int) -> list[torch.nn.Module]:
         layers = self._layers()
@@ -179,16 +333,21 @@ class TransformersTextBackbone(Backbone):
 
     def collate_bottom(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Trim to the batch's longest text, as :meth:`TokenizerPreprocessor.collate` does."""
-        longest = int(batch["attention_mask"].sum(dim=1).max()) if len(batch["attention_mask"]) else 1
-        return {k: v[:, :max(1, longest)] for k, v in batch.items()}
+        return trim_sequences(batch, self._groups())
 
-    def preprocessor(self, options: dict) -> Preprocessor:
+    def preprocessor(self, options: dict, pair_encoding: str | None = None) -> Preprocessor:
+        """The tokenizer as a preprocessor; sentence pairs (:class:`PairTokenizerPreprocessor`)
+        encoded as ``pair_encoding`` says, else as the backbone's own :attr:`pair_encoding`."""
+        pair_encoding = pair_encoding or self.pair_encoding
         limit = int(getattr(self.tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH)
         positions = int(getattr(self.model.config, "max_position_embeddings", limit) or limit)
         model_limit = min(limit, positions)
         cap = min(int(options.get("max_length") or model_limit), model_limit)
         source = "[data] max_length" if options.get("max_length") and cap < model_limit else "the model's limit"
         saved = saved_max_length(self.source) if self.source else None
+        if pair_encoding is not None:
+            return PairTokenizerPreprocessor(self.tokenizer, min(saved or DEFAULT_MAX_LENGTH, cap),
+                                             cap, source, mode=pair_encoding)
         return TokenizerPreprocessor(self.tokenizer, min(saved or DEFAULT_MAX_LENGTH, cap), cap, source)
 
     def export(self, directory: Any) -> None:
@@ -249,7 +408,17 @@ def load_transformers_backbone(source: str, name: str, options: dict) -> Transfo
         if "custom code" not in str(exc):
             raise
         raise custom_code_error(name, source) from exc
-    return TransformersTextBackbone(model, tokenizer, name, source)
+    return TransformersTextBackbone(model, tokenizer, name, source, pair_encoding(source, options))
+
+
+def pair_encoding(source: str, options: dict) -> str | None:
+    """How the backbone encodes sentence pairs: the trial's ``pair_encoding`` parameter (a study
+    of a pair task; ``None`` for single-text tasks), or, when a model is loaded for prediction
+    (no trial parameters), what the exported folder recorded."""
+    params = options.get("params")
+    if params is not None:
+        return params.get("pair_encoding")
+    return saved_pair_encoding(source) if Path(source).is_dir() else None
 
 
 def custom_code_error(name: str, source: str) -> BackboneError:

