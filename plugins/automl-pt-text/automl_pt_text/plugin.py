@@ -56,6 +56,57 @@ def automl_pt_register_tasks(register):
         "multilabel", "text-multilabel", MODALITY, "text_column", default_backbones=("minilm-l6",),
         description="multi-label text classification: a text column and a label column holding "
                     "a set of labels (\"a|b\" or a list)"))
+    register.task(TaskInfo(
+        name="token-classification", modality=MODALITY, create=_create_ner_task,
+        metrics=("entity_f1", "entity_precision", "entity_recall"), default_metric="entity_f1",
+        input_key="tokens_column", default_backbones=("minilm-l6",), kind="token_classification",
+        description="token classification (NER): a list of words and a list of BIO / IOB2 tags per "
+                    "row ([data] tokens_column, label_column), or a CoNLL file (word tag per line)"))
+
+
+def _create_ner_task():
+    from .ner import create_task
+
+    return create_task()
+
+
+def _read_conll(path, options):
+    from .ner import read_conll
+
+    return read_conll(path, options)
+
+
+@hookimpl
+def automl_pt_register_metrics(register):
+    from automl_pt.registry import Metric
+
+    from . import ner
+
+    for fn in (ner.entity_f1, ner.entity_precision, ner.entity_recall):
+        register.metric(Metric(fn.__name__, fn))
+
+
+@hookimpl
+def automl_pt_register_data_readers(register):
+    from automl_pt.registry import DataReader
+
+    from .ner import CONLL_SUFFIXES
+
+    register.reader(DataReader(
+        name="conll", accepts=lambda p: p.is_file() and p.suffix.lower() in CONLL_SUFFIXES,
+        read=_read_conll, description="CoNLL-style file (.conll, .iob, .iob2, .bio): 'word ... tag' "
+        "per line, a blank line between sentences"))
+
+
+@hookimpl
+def automl_pt_preprocessor(backbone, task, options):
+    if task.name != "token-classification":
+        return None
+    from .backbone import TransformersTextBackbone
+
+    if not isinstance(backbone, TransformersTextBackbone):
+        return None
+    return backbone.word_preprocessor(options)
 
 
 @hookimpl
@@ -96,12 +147,23 @@ def automl_pt_search_space(task, config):
         return None
     # Transformer encoders fine-tune well at small learning rates; the head (and a linear
     # probe) needs a much larger one, hence the wide multiplier.
-    return {
+    space = {
         "learning_rate": Param("learning_rate", "float", 1e-5, 3e-4, log=True),
         "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 100.0, log=True),
         "batch_size": Param("batch_size", "categorical", choices=(16, 32)),
         "epochs": Param("epochs", "int", 1, 4),
     }
+    if task.name == "token-classification":
+        # the probe and cached partial fine-tuning read pooled features; tagging reads words
+        from automl_pt.registry import Domain
+
+        space["strategy"] = Param("strategy", "categorical", choices=TAGGING_STRATEGIES,
+                                  domain=Domain("choice", choices=(*TAGGING_STRATEGIES, "lora", "ia3", "bitfit")))
+        space["epochs"] = Param("epochs", "int", 2, 6)
+    return space
+
+
+TAGGING_STRATEGIES = ("full", "freeze_then_unfreeze")
 
 
 # -- continued pre-training ----------------------------------------------------------------------
