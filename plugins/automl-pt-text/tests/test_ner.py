@@ -189,3 +189,51 @@ def test_long_sentences_run_in_windows_and_keep_every_word(host, bert):
     with torch.no_grad():
         short, _ = backbone.encode_positions(backbone.word_preprocessor({}).encode([["bob"]]))
     torch.testing.assert_close(parts[1, :1], short[0, :1])
+
+
+# -- a study end to end --------------------------------------------------------------------------------
+def test_a_study_trains_exports_reloads_and_predicts_tags_and_spans(tmp_path, host, bert):
+    import automl_pt
+    from automl_pt.engine.study import Study
+
+    data = {"train": str(write_jsonl(tmp_path / "d" / "train.jsonl", ner_rows(80, 1))),
+            "validation": str(write_conll(tmp_path / "d" / "validation.conll", ner_rows(24, 2))),
+            "test": str(write_jsonl(tmp_path / "d" / "test.jsonl", ner_rows(24, 3))),
+            "label_column": "tags", "max_length": 8}    # windows of 8 tokens: most sentences windowed
+    config = {"study": {"name": "tiny-ner", "trials": 2, "seed": 0},
+              "task": {"type": "token-classification"}, "data": data,
+              "search": {"backbones": [str(bert)], "pruner": "none",
+                         "space": {"learning_rate": [3e-3], "head_lr_multiplier": [10.0],
+                                   "epochs": [4], "batch_size": [8], "min_steps": [0],
+                                   "warmup_ratio": [0.0], "dropout": [0.0]}},
+              "resources": {"devices": "cpu", "workers": "inline"},
+              "storage": {"dir": str(tmp_path / "run")}}
+    results = Study.from_config(config, host=host).run(progress=False)
+    assert results.metric == "entity_f1"
+    trials = results.trials()
+    # the default strategies of tagging: no probe or partial (they read pooled features)
+    assert set(trials["strategy"]) <= {"full", "freeze_then_unfreeze"}
+    metrics = json.loads((results.best_model_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"entity_f1", "entity_precision", "entity_recall"}
+    assert metrics["test"]["entity_f1"] > 0.8, metrics
+    manifest = json.loads((results.best_model_dir / "automl_pt.json").read_text())
+    assert manifest["task_kind"] == "token_classification"
+    assert manifest["labels"] == ["O", "B-LOC", "B-PER", "I-PER"]
+
+    model = automl_pt.load(results.best_model_dir, host=host)
+    sentence = ["yesterday", "alice", "smith", "went", "to", "rome", "and", "bob", "saw", "oslo"]
+    prediction = model.predict([sentence, ["carol", "lives", "in", "lima"]])
+    first, second = prediction.labels
+    assert len(first["tags"]) == len(sentence) and len(second["tags"]) == 4
+    assert {(e["text"], e["type"]) for e in second["entities"]} == {("carol", "PER"), ("lima", "LOC")}
+    assert {"text": "alice smith", "type": "PER", "start": 1, "end": 3} in first["entities"]
+    # one sentence alone: the same tags as within a batch
+    assert model.predict(sentence).labels[0]["tags"] == first["tags"]
+    frame = prediction.to_frame()
+    assert list(frame.columns) == ["tags", "entities"] and frame["tags"][1] == second["tags"]
+    test_rows = ner_rows(24, 3)
+    again = model.predict([r["tokens"] for r in test_rows])
+    from seqeval.metrics import f1_score
+
+    f1 = f1_score([r["tags"] for r in test_rows], [x["tags"] for x in again.labels])
+    assert f1 == pytest.approx(metrics["test"]["entity_f1"], abs=1e-6)
