@@ -51,6 +51,8 @@ LABEL_SEPARATOR = "|"
 CLASS_WEIGHTS = ("none", "balanced")
 #: largest balanced weight of a class / label (a class of one example must not dominate)
 MAX_CLASS_WEIGHT = 50.0
+#: a per-position target that the loss and the metrics leave out (padding, a word's later subwords)
+IGNORE = -100
 #: thresholds a multi-label task tries per label on validation
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
@@ -107,6 +109,13 @@ class Task:
         refused missing labels in labelled splits already). Raises :class:`DataError` naming
         the rows of values it cannot read."""
         return [None if v is None else label_str(v) for v in values]
+
+    def align_inputs(self, inputs: list, targets: list, rows: np.ndarray, source: str,
+                     split: str) -> list:
+        """The split's inputs as the task reads them, checked against its targets (a tag per
+        word of each sentence); :class:`DataError` naming the rows that do not match. The
+        default returns ``inputs`` unchanged."""
+        return inputs
 
     def label_names(self, targets: list, source: str, label_column: str) -> list[str]:
         """Names of the model's outputs, from the training targets (classes, labels, or the
@@ -243,6 +252,15 @@ class Task:
             idx = np.flatnonzero(labels == c)
             picked.append(idx[rng.permutation(len(idx))][:int(budget)])
         return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def concat_targets(*parts: np.ndarray) -> np.ndarray:
+    """Encoded targets of several splits as one array. Per-position targets (a tag per word,
+    ``IGNORE`` where a sentence has no more words) are padded to the widest split first."""
+    if all(p.ndim == 2 for p in parts) and len({p.shape[1] for p in parts}) > 1:
+        width = max(p.shape[1] for p in parts)
+        parts = tuple(np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=IGNORE) for p in parts)
+    return np.concatenate(parts)
 
 
 def balanced_weights(counts: np.ndarray, n: int) -> np.ndarray:

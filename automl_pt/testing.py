@@ -145,11 +145,19 @@ class PluginContract:
                        "multilabel": np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 0]],
                                               dtype=np.float32),
                        }.get(task.kind, np.array([0, 1, 2, 0]))
+            positions = getattr(impl, "features", "pooled") == "positions"
+            if positions:  # a target per position (-100: no position), e.g. a tag per word
+                targets = np.array([[0, 1, 2], [1, 0, -100], [2, -100, -100], [0, 0, 1]])
             impl.fit(targets, names)
             outputs = impl.num_outputs(names)
             head = impl.build_head(8, outputs, {"dropout": 0.0})
-            logits = head(torch.randn(4, 8))
-            assert logits.shape == (4, outputs), task.name
+            if positions:
+                mask = torch.as_tensor(targets != -100)
+                logits = head(torch.randn(4, 3, 8), mask)
+                assert logits.shape == (4, 3, outputs), task.name
+            else:
+                logits = head(torch.randn(4, 8))
+                assert logits.shape == (4, outputs), task.name
             loss = impl.loss(logits, impl.target_tensor(targets), {"label_smoothing": 0.1})
             assert loss.ndim == 0 and torch.isfinite(loss), task.name
             preds, _ = impl.predict(logits)

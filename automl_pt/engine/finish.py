@@ -275,12 +275,13 @@ def refit(study: Any, prepared: Any, ostudy: Any, runner: Any, best: Any
 
     from ..spec.data import Split
     from ..export.predictor import export_best
+    from ..tasks import concat_targets
 
     data = prepared.data
     epochs = int(best.user_attrs.get("best_epoch") or best.params["epochs"])
     params = {**best.params, "epochs": epochs, "min_steps": 0}   # exactly the best epochs
     combined = Split("train+validation", [*data.train.inputs, *data.validation.inputs],
-                     np.concatenate([data.train.labels, data.validation.labels]),
+                     concat_targets(data.train.labels, data.validation.labels),
                      np.concatenate([data.train.rows, data.validation.rows]), data.train.source)
     micro = int(study.config.resources.micro_batch_size or params["batch_size"])
     result = runner._train(None, params, study.config.study.seed + best.number,

@@ -208,6 +208,11 @@ def test_predictions_frame(kind: str, true: np.ndarray, pred: np.ndarray):
 
     if kind == "regression":
         return pd.DataFrame({"true": true.astype("float64"), "pred": pred.astype("float64")})
+    if pred.dtype == object:  # a prediction per position (a tag per word): one row per word
+        pairs = [(int(t), int(p)) for row, seq in zip(true, pred)
+                 for t, p in zip(row, np.asarray(seq)) if t >= 0]
+        return pd.DataFrame({"true": np.array([t for t, _ in pairs], dtype="int64"),
+                             "pred": np.array([p for _, p in pairs], dtype="int64")})
     if kind == "multilabel":
         n, k = true.shape
         return pd.DataFrame({"example": np.repeat(np.arange(n), k), "label": np.tile(np.arange(k), n),
@@ -249,6 +254,9 @@ class Prediction:
 
         if self.kind == "regression":
             frame = pd.DataFrame({"prediction": np.asarray(self.labels, dtype=np.float64)})
+        elif self.kind == "token_classification":
+            frame = pd.DataFrame({"tags": [x["tags"] for x in self.labels],
+                                  "entities": [x["entities"] for x in self.labels]})
         else:
             frame = pd.DataFrame(self.probabilities, columns=[f"p_{n}" for n in self.label_names])
             if self.kind == "multilabel":
@@ -400,6 +408,9 @@ class Predictor:
                               self.label_names, names, kind)
         pred = np.concatenate(preds)
         prob = None if probs[0] is None else np.concatenate(probs)
+        if getattr(self.task, "decode_reads_inputs", False):  # e.g. entity spans quote the words
+            return Prediction(self.task.decode(pred, prob, self.label_names, inputs=items), prob,
+                              self.label_names, names, kind)
         return Prediction(self.task.decode(pred, prob, self.label_names), prob, self.label_names,
                           names, kind)
 

@@ -139,8 +139,10 @@ def _frame_to_split(frame, name: str, input_col: str | list[str], label_col: str
 
 
 def is_empty_value(x: Any) -> bool:
-    """Whether an input value is missing: ``None``, NaN or a blank string."""
-    return x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and not x.strip())
+    """Whether an input value is missing: ``None``, NaN, a blank string or an empty list (a
+    sentence of no words)."""
+    return (x is None or (isinstance(x, float) and np.isnan(x)) or (isinstance(x, str) and not x.strip())
+            or (isinstance(x, (list, tuple, np.ndarray)) and len(x) == 0))
 
 
 def check_not_empty(inputs: list, rows: np.ndarray, column: str, name: str, source: str) -> None:
@@ -245,6 +247,7 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
             variants=variants if targets_of.kind == "classification" else None,
             input_keys=list(task.input_keys))
         labels = targets_of.read_targets(labels, rows, _describe(source), name, target_options)
+        inputs = targets_of.align_inputs(inputs, labels, rows, _describe(source), name)
         if task.input_is_path:
             base = Path(source).parent if isinstance(source, (str, Path)) and Path(source).is_file() \
                 else Path(options["base_dir"])

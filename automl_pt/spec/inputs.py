@@ -89,6 +89,9 @@ class InputReader:
         import pandas as pd
 
         modality = self.modality
+        if self.task_info.input_key == "tokens_column" and not isinstance(inputs, (str, Path)) \
+                and not isinstance(inputs, pd.DataFrame):
+            return self._sentences(inputs), None
         if len(self.columns) > 1:
             return self._read_tuples(inputs)
         if isinstance(inputs, (str, Path)):
@@ -117,6 +120,27 @@ class InputReader:
                             f"{self._accepted()}") from None
         self._check_items(items)
         return items, self._names(items)
+
+    def _sentences(self, inputs: Any) -> list[list[str]]:
+        """Word lists (token classification): one sentence (a list of words) or a list of them;
+        :class:`DataError` naming every item that is not a non-empty list of non-empty words."""
+        if isinstance(inputs, np.ndarray):
+            inputs = inputs.tolist()
+        if not isinstance(inputs, (list, tuple)) or not inputs:
+            raise DataError(f"{_value(inputs)} is not a sentence; give a list of words or a list of "
+                            f"such lists, or a table file with a {self.input_column!r} column")
+        if all(isinstance(w, str) for w in inputs):
+            inputs = [inputs]
+        items, problems = [], []
+        for i, x in enumerate(inputs):
+            x = x.tolist() if isinstance(x, np.ndarray) else x
+            if not isinstance(x, (list, tuple)) or not x or any(not isinstance(w, str) or not w.strip() for w in x):
+                problems.append(f"inputs[{i}]: {_value(x)} is not a list of non-empty words")
+            else:
+                items.append([w.strip() for w in x])
+        if problems:
+            raise _problems_error(problems, "", "bad input(s)")
+        return items
 
     def _accepted(self) -> str:
         if self.task_info.input_is_path:

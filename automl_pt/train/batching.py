@@ -75,9 +75,20 @@ def sorted_batches(n: int, batch_size: int, lengths: torch.Tensor | None) -> lis
 
 def restore_order(parts: list[torch.Tensor], batches: list[torch.Tensor]) -> torch.Tensor:
     """Row ``i`` of the result is the output for example ``i``, given ``parts[j]`` computed on
-    ``batches[j]`` (as :func:`sorted_batches` made them)."""
+    ``batches[j]`` (as :func:`sorted_batches` made them). Per-position outputs whose batches
+    have different numbers of positions (``(batch, positions, ...)``) are padded to the most
+    positions with NaN (floats; ``-1`` otherwise): no real position is ever NaN."""
     if not parts:
         return torch.empty(0)
+    if len({tuple(p.shape[1:]) for p in parts}) > 1 and all(p.dim() >= 2 for p in parts):
+        width = [max(p.shape[d] for p in parts) for d in range(1, parts[0].dim())]
+        fill = float("nan") if parts[0].is_floating_point() else -1
+        padded = []
+        for p in parts:
+            out = torch.full((p.shape[0], *width), fill, dtype=p.dtype)
+            out[tuple(slice(0, n) for n in p.shape)] = p
+            padded.append(out)
+        parts = padded
     stacked = torch.cat(parts)
     index = torch.cat(batches)
     out = torch.empty_like(stacked)

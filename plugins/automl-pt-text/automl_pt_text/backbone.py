@@ -274,12 +274,37 @@ class TransformersTextBackbone(Backbone):
     def encode_positions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(last hidden state (B, T, hidden_size), attention mask (B, T) as bool)``: one
         position per token of the (collated) batch (a cross-encoded pair: both texts' tokens).
-        A bi-encoder has no positions of the pair: :class:`BackboneError`."""
+        A bi-encoder has no positions of the pair: :class:`BackboneError`.
+
+        A batch of :class:`WordPreprocessor` (``word_index``, ``word_count``, ``window``) has
+        one position per word instead (the hidden state of its first subword; the mask: the
+        sentence's words), and its sentences may be longer than the model's window: they run
+        in windows (:func:`windowed_hidden`), nothing is truncated."""
         if self.pair_encoding == "bi":
             raise BackboneError(f"the text backbone {self.name!r} encodes sentence pairs as a "
                                 "bi-encoder, which has no per-position features of the pair; use "
                                 "pair_encoding = \"cross\"")
-        return self._hidden(batch), batch["attention_mask"].bool()
+        mask = batch["attention_mask"]
+        ids = batch["input_ids"]
+        window = int(batch["window"][0]) if "window" in batch and len(batch["window"]) else ids.shape[1]
+        if ids.shape[1] > window:
+            hidden = windowed_hidden(self.model, ids, mask, window, self.tokenizer.cls_token_id,
+                                     self.tokenizer.sep_token_id)
+        else:
+            hidden = self._hidden(batch)
+        if "word_index" in batch:
+            return word_positions(hidden, batch["word_index"], batch["word_count"])
+        return hidden, mask.bool()
+
+    def word_preprocessor(self, options: dict) -> "WordPreprocessor":
+        """The preprocessor of token classification: words → subwords, windows of at most the
+        model's limit (or ``[data] max_length`` where lower) tokens."""
+        limit = int(getattr(self.tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH)
+        positions = int(getattr(self.model.config, "max_position_embeddings", limit) or limit)
+        model_limit = min(limit, positions)
+        window = min(int(options.get("max_length") or model_limit), model_limit)
+        source = "[data] max_length" if options.get("max_length") and window < model_limit else "the model's limit"
+        return WordPreprocessor(self.tokenizer, window, source, self.name)
 
     # -- strategy "partial": embeddings + layers[:L-k] below, layers[L-k:] + pooling on top ----
     def _layers(self) -> torch.nn.ModuleList:
@@ -372,6 +397,142 @@ class TransformersTextBackbone(Backbone):
             return super().export_as(fmt, directory, head, label_names)
         self.export(directory)
         return False
+
+
+def window_owners(length: int, window: int) -> list[tuple[int, int, int]]:
+    """``(start, first, last)`` per window over a sequence of ``length`` tokens whose first is the
+    class token: window ``j`` holds tokens ``start .. start + window - 3`` (a class token before
+    them and a separator after: ``window`` tokens in all), windows overlap by half, and it owns
+    (returns the hidden states of) tokens ``first .. last - 1``, the ones with more context in
+    it than in any other window (the middle of the overlaps)."""
+    content = max(window - 2, 1)
+    stride = max(content // 2, 1)
+    starts = [1]
+    while starts[-1] + content < length:
+        starts.append(starts[-1] + stride)
+    owners = []
+    for j, s in enumerate(starts):
+        first = 1 if j == 0 else (s + starts[j - 1] + content) // 2
+        last = length if j == len(starts) - 1 else (starts[j + 1] + s + content) // 2
+        owners.append((s, first, last))
+    return owners
+
+
+def windowed_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor, window: int,
+                    cls_id: int | None, sep_id: int | None) -> torch.Tensor:
+    """The last hidden state of sequences longer than ``window`` tokens, run as overlapping
+    windows of ``window`` tokens (:func:`window_owners`): each window is the class token, a slice
+    of the sequence and a separator (where the sequence goes on); each token keeps its hidden
+    state from the window that owns it, the class token from the first window."""
+    b, length = ids.shape
+    sep = torch.full((b, 1), sep_id if sep_id is not None else 0, dtype=ids.dtype, device=ids.device)
+    pieces = []
+    for j, (start, first, last) in enumerate(window_owners(length, window)):
+        end = min(start + window - 2, length)
+        more = mask[:, end:end + 1] if end < length else torch.zeros_like(mask[:, :1])
+        w_ids = torch.cat([ids[:, :1], ids[:, start:end], sep], dim=1)
+        w_mask = torch.cat([mask[:, :1], mask[:, start:end], more], dim=1)
+        hidden = model(input_ids=w_ids, attention_mask=w_mask).last_hidden_state
+        if j == 0:
+            pieces.append(hidden[:, :1])
+        pieces.append(hidden[:, 1 + first - start:1 + last - start])
+    return torch.cat(pieces, dim=1)
+
+
+def word_positions(hidden: torch.Tensor, word_index: torch.Tensor,
+                   word_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features (B, words, D), mask (B, words))``: the hidden state of each word's first
+    subword (``word_index[b, t]`` is the word token ``t`` starts, ``-1`` for every other token)."""
+    width = max(int(word_count.max()) if len(word_count) else 1, 1)
+    b, t = (word_index >= 0).nonzero(as_tuple=True)
+    feats = hidden.new_zeros(hidden.shape[0], width, hidden.shape[2])
+    feats = feats.index_put((b, word_index[b, t]), hidden[b, t])
+    mask = torch.arange(width, device=hidden.device)[None, :] < word_count.to(hidden.device)[:, None]
+    return feats, mask
+
+
+class WordPreprocessor(Preprocessor):
+    """Token classification's preprocessor: each sentence (a list of words) is split into
+    subwords by a fast tokenizer (``is_split_into_words``) without truncation; ``word_index``
+    marks each word's first subword (``-1`` elsewhere), ``word_count`` counts the words and
+    ``window`` is the most tokens the model runs at once (longer sentences are windowed by the
+    backbone). A word the tokenizer turns into nothing is read as the unknown token, so every
+    word has a first subword."""
+
+    def __init__(self, tokenizer: Any, window: int, limit_source: str = "the model's limit",
+                 name: str = ""):
+        if not getattr(tokenizer, "is_fast", False):
+            raise BackboneError(f"token classification needs a fast tokenizer (word_ids); the "
+                                f"backbone {name!r} has {type(tokenizer).__name__}")
+        self.tokenizer = tokenizer
+        self.window = max(int(window), 3)
+        self.limit_source = limit_source
+        self._summary = ""
+        try:
+            content = tokenizer.backend_tokenizer.to_str()
+        except AttributeError:
+            content = repr(sorted(tokenizer.get_vocab().items()))
+        self._tokenizer_key = hashlib.sha256(content.encode()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:  # type: ignore[override]
+        return hashlib.sha256(f"{self._tokenizer_key}|words|{self.window}".encode()).hexdigest()[:16]
+
+    @property
+    def max_length(self) -> int:
+        return self.window
+
+    def _tokenize(self, sentences: list[list[str]]):
+        return self.tokenizer(sentences, is_split_into_words=True, truncation=False,
+                              padding="longest", return_tensors="pt")
+
+    def fit(self, train_inputs: Sequence[Any]) -> None:
+        sentences = [list(x) for x in train_inputs]
+        if not sentences:
+            return
+        counts = np.array([len(ids) for ids in self.tokenizer(
+            sentences, is_split_into_words=True, truncation=False)["input_ids"]])
+        longer = int((counts > self.window).sum())
+        self._summary = (f"windows of {self.window} tokens ({self.limit_source}); {len(sentences)} "
+                         f"training sentences of {counts.mean():.0f} tokens on average, longest "
+                         f"{counts.max()}; {longer} run in overlapping windows")
+
+    def summary(self) -> str:
+        return self._summary
+
+    def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        sentences = [[str(w) for w in x] for x in inputs]
+        enc = self._tokenize(sentences)
+        missing = {i: sorted(set(range(len(s))) - {w for w in enc.word_ids(i) if w is not None})
+                   for i, s in enumerate(sentences)}
+        if any(missing.values()):
+            unk = self.tokenizer.unk_token or "[UNK]"
+            sentences = [[unk if j in set(missing[i]) else w for j, w in enumerate(s)]
+                         for i, s in enumerate(sentences)]
+            enc = self._tokenize(sentences)
+        n, length = enc["input_ids"].shape
+        word_index = torch.full((n, length), -1, dtype=torch.long)
+        for i in range(n):
+            previous = None
+            for t, w in enumerate(enc.word_ids(i)):
+                if w is not None and w != previous:
+                    word_index[i, t] = w
+                previous = w
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "word_index": word_index,
+                "word_count": torch.tensor([len(s) for s in sentences], dtype=torch.long),
+                "window": torch.full((n,), self.window, dtype=torch.long)}
+
+    def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        longest = int(batch["attention_mask"].sum(dim=1).max()) if len(batch["attention_mask"]) else 1
+        return {k: v[:, :max(1, longest)] if v.dim() == 2 else v for k, v in batch.items()}
+
+    def lengths(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tensors["attention_mask"].sum(dim=1)
+
+    def save(self, directory: Any) -> None:
+        self.tokenizer.save_pretrained(str(directory))
+        (Path(directory) / PREPROCESSOR_FILE).write_text(json.dumps({"max_length": self.window}))
 
 
 def quiet_transformers() -> None:

@@ -73,6 +73,46 @@ def automl_pt_register_tasks(register):
         extra_input_keys=PAIR_KEYS, default_backbones=("minilm-l6",), metrics=PAIR_REGRESSION_METRICS,
         description="sentence-pair regression (similarity scores): two text columns (text_column, "
                     "text_pair_column) and a numeric label column"))
+    register.task(TaskInfo(
+        name="token-classification", modality=MODALITY, create=_create_ner_task,
+        metrics=("entity_f1", "entity_precision", "entity_recall"), default_metric="entity_f1",
+        input_key="tokens_column", default_backbones=("minilm-l6",), kind="token_classification",
+        description="token classification (NER): a list of words and a list of BIO / IOB2 tags per "
+                    "row ([data] tokens_column, label_column), or a CoNLL file (word tag per line)"))
+
+
+def _create_ner_task():
+    from .ner import create_task
+
+    return create_task()
+
+
+def _read_conll(path, options):
+    from .ner import read_conll
+
+    return read_conll(path, options)
+
+
+@hookimpl
+def automl_pt_register_metrics(register):
+    from automl_pt.registry import Metric
+
+    from . import ner
+
+    for fn in (ner.entity_f1, ner.entity_precision, ner.entity_recall):
+        register.metric(Metric(fn.__name__, fn))
+
+
+@hookimpl
+def automl_pt_register_data_readers(register):
+    from automl_pt.registry import DataReader
+
+    from .ner import CONLL_SUFFIXES
+
+    register.reader(DataReader(
+        name="conll", accepts=lambda p: p.is_file() and p.suffix.lower() in CONLL_SUFFIXES,
+        read=_read_conll, description="CoNLL-style file (.conll, .iob, .iob2, .bio): 'word ... tag' "
+        "per line, a blank line between sentences"))
 
 
 @hookimpl
@@ -126,20 +166,33 @@ def automl_pt_search_space(task, config):
 
         space["pair_encoding"] = Param("pair_encoding", "categorical", choices=("cross",),
                                        domain=Domain("choice", choices=PAIR_ENCODINGS))
+    if task.name == "token-classification":
+        # the probe and cached partial fine-tuning read pooled features; tagging reads words
+        from automl_pt.registry import Domain
+
+        space["strategy"] = Param("strategy", "categorical", choices=TAGGING_STRATEGIES,
+                                  domain=Domain("choice", choices=(*TAGGING_STRATEGIES, "lora", "ia3", "bitfit")))
+        space["epochs"] = Param("epochs", "int", 2, 6)
     return space
+
+
+TAGGING_STRATEGIES = ("full", "freeze_then_unfreeze")
 
 
 @hookimpl
 def automl_pt_preprocessor(backbone, task, options):
     """Sentence pairs: the tokenizer encodes ``(text, text_pair)`` tuples, as the backbone's
     ``pair_encoding`` says (``cross`` where it says nothing: a backbone loaded outside a trial,
-    e.g. for continued pre-training on the pairs)."""
-    if task.name not in PAIR_TASKS:
+    e.g. for continued pre-training on the pairs). Token classification: words → subwords in
+    windows (:class:`automl_pt_text.backbone.WordPreprocessor`)."""
+    if task.name not in PAIR_TASKS and task.name != "token-classification":
         return None
     from .backbone import TransformersTextBackbone
 
     if not isinstance(backbone, TransformersTextBackbone):
         return None
+    if task.name == "token-classification":
+        return backbone.word_preprocessor(options)
     return backbone.preprocessor(options, pair_encoding=backbone.pair_encoding or "cross")
 
 

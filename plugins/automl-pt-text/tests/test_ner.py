@@ -1,0 +1,239 @@
+"""Token classification (NER): data reading and checks, subword alignment and windowing, CoNLL
+entity scores, and a study on a tiny random BERT that exports, reloads and predicts spans."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import automl_pt_text
+from automl_pt.errors import DataError
+from automl_pt.plugins import create_plugin_host
+from automl_pt.spec.config import load_config
+from automl_pt.spec.data import load_study_data
+from automl_pt.tasks import IGNORE
+from automl_pt.testing import write_study
+from automl_pt_text.ner import (TagPredictions, TokenClassificationTask, entity_f1, entity_precision,
+                                entity_recall, entity_spans)
+from automl_pt_text.testing import make_tiny_bert
+
+PEOPLE = ["alice", "bob", "carol", "dave", "erin"]
+PLACES = ["paris", "rome", "oslo", "lima"]
+FILLER = ["the", "a", "went", "to", "saw", "in", "met", "lives", "yesterday", "today"]
+
+
+def ner_rows(n: int, seed: int) -> list[dict]:
+    """Sentences 'PER went to LOC' and variants, a tag per word."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+        first = [person, "smith"] if rng.random() < 0.5 else [person]
+        verb = rng.choice([["went", "to"], ["lives", "in"], ["saw"]])
+        words = ([rng.choice(["yesterday", "today"])] if rng.random() < 0.3 else []) + first + verb + [place]
+        tags = ["O"] * len(words)
+        i = words.index(person)
+        tags[i] = "B-PER"
+        if len(first) == 2:
+            tags[i + 1] = "I-PER"
+        tags[-1] = "B-LOC"
+        rows.append({"tokens": words, "tags": tags})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_conll(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("-DOCSTART- O\n\n" + "\n\n".join(
+        "\n".join(f"{w} X {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def host():
+    return create_plugin_host(entry_points=False, extra=[automl_pt_text])
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory) -> Path:
+    texts = [" ".join(PEOPLE + PLACES + FILLER + ["smith"])]
+    return make_tiny_bert(tmp_path_factory.mktemp("ner") / "bert", texts)
+
+
+def _load(tmp_path, host, data):
+    study = write_study(tmp_path, "token-classification", "x", {"label_column": "tags", **data})
+    config = load_config(study)
+    return load_study_data(config, host.registry.tasks["token-classification"], host.registry)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def test_reads_jsonl_and_conll_alike(tmp_path, host):
+    rows = ner_rows(12, 0)
+    a = _load(tmp_path / "a", host, {"train": str(write_jsonl(tmp_path / "t.jsonl", rows)),
+                                     "validation": str(write_jsonl(tmp_path / "v.jsonl", rows[:4]))})
+    b = _load(tmp_path / "b", host, {"train": str(write_conll(tmp_path / "t.conll", rows)),
+                                     "validation": str(write_conll(tmp_path / "v.conll", rows[:4]))})
+    assert a.label_names == b.label_names == ["O", "B-LOC", "B-PER", "I-PER"]
+    assert a.train.inputs == b.train.inputs == [r["tokens"] for r in rows]
+    np.testing.assert_array_equal(a.train.labels, b.train.labels)
+    width = max(len(r["tokens"]) for r in rows)
+    assert a.train.labels.shape == (12, width)
+    first = rows[0]
+    assert [a.label_names[i] for i in a.train.labels[0, :len(first["tags"])]] == first["tags"]
+    assert (a.train.labels[0, len(first["tags"]):] == IGNORE).all()
+
+
+def test_count_mismatch_unseen_and_bad_tags_name_rows(tmp_path, host):
+    rows = ner_rows(10, 1)
+    bad = [dict(r) for r in rows]
+    bad[3] = {"tokens": bad[3]["tokens"] + ["extra"], "tags": bad[3]["tags"]}
+    with pytest.raises(DataError, match=r"1 row\(s\) in train have a different number of words and tags \(row 4: "):
+        _load(tmp_path / "a", host, {"train": str(write_jsonl(tmp_path / "a.jsonl", bad))})
+    val = [dict(r) for r in rows[:5]]
+    val[2] = {"tokens": ["bob", "at", "acme"], "tags": ["B-PER", "O", "B-ORG"]}
+    with pytest.raises(DataError, match=r"tags never seen in train \('B-ORG'\), data rows 3$"):
+        _load(tmp_path / "b", host, {"train": str(write_jsonl(tmp_path / "t.jsonl", rows)),
+                                     "validation": str(write_jsonl(tmp_path / "v.jsonl", val))})
+    odd = [dict(r) for r in rows]
+    odd[5] = {"tokens": ["bob"], "tags": ["PER"]}
+    with pytest.raises(DataError, match=r"not BIO / IOB2.*row 6: 'PER'"):
+        _load(tmp_path / "c", host, {"train": str(write_jsonl(tmp_path / "c.jsonl", odd))})
+    (tmp_path / "d.conll").write_text("bob B-PER\nparis\n\n")
+    with pytest.raises(DataError, match=r"word but no tag.*lines 2"):
+        _load(tmp_path / "d", host, {"train": str(tmp_path / "d.conll")})
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def test_entity_spans_follow_conlleval():
+    assert entity_spans(["B-PER", "I-PER", "O", "B-LOC"]) == [("PER", 0, 2), ("LOC", 3, 4)]
+    # an I- after O or after another type starts an entity (conlleval), B- splits two entities
+    assert entity_spans(["I-PER", "I-LOC", "B-LOC", "B-LOC", "I-LOC"]) == [
+        ("PER", 0, 1), ("LOC", 1, 2), ("LOC", 2, 3), ("LOC", 3, 5)]
+
+
+def test_entity_scores_match_hand_computed_conll_counts():
+    tags = ["O", "B-LOC", "B-PER", "I-PER"]
+    idx = {t: i for i, t in enumerate(tags)}
+    true = [["B-PER", "I-PER", "O", "B-LOC"], ["B-LOC", "O"]]
+    pred = [["B-PER", "O", "O", "B-LOC"], ["B-LOC", "B-PER"]]
+    # true entities: PER(0,2) LOC(3,4) LOC(0,1) = 3; predicted: PER(0,1) LOC(3,4) LOC(0,1)
+    # PER(1,2) = 4; correct: 2 -> precision 1/2, recall 2/3, F1 4/7
+    labels = np.full((2, 4), IGNORE)
+    preds = np.empty(2, dtype=object)
+    for i, (t, p) in enumerate(zip(true, pred)):
+        labels[i, :len(t)] = [idx[x] for x in t]
+        preds[i] = np.array([idx[x] for x in p])
+    preds = preds.view(TagPredictions)
+    preds.tags = tags
+    assert entity_precision(labels, preds, None) == pytest.approx(0.5)
+    assert entity_recall(labels, preds, None) == pytest.approx(2 / 3)
+    assert entity_f1(labels, preds, None) == pytest.approx(4 / 7)
+
+
+# -- preprocessing and windows -----------------------------------------------------------------------
+def _backbone(host, folder):
+    return host.hook.automl_pt_resolve_backbone(name=str(folder), modality="text").load({})
+
+
+def test_first_subwords_carry_the_words_and_nothing_is_truncated(host, bert):
+    backbone = _backbone(host, bert)
+    prep = backbone.word_preprocessor({})
+    sentences = [["alice", "went", "to", "xyzzy"], ["bob"]]    # 'xyzzy' is split into letters
+    enc = prep.encode(sentences)
+    ids = enc["input_ids"][0].tolist()
+    tokens = backbone.tokenizer.convert_ids_to_tokens(ids)
+    first = [tokens[t] for t in range(len(ids)) if enc["word_index"][0, t] >= 0]
+    assert first == ["alice", "went", "to", "x"]
+    assert enc["word_index"][0][enc["word_index"][0] >= 0].tolist() == [0, 1, 2, 3]
+    assert enc["word_count"].tolist() == [4, 1]
+    backbone.eval()
+    with torch.no_grad():
+        feats, mask = backbone.encode_positions(prep.collate(enc))
+    assert feats.shape == (2, 4, backbone.position_dim)
+    assert mask.tolist() == [[True] * 4, [True, False, False, False]]
+
+
+def test_long_sentences_run_in_windows_and_keep_every_word(host, bert):
+    from automl_pt_text.backbone import window_owners
+
+    for length, window in ((30, 8), (9, 8), (100, 16)):
+        owners = window_owners(length, window)
+        covered = [t for _, first, last in owners for t in range(first, last)]
+        assert covered == list(range(1, length))       # every token once, in order
+        for start, first, last in owners:
+            assert start <= first and last <= start + window - 2
+    backbone = _backbone(host, bert)
+    backbone.eval()
+    words = ["alice", "smith", "went", "to", "paris", "and", "saw", "bob", "in", "rome"] * 3
+    whole = backbone.word_preprocessor({}).encode([words])
+    windowed = backbone.word_preprocessor({"max_length": 8})
+    enc = windowed.encode([words, ["bob"]])
+    assert enc["input_ids"].shape[1] == whole["input_ids"].shape[1] > 8    # not truncated
+    with torch.no_grad():
+        full, _ = backbone.encode_positions(whole)
+        parts, mask = backbone.encode_positions(windowed.collate(enc))
+    assert parts.shape[1] == len(words) and mask[0].all() and mask[1].sum() == 1
+    # each word from a window of 8 tokens: close to, but not, the whole-sentence features
+    assert not torch.allclose(parts[0], full[0])
+    # a sentence that fits one window is computed as without windows
+    with torch.no_grad():
+        short, _ = backbone.encode_positions(backbone.word_preprocessor({}).encode([["bob"]]))
+    torch.testing.assert_close(parts[1, :1], short[0, :1])
+
+
+# -- a study end to end --------------------------------------------------------------------------------
+def test_a_study_trains_exports_reloads_and_predicts_tags_and_spans(tmp_path, host, bert):
+    import automl_pt
+    from automl_pt.engine.study import Study
+
+    data = {"train": str(write_jsonl(tmp_path / "d" / "train.jsonl", ner_rows(80, 1))),
+            "validation": str(write_conll(tmp_path / "d" / "validation.conll", ner_rows(24, 2))),
+            "test": str(write_jsonl(tmp_path / "d" / "test.jsonl", ner_rows(24, 3))),
+            "label_column": "tags", "max_length": 8}    # windows of 8 tokens: most sentences windowed
+    config = {"study": {"name": "tiny-ner", "trials": 2, "seed": 0},
+              "task": {"type": "token-classification"}, "data": data,
+              "search": {"backbones": [str(bert)], "pruner": "none",
+                         "space": {"learning_rate": [3e-3], "head_lr_multiplier": [10.0],
+                                   "epochs": [4], "batch_size": [8], "min_steps": [0],
+                                   "warmup_ratio": [0.0], "dropout": [0.0]}},
+              "resources": {"devices": "cpu", "workers": "inline"},
+              "storage": {"dir": str(tmp_path / "run")}}
+    results = Study.from_config(config, host=host).run(progress=False)
+    assert results.metric == "entity_f1"
+    trials = results.trials()
+    # the default strategies of tagging: no probe or partial (they read pooled features)
+    assert set(trials["strategy"]) <= {"full", "freeze_then_unfreeze"}
+    metrics = json.loads((results.best_model_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"entity_f1", "entity_precision", "entity_recall"}
+    assert metrics["test"]["entity_f1"] > 0.8, metrics
+    manifest = json.loads((results.best_model_dir / "automl_pt.json").read_text())
+    assert manifest["task_kind"] == "token_classification"
+    assert manifest["labels"] == ["O", "B-LOC", "B-PER", "I-PER"]
+
+    model = automl_pt.load(results.best_model_dir, host=host)
+    sentence = ["yesterday", "alice", "smith", "went", "to", "rome", "and", "bob", "saw", "oslo"]
+    prediction = model.predict([sentence, ["carol", "lives", "in", "lima"]])
+    first, second = prediction.labels
+    assert len(first["tags"]) == len(sentence) and len(second["tags"]) == 4
+    assert {(e["text"], e["type"]) for e in second["entities"]} == {("carol", "PER"), ("lima", "LOC")}
+    assert {"text": "alice smith", "type": "PER", "start": 1, "end": 3} in first["entities"]
+    # one sentence alone: the same tags as within a batch
+    assert model.predict(sentence).labels[0]["tags"] == first["tags"]
+    frame = prediction.to_frame()
+    assert list(frame.columns) == ["tags", "entities"] and frame["tags"][1] == second["tags"]
+    test_rows = ner_rows(24, 3)
+    again = model.predict([r["tokens"] for r in test_rows])
+    from seqeval.metrics import f1_score
+
+    f1 = f1_score([r["tags"] for r in test_rows], [x["tags"] for x in again.labels])
+    assert f1 == pytest.approx(metrics["test"]["entity_f1"], abs=1e-6)
