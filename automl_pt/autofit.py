@@ -4,7 +4,10 @@ The task is inferred from the data: the input column is the one whose values are
 file names (by their MIME type), else the text column with the longest values; class labels make
 a classification task of that modality, lists of labels a multilabel one and numbers with many
 distinct values a regression one (each only where a plugin registers it, else a clear
-:class:`~automl_pt.errors.DataError`). A study file is written into the run directory (with the
+:class:`~automl_pt.errors.DataError`). A table whose only text columns are exactly two columns of
+sentences (most values hold a space) is a sentence-pair task, where a plugin registers one for the
+label's kind (a task with one :attr:`~automl_pt.registry.TaskInfo.extra_input_keys` entry);
+``inputs=`` names the input columns instead of inferring them. A study file is written into the run directory (with the
 data passed as Python objects, as Parquet files next to it), so ``automl-pt run``, ``results`` and
 ``report`` work on the run as on any other.
 """
@@ -32,7 +35,8 @@ def fit(train: Any, label: str = "label", *, preset: str = "balanced",
         time_limit: str | float | None = None, validation: Any = None, test: Any = None,
         name: str | None = None, run_dir: str | Path | None = None,
         backbones: list[str] | None = None, settings: dict[str, dict[str, Any]] | None = None,
-        progress: bool = True, host: Any = None) -> "Predictor":
+        progress: bool = True, host: Any = None,
+        inputs: str | list[str] | None = None) -> "Predictor":
     """Run a study on ``train`` and return the loaded predictor of its best model.
 
     ``train`` / ``validation`` / ``test``: a table file (CSV / JSONL / Parquet) or a folder a
@@ -43,7 +47,8 @@ def fit(train: Any, label: str = "label", *, preset: str = "balanced",
     name (default ``fit-<date>-<time>``); ``run_dir``: where it runs (default ``runs/<name>``;
     must be new, empty or this study's). ``backbones``: candidate backbones (default: the
     task's). ``settings``: more study-file keys by section, e.g. ``{"resources": {"devices":
-    "cpu"}}``. ``host``: the plugin host (default: installed plugins).
+    "cpu"}}``. ``host``: the plugin host (default: installed plugins). ``inputs``: the input
+    column, or the two text columns of a sentence pair (default: inferred).
 
     Raises :class:`DataError` when no input column or task fits the data, :class:`ConfigError`
     for bad settings (the written study file's line where they come from it)."""
@@ -57,7 +62,8 @@ def fit(train: Any, label: str = "label", *, preset: str = "balanced",
     host = host or create_plugin_host()
     registry = host.registry
     frame = read_frame(train, registry, {}, "train")
-    task, input_column = infer_task(frame, label, registry)
+    task, columns = infer_task(frame, label, registry, inputs)
+    input_column = columns[0]
     timeout = None
     if time_limit is not None:
         try:
@@ -74,7 +80,7 @@ def fit(train: Any, label: str = "label", *, preset: str = "balanced",
     for split, value in (("train", train), ("validation", validation), ("test", test)):
         if value is not None:
             data[split] = _data_location(value, split, run_dir, registry, task, input_column)
-    data[task.input_key] = input_column
+    data.update(zip(task.input_keys, columns))
     data["label_column"] = label
     sections: dict[str, dict[str, Any]] = {
         "study": {"name": name, "preset": preset,
@@ -92,24 +98,43 @@ def fit(train: Any, label: str = "label", *, preset: str = "balanced",
     study_file = run_dir / "study.toml"
     study_file.write_text(to_toml(sections), encoding="utf-8")
     if progress:
-        print(f"automl_pt.fit: {task.name} on column {input_column!r}; study file {study_file}")
+        print(f"automl_pt.fit: {task.name} on column{'s' if len(columns) > 1 else ''} "
+              f"{', '.join(map(repr, columns))}; study file {study_file}")
     results = Study.from_config(study_file, host=host).run(progress=progress)
     return load(results.best_model_dir, host=host)
 
 
-def infer_task(frame: Any, label: str, registry: Any) -> tuple[Any, str]:
-    """``(TaskInfo, input column)`` for a table with label column ``label``; see the module
-    docstring for the rules. Raises :class:`DataError` naming the columns."""
+def infer_task(frame: Any, label: str, registry: Any,
+               inputs: str | list[str] | None = None) -> tuple[Any, list[str]]:
+    """``(TaskInfo, input columns)`` for a table with label column ``label`` (``inputs``: the
+    input columns as given, else inferred); see the module docstring for the rules. Raises
+    :class:`DataError` naming the columns."""
     columns = [str(c) for c in frame.columns]
     if label not in columns:
         raise DataError(f"label column {label!r} not found; the data has columns "
                         f"{', '.join(columns)} (pass label=...)")
-    modality, input_column = _input_column(frame, label)
     kind = _label_kind(frame[label])
-    tasks = [t for t in registry.tasks.values() if t.modality == modality
-             and t.name.endswith(f"-{kind}")]
+    if inputs is not None:
+        chosen = [inputs] if isinstance(inputs, str) else [str(c) for c in inputs]
+        missing = [c for c in chosen if c not in columns]
+        if missing or not chosen or label in chosen:
+            raise DataError(f"inputs={chosen!r}: {'no column ' + repr(missing[0]) if missing else 'give input columns other than the label'}; "
+                            f"the data has columns {', '.join(columns)}")
+        modality = _modality(frame, chosen[0])
+        tasks = _tasks(registry, modality, kind, len(chosen))
+        if not tasks:
+            raise DataError(f"no installed task does {modality} {kind} on {len(chosen)} input "
+                            f"column{'s' if len(chosen) > 1 else ''} ({', '.join(chosen)} -> "
+                            f"{label!r}); installed tasks: {', '.join(sorted(registry.tasks)) or 'none'}")
+        return tasks[0], chosen
+    modality, input_column, pair = _input_columns(frame, label)
+    if pair:
+        tasks = _tasks(registry, modality, kind, 2)
+        if tasks:
+            return tasks[0], list(pair)
+    tasks = _tasks(registry, modality, kind, 1)
     if tasks:
-        return tasks[0], input_column
+        return tasks[0], [input_column]
     if kind == "regression":
         raise DataError(f"label column {label!r} holds numbers with many distinct values (a "
                         f"regression target); regression is not supported yet for {modality} "
@@ -120,25 +145,52 @@ def infer_task(frame: Any, label: str, registry: Any) -> tuple[Any, str]:
                     f"{label!r}); installed tasks: {installed}")
 
 
-def _input_column(frame: Any, label: str) -> tuple[str, str]:
+def _tasks(registry: Any, modality: str, kind: str, n_inputs: int) -> list[Any]:
+    """The registered tasks of ``modality`` whose names end in ``-<kind>`` and that read
+    ``n_inputs`` columns."""
+    return [t for t in registry.tasks.values() if t.modality == modality
+            and t.name.endswith(f"-{kind}") and len(t.input_keys) == n_inputs]
+
+
+def _strings(frame: Any, column: Any) -> list[str]:
+    return [v for v in frame[column].head(_SAMPLE).tolist() if isinstance(v, str) and v]
+
+
+def _media(values: list[str]) -> str | None:
+    """``image`` / ``audio`` where most ``values`` are such file names (by MIME type)."""
     from .spec.inputs import _media_kind
 
+    kinds = [_media_kind(v) for v in values]
+    for modality in ("image", "audio"):
+        if values and kinds.count(modality) > len(values) / 2:
+            return modality
+    return None
+
+
+def _modality(frame: Any, column: str) -> str:
+    return _media(_strings(frame, column)) or "text"
+
+
+def _input_columns(frame: Any, label: str) -> tuple[str, str, tuple[str, str] | None]:
+    """``(modality, input column, the two sentence columns of a pair or None)``."""
     texts: list[tuple[float, str]] = []
+    sentences: list[str] = []
     for column in frame.columns:
         if str(column) == label:
             continue
-        values = [v for v in frame[column].head(_SAMPLE).tolist() if isinstance(v, str) and v]
+        values = _strings(frame, column)
         if not values:
             continue
-        kinds = [_media_kind(v) for v in values]
-        for modality in ("image", "audio"):
-            if kinds.count(modality) > len(values) / 2:
-                return modality, str(column)
+        if modality := _media(values):
+            return modality, str(column), None
         texts.append((sum(map(len, values)) / len(values), str(column)))
+        if sum(" " in v.strip() for v in values) > 0.8 * len(values):
+            sentences.append(str(column))
     if not texts:
         raise DataError(f"no input column: the columns other than the label ({label!r}) hold no "
                         "texts or image / audio file names")
-    return "text", max(texts)[1]
+    pair = (sentences[0], sentences[1]) if len(texts) == 2 and len(sentences) == 2 else None
+    return "text", max(texts)[1], pair
 
 
 def _label_kind(labels: Any) -> str:

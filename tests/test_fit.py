@@ -56,21 +56,69 @@ def test_fit_on_a_dataframe_returns_a_predictor_and_writes_a_study(tmp_path, tin
 def test_the_task_follows_the_columns(host):
     texts = pd.DataFrame({"n": [1, 2, 3], "text": ["a long text", "another text", "third"],
                           "label": ["x", "y", "x"]})
-    assert [x if isinstance(x, str) else x.name for x in infer_task(texts, "label", host.registry)] \
-        == ["text-classification", "text"]
+    task, columns = infer_task(texts, "label", host.registry)
+    assert (task.name, columns) == ("text-classification", ["text"])
     images = pd.DataFrame({"caption": ["a cat", "a dog"], "file": ["img/1.png", "img/2.JPG"],
                            "label": ["cat", "dog"]})
-    task, column = infer_task(images, "label", host.registry)
-    assert (task.name, column) == ("image-classification", "file")
+    task, columns = infer_task(images, "label", host.registry)
+    assert (task.name, columns) == ("image-classification", ["file"])
     audio = pd.DataFrame({"clip": ["a.wav", "b.flac"], "label": [0, 1]})
-    task, column = infer_task(audio, "label", host.registry)
-    assert (task.name, column) == ("audio-classification", "clip")   # few numbers: classes
+    task, columns = infer_task(audio, "label", host.registry)
+    assert (task.name, columns) == ("audio-classification", ["clip"])   # few numbers: classes
+
+
+def test_two_sentence_columns_are_a_pair_task(host):
+    pairs = pd.DataFrame({"id": ["q1", "q2", "q3"],
+                          "question1": ["how do I bake bread", "what is a comet", "why is the sky blue"],
+                          "question2": ["how to bake bread", "who won the cup", "why the sky looks blue"],
+                          "duplicate": ["yes", "no", "yes"]})
+    task, columns = infer_task(pairs.drop(columns="id"), "duplicate", host.registry)
+    assert (task.name, columns) == ("text-pair-classification", ["question1", "question2"])
+    scores = pairs.drop(columns="id").assign(score=[4.6, 0.2, 3.9])
+    task, columns = infer_task(scores.drop(columns="duplicate"), "score", host.registry)
+    assert task.name == "text-pair-regression"
+    # a third text column (ids, titles ...): not a pair; the longest text column, as before
+    task, columns = infer_task(pairs, "duplicate", host.registry)
+    assert (task.name, columns) == ("text-classification", ["question2"])   # the longer texts
+    # named: one column, or the two of a pair
+    task, columns = infer_task(pairs, "duplicate", host.registry, inputs="question1")
+    assert (task.name, columns) == ("text-classification", ["question1"])
+    task, columns = infer_task(pairs, "duplicate", host.registry, inputs=["question2", "question1"])
+    assert (task.name, columns) == ("text-pair-classification", ["question2", "question1"])
+    with pytest.raises(DataError, match="no column 'q3'"):
+        infer_task(pairs, "duplicate", host.registry, inputs=["question1", "q3"])
+    with pytest.raises(DataError, match="no installed task does text classification on 3 input columns"):
+        infer_task(pairs, "duplicate", host.registry, inputs=["id", "question1", "question2"])
+    # a title and a single-word column are not two sentences
+    titled = pd.DataFrame({"text": ["a long text here", "another long text"], "tag": ["x", "y"],
+                           "label": ["a", "b"]})
+    assert infer_task(titled, "label", host.registry)[0].name == "text-classification"
+
+
+def test_fit_on_sentence_pairs_writes_both_columns(tmp_path, tiny_bert, text_host):
+    rows = make_topic_rows(12, 3)
+    frame = pd.DataFrame({"first": [r["text"] for r in rows],
+                          "second": [r["text"] for r in rows[1:] + rows[:1]]})
+    frame["label"] = ["same" if a["label"] == b["label"] else "other"
+                      for a, b in zip(rows, rows[1:] + rows[:1])]
+    run_dir = tmp_path / "run"
+    predictor = automl_pt.fit(
+        frame, label="label", preset="fast", name="pair-fit", run_dir=run_dir,
+        backbones=[str(tiny_bert)], progress=False, host=text_host,
+        settings={"study": {"trials": 1}, "data": {"max_length": 32},
+                  "search": {"space": {"batch_size": [8], "strategy": ["full"], "epochs": [1]}},
+                  "resources": {"devices": "cpu", "workers": "inline"}})
+    study = tomllib.loads((run_dir / "study.toml").read_text())
+    assert study["task"]["type"] == "text-pair-classification"
+    assert (study["data"]["text_column"], study["data"]["text_pair_column"]) == ("first", "second")
+    prediction = predictor.predict(frame.head(3))
+    assert len(prediction.labels) == 3 and set(prediction.labels) <= {"same", "other"}
 
 
 def test_numbers_with_many_values_are_regression(host):
     frame = pd.DataFrame({"text": [f"text {i}" for i in range(50)], "score": [i * 0.37 for i in range(50)]})
-    task, column = infer_task(frame, "score", host.registry)
-    assert (task.name, column) == ("text-regression", "text")
+    task, columns = infer_task(frame, "score", host.registry)
+    assert (task.name, columns) == ("text-regression", ["text"])
     # with no plugin registering regression for the modality: one clear error, not a guess
     bare = create_plugin_host(entry_points=False)
     with pytest.raises(DataError, match="regression is not supported yet"):

@@ -261,6 +261,32 @@ def test_onnx_export_of_pair_models_matches_predict(pair_models, host, tmp_path,
                                atol=1e-4)
 
 
+@pytest.mark.parametrize("encoding", ["cross", "bi"])
+def test_torchscript_export_of_pair_models_matches_predict(pair_models, host, tmp_path, encoding):
+    import warnings
+
+    import torch
+
+    from automl_pt.export.formats import EXPORT_CONFIG, export_model
+
+    predictor = automl_pt.load(pair_models[encoding], host=host)
+    out = export_model(pair_models[encoding], "torchscript", tmp_path / "ts", predictor=predictor)
+    config = json.loads((out / EXPORT_CONFIG).read_text())
+    names = [i["name"] for i in config["inputs"]]
+    assert set(names) == ({"input_ids", "attention_mask", "token_type_ids"} if encoding == "cross"
+                          else {"input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b"})
+    pairs = list(zip(*[pd.DataFrame(pair_rows(9, 7))[c] for c in ("text", "text_pair")]))
+    enc = predictor.preprocessor.collate(predictor.preprocessor.encode(pairs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(out / "model.pt"))
+    with torch.no_grad():
+        logits = module(*(enc[n] for n in names)).numpy()
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), predictor.predict(pairs).probabilities,
+                               atol=1e-4)
+
+
 def test_cli_predict_reads_both_columns(pair_models, tmp_path, capsys):
     from automl_pt.cli import main
 
