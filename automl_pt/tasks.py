@@ -212,6 +212,14 @@ class Task:
         """Tune decision values on validation outputs (see :attr:`needs_calibration`)."""
         return None
 
+    def distill_targets(self, targets: np.ndarray, teacher: list[tuple[np.ndarray, Any]],
+                        weight: float) -> np.ndarray | None:
+        """Training targets for distilling an ensemble into one model (``[search] distill``):
+        the encoded ``targets`` mixed with the teacher's, ``teacher`` being each ensemble
+        member's :meth:`predict` output ``(predictions, probabilities)`` on the same examples
+        and ``weight`` the teacher's share. ``None`` (the default): the task does not distill."""
+        return None
+
     def fit_probe(self, train_x: "torch.Tensor", train_y: np.ndarray, val_x: "torch.Tensor",
                   val_y: np.ndarray, num_outputs: int,
                   score: Callable[[Any, Any], dict[str, float]], objective_metric: str,
@@ -281,6 +289,22 @@ class ClassificationTask(Task):
     def __init__(self, name: str = "classification"):
         self.name = name
         self._class_weight: np.ndarray | None = None
+
+    def target_tensor(self, targets):
+        """Class indices, or (distillation) a float ``(examples, classes)`` matrix of soft
+        targets, which the cross-entropy reads as probabilities."""
+        import torch
+
+        targets = np.asarray(targets)
+        if targets.ndim == 2 and targets.dtype.kind == "f":
+            return torch.as_tensor(targets, dtype=torch.float32)
+        return torch.as_tensor(targets, dtype=torch.long)
+
+    def distill_targets(self, targets, teacher, weight):
+        """``(1 - weight) * one-hot + weight * the members' averaged probabilities``."""
+        probs = np.mean([np.asarray(p, dtype=np.float64) for _, p in teacher], axis=0)
+        onehot = np.eye(probs.shape[1])[np.asarray(targets, dtype=np.int64)]
+        return ((1.0 - weight) * onehot + weight * probs).astype(np.float32)
 
     def loss(self, logits, targets, params):
         import torch
@@ -397,6 +421,11 @@ class RegressionTask(Task):
     def predict(self, logits):
         values = logits.detach().float().reshape(len(logits), -1)[:, 0].cpu().numpy()
         return values.astype(np.float64) * self.std + self.mean, None
+
+    def distill_targets(self, targets, teacher, weight):
+        """``(1 - weight) * target + weight * the members' averaged predictions``."""
+        values = np.mean([np.asarray(v, dtype=np.float64) for v, _ in teacher], axis=0)
+        return (1.0 - weight) * np.asarray(targets, dtype=np.float64) + weight * values
 
     def fit_probe(self, train_x, train_y, val_x, val_y, num_outputs, score, objective_metric, maximize):
         from .core.linear import fit_ridge
@@ -549,6 +578,11 @@ class MultilabelTask(Task):
         probs = torch.sigmoid(logits.detach().float()).cpu().numpy().astype(np.float64)
         thresholds = 0.5 if self.thresholds is None or len(self.thresholds) != probs.shape[1] else self.thresholds
         return (probs >= thresholds).astype(np.int64), probs
+
+    def distill_targets(self, targets, teacher, weight):
+        """``(1 - weight) * 0/1 targets + weight * the members' averaged probabilities``."""
+        probs = np.mean([np.asarray(p, dtype=np.float64) for _, p in teacher], axis=0)
+        return ((1.0 - weight) * np.asarray(targets, dtype=np.float64) + weight * probs).astype(np.float32)
 
     def calibrate(self, logits, targets):
         """Per label, the threshold of :data:`THRESHOLDS` with the best F1 on these outputs

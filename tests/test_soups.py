@@ -212,6 +212,88 @@ def test_refit_trains_on_train_and_validation_for_the_best_epoch_and_exports(
     assert json.loads((run_dir / "best" / "automl_pt.json").read_text())["source"]["kind"] == "refit"
 
 
+# -- distillation ---------------------------------------------------------------------------
+def test_distill_targets_mix_the_truth_with_the_members_average():
+    import numpy as np
+
+    from automl_pt.tasks import ClassificationTask, MultilabelTask, RegressionTask
+
+    task = ClassificationTask()
+    a = (None, np.array([[0.8, 0.2, 0.0], [0.1, 0.1, 0.8]]))
+    b = (None, np.array([[0.4, 0.6, 0.0], [0.1, 0.3, 0.6]]))
+    soft = task.distill_targets(np.array([0, 1]), [a, b], 0.5)
+    np.testing.assert_allclose(soft, [[0.8, 0.2, 0.0], [0.05, 0.6, 0.35]], atol=1e-6)
+    tensor = task.target_tensor(soft)   # probabilities, not truncated to class indices
+    assert tensor.dtype == torch.float32 and torch.allclose(tensor.sum(1), torch.ones(2))
+    assert task.target_tensor(np.array([2, 0])).dtype == torch.long
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 0.5]])
+    expected = -(tensor * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert task.loss(logits, tensor, {}).item() == pytest.approx(expected.item())
+
+    reg = RegressionTask()
+    np.testing.assert_allclose(reg.distill_targets(np.array([1.0, 3.0]), [(np.array([2.0, 2.0]), None),
+                                                                           (np.array([4.0, 0.0]), None)], 0.5),
+                               [2.0, 2.0])
+    multi = MultilabelTask()
+    np.testing.assert_allclose(multi.distill_targets(np.array([[1, 0]]), [(None, np.array([[0.6, 0.4]]))], 0.25),
+                               [[0.9, 0.1]], atol=1e-6)
+
+
+def test_distill_trains_the_best_configuration_on_the_ensembles_soft_targets(
+        tmp_path, tiny_bert, topic_data, text_host, monkeypatch):
+    import numpy as np
+
+    from automl_pt.engine.trial import TrialRunner
+
+    seen = []
+    original = TrialRunner._train
+
+    def spy(self, trial, params, seed, micro, train_split=None, keep_last=False):
+        if trial is None:
+            seen.append((params, np.asarray(train_split.labels)))
+        return original(self, trial, params, seed, micro, train_split, keep_last)
+
+    monkeypatch.setattr(TrialRunner, "_train", spy)
+    path = study_toml(tmp_path, tiny_bert, trials=3, space='epochs = 2\nbatch_size = [8]\nstrategy = ["full"]',
+                      resources='workers = "inline"')
+    path.write_text(path.read_text().replace('pruner = "none"', 'pruner = "none"\nensemble = 2\ndistill = true'))
+    results = Study.from_config(path, host=text_host).run(progress=False)
+    run_dir = tmp_path / "run"
+    best = results.optuna_study().best_trial
+    # one retraining, of the best configuration, on soft targets: rows of probabilities, and
+    # not the one-hot truth (the members' outputs are mixed in)
+    assert len(seen) == 1
+    params, targets = seen[0]
+    assert params == best.params
+    assert targets.dtype == np.float32 and targets.shape == (60, 3)
+    np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
+    assert ((targets > 0.01) & (targets < 0.99)).any() and (targets.max(1) >= 0.5).all()
+    derived = _derived(run_dir)
+    row = derived[derived["kind"] == "distilled"].iloc[0]
+    details = json.loads(row["details"])
+    assert details["teacher_weight"] == 0.5 and row["test_value"] is not None
+    assert details["validation_gain"] == pytest.approx(row["value"] - best.value)
+    assert json.loads(row["members"]) == [int(t) for t in json.loads(derived[derived["kind"] == "ensemble"].iloc[0]["members"])]
+    # exported only where it beats the best trial (and the soups) on validation
+    assert derived["exported"].sum() == 1
+    exported = derived[derived["exported"]].iloc[0]
+    assert exported["value"] == derived["value"][derived["kind"] != "ensemble"].max()
+    source = json.loads((run_dir / "best" / "metrics.json").read_text()).get("source") or {}
+    assert (source.get("kind") == "distilled") == (exported["kind"] == "distilled")
+    assert (exported["kind"] == "distilled") == (row["value"] > best.value and row["value"] == exported["value"])
+
+
+def test_distill_needs_an_ensemble_and_excludes_refit(tmp_path, tiny_bert, topic_data, text_host):
+    path = study_toml(tmp_path, tiny_bert)
+    base = path.read_text()
+    path.write_text(base.replace('pruner = "none"', 'pruner = "none"\ndistill = true'))
+    with pytest.raises(ConfigError, match=r"\[search\] distill: needs an ensemble to learn from"):
+        Study.from_config(path, host=text_host)
+    path.write_text(base.replace('pruner = "none"', 'pruner = "none"\nensemble = 2\ndistill = true\nrefit = true'))
+    with pytest.raises(ConfigError, match=r"\[search\] distill: and refit = true .* choose one"):
+        Study.from_config(path, host=text_host)
+
+
 # -- warm start -----------------------------------------------------------------------------
 def _earlier_run(tmp_path, tiny_bert, params_list, values, task="text-classification", name="earlier"):
     """An earlier study's run directory: study.json and an Optuna storage with completed trials."""

@@ -6,12 +6,19 @@ to ``best/`` and the rows of ``derived_models.parquet``.
 (averaged logits for tasks whose outputs are not single-label probabilities) on validation
 and test, with the gain over the best trial; it is a leaderboard row, not an export.
 
+``[search] distill = true`` (with ``ensemble = k``) distils that ensemble into one model: the
+best trial's configuration trained again, same seed, on targets mixed with the ensemble's outputs
+on the training examples (:meth:`automl_pt.tasks.Task.distill_targets`, the teacher's share
+:data:`DISTILL_WEIGHT`). Its row has ``kind = distilled``; it is exported where it beats the best
+trial (and any soup) on validation. A best trial that is a closed-form probe, or a task without
+soft targets, is not distilled (a line in the log says so).
+
 ``[search] refit = true`` retrains the best configuration on train + validation for the best
 trial's ``best_epoch`` epochs (the last epoch's weights: nothing is held out any more) and exports
 that model; its row keeps the search's validation score for the record and reports its test score.
 
-Each soup, ensemble and refit is a row of the leaderboard (``kind`` = ``soup`` / ``ensemble`` /
-``refit``; trials are ``kind = trial``), stored in ``<run dir>/derived_models.parquet`` and the
+Each soup, ensemble, distilled model and refit is a row of the leaderboard (``kind`` = ``soup`` /
+``ensemble`` / ``distilled`` / ``refit``; trials are ``kind = trial``), stored in ``<run dir>/derived_models.parquet`` and the
 DuckDB table ``derived_models``. ``best/`` is a soup only when the soup beats the best trial on
 validation (never worse than the best trial); with ``refit`` it is the refit model.
 """
@@ -19,6 +26,7 @@ validation (never worse than the best trial); with ``refit`` it is the refit mod
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +35,9 @@ from .soups import SOUP_FILE, SOUP_TRIALS, WEIGHTS_FILE, State, better, make_sou
 
 if TYPE_CHECKING:
     import torch
+
+#: the teacher's share of a distilled model's training targets (``[search] distill``)
+DISTILL_WEIGHT = 0.5
 
 
 class _Scorer:
@@ -206,6 +217,23 @@ class _Finisher:
                     [t.number for t in top], val, test, m, validation_gain=val[m] - base.validation[m],
                     test_gain=(test[m] - base.test[m]) if test and base.test else None)
 
+    def teacher_targets(self, k: int) -> Any:
+        """Training targets mixed with the top ``k`` trials' outputs on the training split, or
+        ``None`` (and why, as a warning) where the best trial or the task cannot be distilled."""
+        best = self.best.trial
+        if _probe(best.params):
+            warnings.warn(f"[search] distill: the best trial ({best.number}) is a closed-form probe; "
+                          "nothing to distil into (not distilled)", stacklevel=2)
+            return None
+        members = [(t.params, self.weights(t.number)) for t in self.done[:k]]
+        train = self.data.train
+        teacher = [self.scorer.task.predict(self.scorer.logits(p, s, train, _probe(p))) for p, s in members]
+        targets = self.scorer.task.distill_targets(train.labels, teacher, DISTILL_WEIGHT)
+        if targets is None:
+            warnings.warn(f"[search] distill: the {self.prepared.task.name} task has no soft targets "
+                          "(not distilled)", stacklevel=2)
+        return targets
+
 
 def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | None:
     """End of a study: epoch soup of the best trial, trial soup, ensemble, refit (as the study
@@ -236,8 +264,13 @@ def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | N
     rows = [row for row, _ in candidates]
     ensemble = steps.ensemble(k)
     rows += [ensemble] if ensemble else []
+    teacher = steps.teacher_targets(k) if cfg.search.distill and ensemble else None
     base, metric, maximize = steps.best, steps.metric, steps.maximize
-    del steps   # frees the scorer's model before a refit trains one
+    del steps   # frees the scorer's model before a refit or distillation trains one
+    if teacher is not None:
+        row, state = distill(study, prepared, runner, best, teacher, [t.number for t in done[:k]], base)
+        rows.append(row)
+        candidates.append((row, state))
 
     if cfg.search.refit:
         test, info = refit(study, prepared, ostudy, runner, best)
@@ -264,6 +297,31 @@ def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | N
     trial_row["exported"] = not any(r["exported"] for r in rows)
     _write_rows(study.run_dir, [trial_row, *rows] if rows else [])
     return test
+
+
+def distill(study: Any, prepared: Any, runner: Any, best: Any, targets: Any, members: list[int],
+            base: _Base) -> tuple[dict[str, Any], State]:
+    """Train ``best``'s configuration (same seed) on the training inputs with ``targets`` (the
+    teacher's mixed in); its best epoch on validation is the distilled model. Returns its row
+    and weights."""
+    from ..spec.data import Split
+
+    train = prepared.data.train
+    soft = Split(train.name, train.inputs, targets, train.rows, train.source)
+    params = dict(best.params)
+    micro = int(study.config.resources.micro_batch_size or params["batch_size"])
+    result = runner._train(None, params, study.config.study.seed + best.number,
+                           min(micro, int(params["batch_size"])), train_split=soft)
+    scorer = _Scorer(runner, prepared)
+    validation = scorer.score(params, result.best_state, prepared.data.validation)
+    test = None if prepared.data.test is None else scorer.score(params, result.best_state, prepared.data.test)
+    metric = prepared.metric
+    row = _row("distilled", f"ensemble of trials {'+'.join(map(str, members))} distilled into trial "
+               f"{best.number}'s configuration", best, members, validation, test, metric,
+               teacher_weight=DISTILL_WEIGHT, best_epoch=result.best_epoch,
+               validation_gain=validation[metric] - base.validation[metric],
+               test_gain=(test[metric] - base.test[metric]) if test and base.test else None)
+    return row, result.best_state
 
 
 def refit(study: Any, prepared: Any, ostudy: Any, runner: Any, best: Any

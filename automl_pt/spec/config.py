@@ -81,6 +81,9 @@ class SearchSection:
     soup: str = "greedy"
     #: > 1: measure an ensemble of the top ``ensemble`` trials (averaged probabilities)
     ensemble: int = 0
+    #: train the best configuration again on targets mixed with the ``ensemble``'s outputs
+    #: (:mod:`automl_pt.engine.finish`); needs ``ensemble`` >= 2
+    distill: bool = False
     #: retrain the best configuration on train + validation before export
     refit: bool = False
     #: earlier run directories whose best configurations are tried first (resolved paths)
@@ -211,6 +214,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "known_good": ((bool,), "enqueue one known-good configuration per strategy first"),
         "soup": ((str,), "greedy | uniform | none: average the best epochs and the top trials"),
         "ensemble": ((int,), "measure an ensemble of the top k trials (0: off)"),
+        "distill": ((bool,), "distil the [search] ensemble into one model of the best configuration "
+                              "(exported where it beats the best trial on validation)"),
         "refit": ((bool,), "retrain the best configuration on train + validation before export"),
         "warm_start": ((list, str), "earlier run directories (or \"auto\": the sibling run directories) whose best configurations go first"),
     },

@@ -20,7 +20,7 @@ AUTO = "auto"
 
 
 def check_search_keys(where: "_Where", se: dict[str, Any], base_dir: Path, task_type: Any) -> None:
-    """Check ``[search] soup / ensemble / warm_start`` (``refit`` is a checked bool already);
+    """Check ``[search] soup / ensemble / distill / warm_start`` (``refit`` is a checked bool already);
     a value with a problem is recorded in ``where`` and dropped (the default stays)."""
     if "soup" in se and se["soup"] not in SOUP_MODES:
         where.add("search", "soup", f"unknown soup {se['soup']!r}{did_you_mean(se['soup'], SOUP_MODES)}; "
@@ -29,6 +29,14 @@ def check_search_keys(where: "_Where", se: dict[str, Any], base_dir: Path, task_
     if "ensemble" in se and se["ensemble"] < 0:
         where.add("search", "ensemble", "must be 0 (off) or the number of top trials to ensemble")
         se.pop("ensemble")
+    if se.get("distill") and int(se.get("ensemble") or 0) < 2:
+        where.add("search", "distill", "needs an ensemble to learn from: set [search] ensemble = k "
+                  "(k >= 2, the top k trials)")
+        se.pop("distill")
+    if se.get("distill") and se.get("refit"):
+        where.add("search", "distill", "and refit = true each retrain the best configuration for "
+                  "export; choose one")
+        se.pop("distill")
     if "warm_start" in se:
         se["warm_start"] = check_warm_start(where, se["warm_start"], base_dir, task_type)
 
