@@ -62,6 +62,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no-seeding": ("1 off", {"search": {"baseline": False, "known_good": False}}),
     "lora": ("2 on", {"search": {"space": {"strategy": "+lora"}}}),
     "no-soup": ("3 off", {"search": {"soup": "none"}}),
+    "ensemble": ("3 on", {"search": {"ensemble": 3}}),
+    "distill": ("3 on", {"search": {"ensemble": 3, "distill": True}}),
     "refit": ("4 on", {"search": {"refit": True}}),
     "warm": ("5 on", {"search": {"warm_start": "$default"}}),
 }
@@ -174,7 +176,18 @@ def run_one(quickstart: str, variant: str, args: argparse.Namespace, work: Path)
             "best_trial_validation": res.study_row.get("best_value"),
             "best_trial_test": float(own[test_col].iloc[0]) if len(own) and test_col in own else None,
             "trials": [{"strategy": (p or {}).get("strategy"), "state": str(s), "value": v}
-                       for p, s, v in zip(params, trials["state"], trials["value"])]}
+                       for p, s, v in zip(params, trials["state"], trials["value"])],
+            # soups, ensembles, distilled and refit models: validation and test each
+            "derived": [{"kind": str(r["kind"]), "validation": _num(r.get(metric)),
+                         "test": _num(r.get(test_col)), "exported": bool(r.get("exported"))}
+                        for _, r in board.iterrows() if "kind" in board and r["kind"] != "trial"]}
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return None if value is None or value != value else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def table(rows: list[dict[str, Any]]) -> str:

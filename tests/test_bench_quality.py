@@ -50,6 +50,8 @@ def test_each_variant_changes_what_its_item_says(tmp_path, topic_data, tiny_bert
     lora = configs["lora"].raw["search"]["space"]["strategy"]
     assert lora[-1] == "lora" and lora[:-1] == default.raw["search"]["space"]["strategy"]
     assert configs["no-fit-length"].raw["search"]["space"]["min_steps"] == [0]
+    assert configs["ensemble"].search.ensemble == 3 and not configs["ensemble"].search.distill
+    assert configs["distill"].search.ensemble == 3 and configs["distill"].search.distill is True
 
 
 @pytest.mark.slow
