@@ -58,6 +58,7 @@ QUICKSTARTS = {m: ROOT / "studies" / f"quickstart-{m}.toml" for m in ("text", "v
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "probe": ("floor", {"study": {"trials": 1}, "search": {"space": {"strategy": ["linear_probe"]}}}),
     "default": ("all on", {}),
+    "setfit": ("0 on", {"study": {"trials": 1}, "search": {"space": {"strategy": ["setfit"]}}}),
     "no-fit-length": ("0 off", {"search": {"space": {"min_steps": [0], "patience": [0]}}}),
     "no-seeding": ("1 off", {"search": {"baseline": False, "known_good": False}}),
     "lora": ("2 on", {"search": {"space": {"strategy": "+lora"}}}),

@@ -10,9 +10,10 @@ from ..registry import Domain, Param
 from ..tasks import CLASS_WEIGHTS
 
 STRATEGIES = ("linear_probe", "full", "freeze_then_unfreeze", "partial")
-#: every strategy a study may name: the searched ones plus the parameter-efficient ones
-#: (``lora``, ``ia3``, ``bitfit``: automl_pt.train.adapters), which are opt-in (see docs/strategies.md)
-ALL_STRATEGIES = (*STRATEGIES, *ADAPTER_STRATEGIES)
+#: every strategy a study may name: the searched ones plus the opt-in ones: parameter-efficient
+#: (``lora``, ``ia3``, ``bitfit``: automl_pt.train.adapters) and ``setfit`` (contrastive pairs,
+#: then the probe: automl_pt.train.contrastive); see docs/strategies.md
+ALL_STRATEGIES = (*STRATEGIES, *ADAPTER_STRATEGIES, "setfit")
 DEFAULT_MIN_STEPS = 150
 DEFAULT_PATIENCE = 3
 
@@ -49,6 +50,9 @@ def default_space() -> dict[str, Param]:
         Param("lora_targets", "categorical", choices=LORA_TARGETS,
               domain=Domain("choice", choices=LORA_TARGETS), condition=LORA),
         Param("top_layers", "int", 1, 3, domain=AT_LEAST_ONE, condition=("strategy", ("partial",))),
+        # pairs drawn per labelled example in setfit trials
+        Param("setfit_pairs", "categorical", choices=(20,), domain=AT_LEAST_ONE,
+              condition=("strategy", ("setfit",))),
         # classification and multi-label: "balanced" weighs classes (positives of a label) by
         # their rarity in the loss; fixed "none" unless the classes are imbalanced (then the
         # study searches both, automl_pt.engine.study) or the study file lists them

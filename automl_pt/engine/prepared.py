@@ -107,7 +107,13 @@ def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
                       f"{did_you_mean(name, names)}; use a catalog name "
                       f"({', '.join(names) or 'none installed'}), a hub name such as "
                       f"hf:ORG/NAME, or a local directory{host.failure_hint()}")
-    return task, metric, direction, build_search_space(cfg, task, host, where)
+    space = build_search_space(cfg, task, host, where)
+    strategy = space.get("strategy")
+    if strategy is not None and "setfit" in (strategy.choices or ()) and task.kind != "classification":
+        where.add("search.space", "strategy", f"'setfit' trains on pairs of examples of one class "
+                  f"and another: it needs a single-label classification task, and {task.name!r} is "
+                  f"{task.kind}")
+    return task, metric, direction, space
 
 
 def prepare_study(cfg: StudyConfig, host: PluginHost | None = None) -> PreparedStudy:

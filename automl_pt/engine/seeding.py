@@ -44,6 +44,8 @@ KNOWN_GOOD: dict[str, dict] = {
     # top two blocks on cached activations, at a larger learning rate than full fine-tuning
     # wants (docs/performance.md: minilm-l6 on fortunes, 3 epochs: 0.863 vs 0.656 at 1e-4;
     # clipped into the study's learning-rate range)
+    # SetFit's defaults: a small learning rate, one pass over 20 pairs per example
+    "setfit": {"learning_rate": 2e-5, "batch_size": 16, "setfit_pairs": 20, "warmup_ratio": 0.1},
     "partial": {"top_layers": 2, "learning_rate": 5e-4, "head_lr_multiplier": 10.0},
     # parameter-efficient strategies (automl_pt.train.adapters); opt-in, enqueued when in the space
     "lora": {"learning_rate": 1e-3, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.05,

@@ -446,6 +446,9 @@ class TrialRunner:
                      if trial is not None else [])
         callbacks = [*recorders, *extra, *self.callbacks]
         try:
+            if strategy == "setfit":
+                return self._setfit(trial, model, task, head, backbone, params, seed, train, val,
+                                    train_split, collate, lengths, callbacks)
             if params.get("strategy") == "linear_probe" and probe_applies(task, head):
                 result = fit_probe(model, train["features"], train_split.labels, val["features"],
                                    self.data.validation.labels, self.metrics, self.metric,
@@ -472,6 +475,28 @@ class TrialRunner:
             return result
         finally:
             del model, backbone, head, adapters
+
+    def _setfit(self, trial: Any, model: TrialModel, task: Any, head: Any, backbone: Backbone,
+                params: dict, seed: int, train: dict, val: dict, train_split: Split, collate: Any,
+                lengths: tuple, callbacks: list) -> Any:
+        """Strategy ``setfit`` (:mod:`automl_pt.train.contrastive`): the backbone tuned on pairs
+        of training examples, then the head fitted in closed form on its features."""
+        from ..train.contrastive import contrastive_tune
+        from ..train.training import predict_logits
+
+        if self.task_info.kind != "classification" or not probe_applies(task, head):
+            raise ValueError(f"strategy 'setfit' needs a single-label classification task with the "
+                             f"linear head; task {self.task_info.name!r} is {self.task_info.kind}: "
+                             "remove 'setfit' from [search.space] strategy")
+        tuned = contrastive_tune(backbone, train, train_split.labels, params, self.device, seed, collate)
+        features = TrialModel(backbone, torch.nn.Identity())
+        train_f = predict_logits(features, train, self.device, 128, collate, lengths[0])
+        val_f = predict_logits(features, val, self.device, 128, collate, lengths[1])
+        result = fit_probe(model, train_f, train_split.labels, val_f, self.data.validation.labels,
+                           self.metrics, self.metric, self.maximize, callbacks, task=task)
+        if trial is not None:
+            trial.set_user_attr("setfit", {**tuned, "l2": result.probe.l2})
+        return result
 
     def _strategy_run(self, backbone: Any, params: dict, trial: Any) -> str | None:
         """The strategy the trial trains with: its ``strategy``, except that ``partial`` on a
