@@ -237,3 +237,52 @@ def test_a_study_trains_exports_reloads_and_predicts_tags_and_spans(tmp_path, ho
 
     f1 = f1_score([r["tags"] for r in test_rows], [x["tags"] for x in again.labels])
     assert f1 == pytest.approx(metrics["test"]["entity_f1"], abs=1e-6)
+
+
+# -- continued pre-training and label efficiency ----------------------------------------------------
+def _tiny_config(tmp_path, bert, **extra) -> dict:
+    data = {"train": str(write_jsonl(tmp_path / "d" / "train.jsonl", ner_rows(40, 1))),
+            "validation": str(write_jsonl(tmp_path / "d" / "validation.jsonl", ner_rows(12, 2))),
+            "test": str(write_jsonl(tmp_path / "d" / "test.jsonl", ner_rows(12, 3))),
+            "label_column": "tags"}
+    return {"study": {"name": "tiny-ner", "trials": 1, "seed": 0},
+            "task": {"type": "token-classification"}, "data": data,
+            "search": {"backbones": [str(bert)], "pruner": "none",
+                       "space": {"strategy": ["full"], "learning_rate": [3e-3], "epochs": [1],
+                                 "batch_size": [8], "min_steps": [0], "warmup_ratio": [0.0],
+                                 **extra.pop("space", {})}},
+            "resources": {"devices": "cpu", "workers": "inline"},
+            "storage": {"dir": str(tmp_path / "run")}, **extra}
+
+
+def test_mlm_continued_pretraining_reads_unlabeled_word_lists(tmp_path, host, bert):
+    """[pretrain] objective = "mlm" on unlabeled sentences (word lists, no tags): the words are
+    tokenized as the tagging trials tokenize them, masked, and the trials start from the result."""
+    from automl_pt.engine.study import Study
+
+    unlabeled = write_jsonl(tmp_path / "u.jsonl", [{"tokens": r["tokens"]} for r in ner_rows(30, 9)])
+    config = _tiny_config(tmp_path, bert, space={"init": ["continued"]},
+                          pretrain={"data": str(unlabeled), "objective": "mlm", "steps": 3,
+                                    "batch_size": 8, "learning_rate": 1e-3})
+    results = Study.from_config(config, host=host).run(progress=False)
+    trials = results.trials()
+    assert set(trials["state"]) == {"COMPLETE"} and set(trials["init"]) == {"continued"}
+    curves = results.pretrain_curves()
+    assert len(curves) == 3 and np.isfinite(curves["loss"]).all()
+
+
+def test_label_efficiency_budgets_count_sentences_and_never_probe(tmp_path, host, bert):
+    """Budgets of a tagging study are numbers of training sentences; a pretrained start at a
+    tiny budget fine-tunes (a probe reads pooled features, which tagging has not)."""
+    from automl_pt.efficiency import label_efficiency
+    from automl_pt.engine.study import Study
+
+    config = _tiny_config(tmp_path, bert)
+    Study.from_config(config, host=host).run(progress=False)
+    report = label_efficiency(config, budgets=[4, 16], seeds=1, starts=["pretrained", "random"],
+                              progress=False, host=host, params={"epochs": 1})
+    runs = report.runs.sort_values(["start", "budget"])
+    assert runs["n_train"].tolist() == [16, 4, 16, 4]          # "16" < "4" as text
+    assert runs["labels_per_class"].tolist() == [16, 4, 16, 4]
+    assert {json.loads(p)["strategy"] for p in runs["params"]} == {"full"}
+    assert set(report.runs["metric"]) == {"entity_f1"}
