@@ -216,6 +216,17 @@ def test_a_study_trains_exports_reloads_and_predicts_tags_and_spans(tmp_path, ho
     metrics = json.loads((results.best_model_dir / "metrics.json").read_text())
     assert set(metrics["test"]) == {"entity_f1", "entity_precision", "entity_recall"}
     assert metrics["test"]["entity_f1"] > 0.8, metrics
+    # the report's per-type table: a row per entity type, then the averages; micro F1 is entity_f1
+    table = results.test_table()
+    assert table["entity type"].tolist() == ["LOC", "PER", "micro avg", "macro avg"]
+    assert list(table.columns) == ["entity type", "precision", "recall", "f1", "support"]
+    micro = table.set_index("entity type").loc["micro avg"]
+    assert micro["f1"] == pytest.approx(metrics["test"]["entity_f1"])
+    assert micro["support"] == sum(len(entity_spans(r["tags"])) for r in ner_rows(24, 3))
+    from automl_pt.report.html import build_report
+
+    page = build_report(results.run_dir, out=tmp_path / "report.html", png=False).html.read_text()
+    assert "Entity scores per type" in page and '<table id="test-table"' in page
     manifest = json.loads((results.best_model_dir / "automl_pt.json").read_text())
     assert manifest["task_kind"] == "token_classification"
     assert manifest["labels"] == ["O", "B-LOC", "B-PER", "I-PER"]
