@@ -392,11 +392,50 @@ class TransformersTextBackbone(Backbone):
 
     def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
         """``hf``: the encoder's ``save_pretrained`` folder; the head (mean pooling + linear)
-        is not a transformers head, so it is shipped separately (returns ``False``)."""
+        is not a transformers head, so it is shipped separately (returns ``False``). A head
+        per position (token classification: a linear layer per word) *is* transformers'
+        token-classification head: the folder is an ``AutoModelForTokenClassification`` one
+        (returns ``True``; :func:`save_token_classifier`)."""
         if fmt != "hf":
             return super().export_as(fmt, directory, head, label_names)
+        if getattr(head, "features", "pooled") == "positions" and \
+                save_token_classifier(self.model, getattr(head, "linear", None), label_names, directory):
+            return True
         self.export(directory)
         return False
+
+
+def save_token_classifier(encoder: Any, linear: Any, label_names: list[str], directory: Any) -> bool:
+    """Write ``encoder`` with ``linear`` (hidden size → tags) as transformers'
+    ``AutoModelForTokenClassification`` of its architecture (``id2label`` from
+    ``label_names``) to ``directory``; ``False`` (nothing written) when the architecture has no
+    such model or its classifier is not one linear layer of that shape."""
+    import copy
+
+    from transformers import AutoModelForTokenClassification
+
+    if not isinstance(linear, torch.nn.Linear):
+        return False
+    config = copy.deepcopy(encoder.config)
+    config.num_labels = len(label_names)
+    config.id2label = {i: n for i, n in enumerate(label_names)}
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    try:
+        model = AutoModelForTokenClassification.from_config(config)
+    except (ValueError, KeyError):
+        return False
+    classifier = getattr(model, "classifier", None)
+    if not isinstance(classifier, torch.nn.Linear) or classifier.weight.shape != linear.weight.shape:
+        return False
+    missing, _ = model.base_model.load_state_dict(encoder.state_dict(), strict=False)
+    if missing:
+        return False
+    with torch.no_grad():
+        classifier.weight.copy_(linear.weight)
+        classifier.bias.copy_(linear.bias)
+    quiet_transformers()
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return True
 
 
 def window_owners(length: int, window: int) -> list[tuple[int, int, int]]:

