@@ -429,3 +429,31 @@ def test_onnx_export_returns_logits_per_subword_and_its_card_tags_as_the_native_
     assert "first subword" in (out / "README.md").read_text()
     ns = _card_snippet_namespace(out, tmp_path, monkeypatch)
     assert ns["tags"] == [p["tags"] for p in predictor.predict(ns["sentences"]).labels]
+
+
+def test_predict_reads_word_lists_from_jsonl_parquet_and_conll_files(tagger, tmp_path):
+    import pandas as pd
+
+    import automl_pt
+    from automl_pt.cli import main
+
+    best, host = tagger
+    model = automl_pt.load(best, host=host)
+    rows = ner_rows(6, 11)
+    want = [p["tags"] for p in model.predict([r["tokens"] for r in rows]).labels]
+    jsonl = write_jsonl(tmp_path / "in.jsonl", [{"tokens": r["tokens"]} for r in rows])
+    parquet = tmp_path / "in.parquet"
+    pd.DataFrame({"tokens": [r["tokens"] for r in rows]}).to_parquet(parquet)
+    conll = write_conll(tmp_path / "in.conll", rows)
+    for source in (jsonl, parquet, conll, pd.read_json(jsonl, lines=True)):
+        assert [p["tags"] for p in model.predict(source).labels] == want
+    # a row that is no list of words is named
+    write_jsonl(tmp_path / "bad.jsonl", [{"tokens": rows[0]["tokens"]}, {"tokens": "not a list"}])
+    with pytest.raises(DataError, match=r"bad\.jsonl: 1 bad input\(s\): row 2: .*not a list of non-empty words"):
+        model.predict(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="no column 'tokens'"):
+        model.predict(write_jsonl(tmp_path / "other.jsonl", [{"words": ["a"]}]))
+    out = tmp_path / "predictions.jsonl"
+    assert main(["predict", str(best), str(jsonl), "--output", str(out)]) == 0
+    written = pd.read_json(out, lines=True)
+    assert [list(t) for t in written["tags"]] == want
