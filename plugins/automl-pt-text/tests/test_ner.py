@@ -457,3 +457,37 @@ def test_predict_reads_word_lists_from_jsonl_parquet_and_conll_files(tagger, tmp
     assert main(["predict", str(best), str(jsonl), "--output", str(out)]) == 0
     written = pd.read_json(out, lines=True)
     assert [list(t) for t in written["tags"]] == want
+
+
+def test_quickstart_generator_writes_varied_sentences_the_study_file_reads(tmp_path, host):
+    """studies/make_ner.py writes the four splits; the entities are of the four types, often
+    several words long, some sentences have none; the example study file reads them as written."""
+    import importlib.util as iu
+    import tomllib
+
+    import automl_pt
+    from automl_pt.engine.study import Study
+    from automl_pt.testing import require
+
+    require(iu.find_spec("faker") is not None, "faker (pip install faker)")
+    root = Path(automl_pt.__file__).resolve().parents[1] / "studies"
+    spec = iu.spec_from_file_location("make_ner", root / "make_ner.py")
+    module = iu.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paths = module.build(tmp_path / "ner", train=200, seed=0)
+    rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]
+    assert len(rows) == 200 and all(len(r["tokens"]) == len(r["tags"]) for r in rows)
+    spans = [s for r in rows for s in entity_spans(r["tags"])]
+    assert {s[0] for s in spans} == {"PER", "LOC", "ORG", "DATE"}
+    assert sum(e - b > 1 for _, b, e in spans) > len(spans) / 4          # multi-word entities
+    assert 10 < sum(not entity_spans(r["tags"]) for r in rows) < 60      # sentences without one
+    tagged = [" ".join(r["tokens"]) for r in rows if entity_spans(r["tags"])]
+    assert len(set(tagged)) == len(tagged)        # no sentence with entities repeats
+    unlabeled = [json.loads(line) for line in paths["unlabeled"].read_text().splitlines()]
+    assert set(unlabeled[0]) == {"tokens"}
+    text = (root / "tasks" / "token-classification.toml").read_text()
+    config = tomllib.loads(text.replace("../data/ner", str(tmp_path / "ner")))
+    config["storage"] = {"dir": str(tmp_path / "run")}
+    prepared = Study.from_config(config, host=host).prepare()
+    assert prepared.task.name == "token-classification" and len(prepared.data.train) == 200
+    assert prepared.data.label_names[0] == "O" and len(prepared.data.label_names) == 9
