@@ -71,6 +71,8 @@ class LabelEfficiency:
     png: Path | None = None
     html: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: what a budget counts (the task's :attr:`~automl_pt.tasks.Task.budget_unit`)
+    unit: str = "per_class"
 
     @property
     def summary(self):
@@ -221,10 +223,12 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     runs = _run_missing(plan, budgets, int(seeds), starts, progress, console)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes)
+    unit = prepared.task.create().budget_unit
+    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes, unit=unit)
     out_dir = Path(out) if out else plan.work
+    per = "labels per class" if unit == "per_class" else "labelled examples"
     report.png, report.html = write_plots(report, out_dir, title=f"{study.name}: {prepared.metric} "
-                                          f"on the {plan.split_name} split vs. labels per class")
+                                          f"on the {plan.split_name} split vs. {per}")
     return report
 
 
@@ -487,7 +491,8 @@ class _bar:
 
 
 # -- plots ------------------------------------------------------------------------------------
-def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None):
+def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None,
+         unit: str = "per_class"):
     """Matplotlib figure: ``metric`` vs. labels per class (log scale), one line per start point,
     mean over seeds with the min-max band. Usable in a notebook."""
     from .report.plots import _figure
@@ -511,7 +516,7 @@ def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = Non
     ax.set_xticklabels([f"all ({int(v)})" if b == "all" else str(b)
                         for b, v in zip(ticks["budget"], ticks["labels_per_class"])])
     ax.minorticks_off()
-    ax.set_xlabel("labelled examples per class")
+    ax.set_xlabel("labelled examples per class" if unit == "per_class" else "labelled examples")
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.legend(title="start point", loc="lower right")
@@ -525,7 +530,7 @@ def write_plots(report: LabelEfficiency, out_dir: Path, title: str = "") -> tupl
     inline image, the summary and every run as tables), both written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = plot(report.runs, report.metric, title)
+    fig = plot(report.runs, report.metric, title, unit=report.unit)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     svg = io.StringIO()

@@ -496,7 +496,8 @@ class WordPreprocessor(Preprocessor):
     marks each word's first subword (``-1`` elsewhere), ``word_count`` counts the words and
     ``window`` is the most tokens the model runs at once (longer sentences are windowed by the
     backbone). A word the tokenizer turns into nothing is read as the unknown token, so every
-    word has a first subword."""
+    word has a first subword. A sentence given as one string (unlabeled text for continued
+    pre-training) is split at whitespace."""
 
     def __init__(self, tokenizer: Any, window: int, limit_source: str = "the model's limit",
                  name: str = ""):
@@ -526,7 +527,7 @@ class WordPreprocessor(Preprocessor):
                               padding="longest", return_tensors="pt")
 
     def fit(self, train_inputs: Sequence[Any]) -> None:
-        sentences = [list(x) for x in train_inputs]
+        sentences = [x.split() if isinstance(x, str) else list(x) for x in train_inputs]
         if not sentences:
             return
         counts = np.array([len(ids) for ids in self.tokenizer(
@@ -540,7 +541,8 @@ class WordPreprocessor(Preprocessor):
         return self._summary
 
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        sentences = [[str(w) for w in x] for x in inputs]
+        # a plain string (an unlabeled text for continued pre-training) is its whitespace words
+        sentences = [x.split() if isinstance(x, str) else [str(w) for w in x] for x in inputs]
         enc = self._tokenize(sentences)
         missing = {i: sorted(set(range(len(s))) - {w for w in enc.word_ids(i) if w is not None})
                    for i, s in enumerate(sentences)}

@@ -267,11 +267,17 @@ def _tiny_config(tmp_path, bert, **extra) -> dict:
 
 
 def test_mlm_continued_pretraining_reads_unlabeled_word_lists(tmp_path, host, bert):
-    """[pretrain] objective = "mlm" on unlabeled sentences (word lists, no tags): the words are
-    tokenized as the tagging trials tokenize them, masked, and the trials start from the result."""
+    """[pretrain] objective = "mlm" on unlabeled sentences (word lists or texts, no tags): the
+    words are tokenized as the tagging trials tokenize them, masked, and the trials start from
+    the result."""
     from automl_pt.engine.study import Study
 
-    unlabeled = write_jsonl(tmp_path / "u.jsonl", [{"tokens": r["tokens"]} for r in ner_rows(30, 9)])
+    # word lists, or texts (split at whitespace)
+    unlabeled = write_jsonl(tmp_path / "u.jsonl", [{"tokens": r["tokens"] if i % 2 else " ".join(r["tokens"])}
+                                                   for i, r in enumerate(ner_rows(30, 9))])
+    prep = _backbone(host, bert).word_preprocessor({})
+    enc = prep.encode(["alice went to paris", ["alice", "went", "to", "paris"]])
+    assert enc["word_count"].tolist() == [4, 4] and (enc["input_ids"][0] == enc["input_ids"][1]).all()
     config = _tiny_config(tmp_path, bert, space={"init": ["continued"]},
                           pretrain={"data": str(unlabeled), "objective": "mlm", "steps": 3,
                                     "batch_size": 8, "learning_rate": 1e-3})
@@ -297,6 +303,7 @@ def test_label_efficiency_budgets_count_sentences_and_never_probe(tmp_path, host
     assert runs["labels_per_class"].tolist() == [16, 4, 16, 4]
     assert {json.loads(p)["strategy"] for p in runs["params"]} == {"full"}
     assert set(report.runs["metric"]) == {"entity_f1"}
+    assert report.unit == "examples" and "vs. labelled examples" in report.html.read_text()
 
 
 # -- real weights ----------------------------------------------------------------------------------
