@@ -221,16 +221,22 @@ class WordExportSupport(TextExportSupport):
 
     def card_notes(self, config: dict[str, Any]) -> list[str]:
         window = config["preprocessing"].get("window")
-        return ["## Words and subwords", "",
-                "The model reads sentences as lists of words. The saved (fast) tokenizer splits "
-                "them into subwords (`is_split_into_words=True`); each word's tag is predicted at "
-                "its **first subword** (the first token whose `word_ids()` is that word), as in "
-                "training, where the later subwords of a word, special tokens and padding carried "
-                "no label. The snippet below does this alignment by hand. A word the tokenizer "
-                "turns into nothing should be replaced by the unknown token first.", "",
-                f"`automl_pt.load` runs sentences longer than {window} tokens in overlapping "
-                "windows; this export runs each sentence as one sequence, so split sentences longer "
-                "than the model's position limit before tagging them.", ""]
+        lines = ["## Words and subwords", "",
+                 "The model reads sentences as lists of words. The saved (fast) tokenizer splits "
+                 "them into subwords (`is_split_into_words=True`); each word's tag is predicted at "
+                 "its **first subword** (the first token whose `word_ids()` is that word), as in "
+                 "training, where the later subwords of a word, special tokens and padding carried "
+                 "no label."]
+        if config.get("written_as") == "native":
+            lines[-1] += (f" `automl_pt.load` does this alignment, and runs sentences longer than "
+                          f"{window} tokens in overlapping windows (each word keeps the window "
+                          "where it has the most context).")
+            return lines + [""]
+        lines[-1] += (" The snippet below does this alignment by hand. A word the tokenizer turns "
+                      "into nothing should be replaced by the unknown token first.")
+        return lines + ["", f"`automl_pt.load` runs sentences longer than {window} tokens in "
+                        "overlapping windows; this export runs each sentence as one sequence, so "
+                        "split sentences longer than the model's position limit before tagging them.", ""]
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         if fmt != "hf":

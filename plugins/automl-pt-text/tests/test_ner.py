@@ -402,6 +402,11 @@ def test_hf_export_is_a_transformers_token_classifier_tagging_as_the_native_mode
     assert "first subword" in card and "## Words and subwords" in card and "tags" in card
     ns = _card_snippet_namespace(out, tmp_path, monkeypatch)
     assert ns["tags"] == [p["tags"] for p in predictor.predict(ns["sentences"]).labels]
+    # the native card says who aligns and windows; its snippet runs as written
+    native = export_model(best, "native", tmp_path / "native", predictor=predictor)
+    card = (native / "README.md").read_text()
+    assert "`automl_pt.load` does this alignment" in card and "BIO / IOB2 tags" in card
+    _card_snippet_namespace(native, tmp_path, monkeypatch)
 
 
 def test_onnx_export_returns_logits_per_subword_and_its_card_tags_as_the_native_model(tagger, tmp_path, monkeypatch):
