@@ -71,6 +71,8 @@ class LabelEfficiency:
     png: Path | None = None
     html: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: what a budget counts (the task's :attr:`~automl_pt.tasks.Task.budget_unit`)
+    unit: str = "per_class"
 
     @property
     def summary(self):
@@ -221,10 +223,12 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     runs = _run_missing(plan, budgets, int(seeds), starts, progress, console)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes)
+    unit = prepared.task.create().budget_unit
+    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes, unit=unit)
     out_dir = Path(out) if out else plan.work
+    per = "labels per class" if unit == "per_class" else "labelled examples"
     report.png, report.html = write_plots(report, out_dir, title=f"{study.name}: {prepared.metric} "
-                                          f"on the {plan.split_name} split vs. labels per class")
+                                          f"on the {plan.split_name} split vs. {per}")
     return report
 
 
@@ -363,30 +367,40 @@ def _run_jobs(plan: _Plan, jobs: list[tuple[int | str, int, str]], done: int, pr
 PROBE_PER_CLASS = 8
 
 
-def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[str] = ()
-                  ) -> list[dict]:
+def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[str] = (),
+                  probe: bool = True) -> list[dict]:
     """The configurations a run of ``per_class`` labels per class tries from ``start`` (the one
     scoring best on validation is kept): the probe alone at tiny budgets, else fine-tuning for
     at least the default ``min_steps`` with early stopping (``patience``), plus the probe.
     ``fixed`` names the keys the caller set explicitly; they are kept as given (a fixed
     ``strategy`` is the only configuration, a fixed ``epochs`` is not stretched). A random start
-    fine-tunes (``full``) only."""
+    fine-tunes (``full``) only; so does every start where ``probe`` is false (a task whose
+    search space refuses ``linear_probe``, e.g. one whose head reads per-position features)."""
     from .builtin.search_space import DEFAULT_MIN_STEPS, DEFAULT_PATIENCE
 
     params = {**base, "init": start}
-    probe = {**params, "strategy": "linear_probe"}
-    if start == "random":
+    probe_params = {**params, "strategy": "linear_probe"}
+    if start == "random" or (not probe and params.get("strategy") in (None, "linear_probe")):
         params["strategy"] = "full"  # a frozen random backbone is no baseline
-    elif "strategy" not in fixed and (params.get("strategy") == "linear_probe" or (
+    elif probe and "strategy" not in fixed and (params.get("strategy") == "linear_probe" or (
             per_class != "all" and int(per_class) <= PROBE_PER_CLASS)):
-        return [probe]
+        return [probe_params]
     if params.get("strategy") == "linear_probe":
         return [params]
     if "min_steps" not in fixed and "epochs" not in fixed:
         params["min_steps"] = max(int(params.get("min_steps") or 0), DEFAULT_MIN_STEPS)
     if "patience" not in fixed:
         params["patience"] = int(params.get("patience") or DEFAULT_PATIENCE)
-    return [params] if start == "random" or "strategy" in fixed else [params, probe]
+    return [params] if start == "random" or "strategy" in fixed or not probe else [params, probe_params]
+
+
+def probe_allowed(space: dict) -> bool:
+    """Whether the study's search space lets a trial be a ``linear_probe`` (its ``strategy``
+    lists it or its domain accepts it)."""
+    strategy = space.get("strategy")
+    if strategy is None or strategy.kind != "categorical" or "linear_probe" in strategy.choices:
+        return True
+    return bool(strategy.domain) and not strategy.domain.problem("linear_probe")
 
 
 def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | str, seed: int,
@@ -404,7 +418,7 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
                             data.skipped, kind=data.kind)
     t0 = time.time()
     kept = None   # (validation value, params, trial, weights file)
-    for k, candidate in enumerate(budget_params(base, start, budget, fixed)):
+    for k, candidate in enumerate(budget_params(base, start, budget, fixed, probe=probe_allowed(prepared.space))):
         trial = _Run(seed, candidate)
         value = runner.run_trial(trial, candidate)
         weights = runner.trial_dir(trial.number) / f"model-{k}.safetensors"
@@ -477,7 +491,8 @@ class _bar:
 
 
 # -- plots ------------------------------------------------------------------------------------
-def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None):
+def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None,
+         unit: str = "per_class"):
     """Matplotlib figure: ``metric`` vs. labels per class (log scale), one line per start point,
     mean over seeds with the min-max band. Usable in a notebook."""
     from .report.plots import _figure
@@ -501,7 +516,7 @@ def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = Non
     ax.set_xticklabels([f"all ({int(v)})" if b == "all" else str(b)
                         for b, v in zip(ticks["budget"], ticks["labels_per_class"])])
     ax.minorticks_off()
-    ax.set_xlabel("labelled examples per class")
+    ax.set_xlabel("labelled examples per class" if unit == "per_class" else "labelled examples")
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.legend(title="start point", loc="lower right")
@@ -515,7 +530,7 @@ def write_plots(report: LabelEfficiency, out_dir: Path, title: str = "") -> tupl
     inline image, the summary and every run as tables), both written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = plot(report.runs, report.metric, title)
+    fig = plot(report.runs, report.metric, title, unit=report.unit)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     svg = io.StringIO()

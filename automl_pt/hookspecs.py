@@ -125,9 +125,11 @@ def automl_pt_register_export_formats(register: "Registry") -> None:
 
 
 @hookspec(firstresult=True)
-def automl_pt_export_support(backbone: Any, modality: str) -> Any:
+def automl_pt_export_support(backbone: Any, modality: str, task: Any) -> Any:
     """Return the :class:`automl_pt.export.formats.ExportSupport` of ``backbone`` (a loaded
-    :class:`automl_pt.model.Backbone` of ``modality``): the modality knowledge exports need
+    :class:`automl_pt.model.Backbone` of ``modality``, exported with the model's
+    :class:`automl_pt.tasks.Task` ``task``; an implementation may leave the argument out):
+    the modality knowledge exports need
     (sample inputs to trace with, names of dynamic axes, preprocessing steps, what the head is
     applied to, and the model card's "how to load" snippets), or ``None`` when ``backbone`` is
     not yours. Without an answer, ``native`` and library formats still export, with generic

@@ -17,8 +17,8 @@ contract, in the order a study uses it:
   metrics score; :meth:`~Task.calibrate` tunes decision values on validation (multi-label
   thresholds); :meth:`~Task.state` / :meth:`~Task.load_state` carry what was fitted or tuned to
   an exported model as JSON data; :meth:`~Task.decode` gives what ``predict`` returns per input;
-* **reports and label efficiency**: :attr:`~Task.report`, :attr:`~Task.budget_unit` and
-  :meth:`~Task.subset_indices`.
+* **reports and label efficiency**: :attr:`~Task.report`, :meth:`~Task.test_table`,
+  :attr:`~Task.budget_unit` and :meth:`~Task.subset_indices`.
 
 :class:`ClassificationTask`, :class:`RegressionTask` and :class:`MultilabelTask` implement it;
 a plugin registers a task of one of these kinds for its modality with :func:`task_info`. This
@@ -245,6 +245,14 @@ class Task:
         """What an ``onnx`` / ``torchscript`` export returns from :meth:`export_head`'s outputs
         (:attr:`export_output` names it; multi-label: the sigmoid). Traced, so torch ops only."""
         return outputs
+
+    # -- reports -------------------------------------------------------------------------------
+    def test_table(self, labels: np.ndarray, predictions: Any) -> Any:
+        """Test scores broken down by what the task knows of its outputs, which the report shows
+        under the best model's test figure: a pandas DataFrame (a row per group, e.g. per kind
+        of span; ``attrs["title"]`` says what the rows are), or ``None`` (the default: the
+        figure says it all). ``predictions`` are :meth:`predict`'s."""
+        return None
 
     # -- label efficiency ----------------------------------------------------------------------
     def subset_indices(self, targets: np.ndarray, budget: int | str, seed: int) -> np.ndarray:

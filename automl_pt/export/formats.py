@@ -49,7 +49,8 @@ def export_support(predictor: Any) -> ExportSupport:
     answers)."""
     backbone = predictor.model.backbone
     support = predictor.host.hook.automl_pt_export_support(backbone=backbone,
-                                                            modality=predictor.task_info.modality)
+                                                            modality=predictor.task_info.modality,
+                                                            task=predictor.task)
     return support if support is not None else ExportSupport()
 
 
@@ -123,7 +124,7 @@ def _batch(predictor: Any, support: ExportSupport, n: int, seed: int) -> dict[st
             f"{predictor.model.backbone.name!r}: onnx / torchscript export traces the model on "
             "inputs that the backbone's plugin supplies (hook automl_pt_export_support)") from None
     enc = predictor.preprocessor.encode(inputs)
-    return dict(predictor.preprocessor.collate(enc))
+    return dict(support.export_tensors(dict(predictor.preprocessor.collate(enc))))
 
 
 def tensor_module(model: Any, names: list[str], outputs: Any = None) -> Any:
@@ -159,6 +160,8 @@ def task_module(predictor: Any, names: list[str]) -> Any:
 def output_spec(predictor: Any) -> list[dict[str, Any]]:
     """The ``outputs`` of an ``onnx`` / ``torchscript`` export for ``automl_pt_export.json``."""
     n = predictor.task.num_outputs(predictor.label_names)
+    if predictor.task.features == "positions":   # an output per position of the input
+        return [{"name": predictor.task.export_output, "shape": ["batch", "position", n]}]
     return [{"name": predictor.task.export_output, "shape": ["batch", n]}]
 
 
@@ -188,6 +191,10 @@ def _compare(what: str, got: np.ndarray, want: np.ndarray) -> float:
         raise ExportFormatError(f"{what}: output shape {got.shape} differs from PyTorch's "
                                 f"{want.shape} on a batch of another shape than the one exported "
                                 "(the trace kept sizes of the first); try 'onnx', or 'native'")
+    missing = np.isnan(want)   # positions that are no input (padding) are NaN in both
+    if (np.isnan(got) != missing).any():
+        raise ExportFormatError(f"{what}: outputs are NaN elsewhere than PyTorch's; try 'native'")
+    got, want = got[~missing], want[~missing]
     diff = float(np.abs(got - want).max()) if want.size else 0.0
     scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0   # numbers in a target's units
     if not diff <= TOLERANCE * scale:

@@ -36,8 +36,9 @@ def model_card(config: dict[str, Any], folder: Path, support: ExportSupport | No
     from the data or the study (labels, paths, names, parameter values) is escaped (:func:`md`,
     :func:`code`)."""
     metrics = config.get("metrics") or {}
+    support = support or ExportSupport()
     lines = [f"# {md(config.get('study'))}: {md(config.get('task'))} ({md(config.get('format'))} export)",
-             "", what_it_predicts(config) + f" Fine-tuned from {code(config.get('backbone'))} "
+             "", (support.predicts(config) or what_it_predicts(config)) + f" Fine-tuned from {code(config.get('backbone'))} "
              f"({md(config.get('backbone_source'))}) by automl_pt.", ""]
     lines += task_details(config)
     lines += ["## Scores", "", "| split | " + " | ".join(["metric", "value"]) + " |", "| --- | --- | --- |"]
@@ -76,7 +77,8 @@ def model_card(config: dict[str, Any], folder: Path, support: ExportSupport | No
     if config.get("inputs"):
         lines += ["Model inputs: " + ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}"
                                                for i in config["inputs"]) + "; output: "
-                  + OUTPUTS[config.get("task_kind", "classification")] + ".", ""]
+                  + (support.output_text(config) or OUTPUTS.get(config.get("task_kind", "classification"),
+                                                                OUTPUTS["classification"])) + ".", ""]
     if config.get("head"):
         lines += [f"The head (`head.safetensors`: {', '.join(config['head']['keys'])}) is a linear "
                   f"layer over the backbone's features, {config['head']['applied_to']}; it is not "
@@ -84,7 +86,8 @@ def model_card(config: dict[str, Any], folder: Path, support: ExportSupport | No
                   + (" (its weight and bias already hold the target's scaling: it outputs numbers "
                      "in the target's units)" if config.get("task_kind") == "regression" else "")
                   + ".", ""]
-    snippet = load_snippet(config, folder, support or ExportSupport()).rstrip()
+    lines += support.card_notes(config)
+    snippet = load_snippet(config, folder, support).rstrip()
     fence = "`" * max(3, max((len(run) + 1 for run in re.findall(r"`+", snippet)), default=0))
     lines += ["## How to load", "", f"{fence}python", snippet, fence, "",
               f"Everything about this export is in `{EXPORT_CONFIG}`.", ""]
@@ -158,7 +161,7 @@ def load_snippet(config: dict[str, Any], folder: Path, support: ExportSupport) -
         prep = support.tensor_snippet(config)
         return ("import json\nimport numpy as np\n" + run[0] + f"\nfolder = {where}\n"
                 f"config = json.load(open(f\"{{folder}}/{EXPORT_CONFIG}\"))\n" + run[1] + prep + run[2] +
-                _tensor_answer(kind))
+                (support.tensor_answer(config) or _tensor_answer(kind)))
     snippet = support.library_snippet(fmt, config, where)
     if snippet is None:
         raise ExportFormatError(f"no load snippet for format {fmt!r}")

@@ -143,13 +143,14 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
         calibrate_on(task, model, val_enc, prepared.data.validation.labels, runner.device, 64,
                      prep.collate, prep.lengths(val_enc))
 
-    test_metrics = test_predictions = None
+    test_metrics = test_predictions = test_table = None
     if prepared.data.test is not None and score_test:
         enc = runner.encoded(prep, prepared.data.test)
         test_metrics, test_pred, _ = evaluate(model, task, enc, prepared.data.test.labels,
                                               runner.metrics, runner.device, 64, prep.collate,
                                               prep.lengths(enc))
         test_predictions = (np.asarray(prepared.data.test.labels), np.asarray(test_pred))
+        test_table = task.test_table(np.asarray(prepared.data.test.labels), test_pred)
 
     tmp = staging_dir(out)
     try:
@@ -157,6 +158,10 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
         if test_predictions is not None:  # for the report: see test_predictions_frame
             test_predictions_frame(task.kind, *test_predictions).to_parquet(
                 tmp / "test_predictions.parquet", index=False)
+        if test_table is not None:  # the task's breakdown of the test scores, for the report
+            (tmp / TEST_TABLE).write_text(json.dumps(
+                {"title": test_table.attrs.get("title", ""), "columns": [str(c) for c in test_table.columns],
+                 "rows": json.loads(test_table.to_json(orient="values"))}, indent=2))
         model.cpu()
         backbone.export(tmp / "backbone")
         prep.save(tmp / "backbone")
@@ -198,6 +203,10 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return test_metrics
+
+
+#: the task's table of test scores by group (:meth:`automl_pt.tasks.Task.test_table`) in ``best/``
+TEST_TABLE = "test_table.json"
 
 
 def test_predictions_frame(kind: str, true: np.ndarray, pred: np.ndarray):

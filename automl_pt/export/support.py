@@ -84,6 +84,33 @@ class ExportSupport:
         predicts, running as written; ``None`` when this plugin has none for ``fmt``."""
         return None
 
+    def export_tensors(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The tensors of a preprocessed batch that an ``onnx`` / ``torchscript`` file takes
+        (default: all of them). A plugin leaves out those that only the native model's own
+        post-processing reads (its card then says how to do that step by hand)."""
+        return batch
+
+    def predicts(self, config: dict[str, Any]) -> str | None:
+        """The card's first sentence (what the model predicts per input) for a task kind the
+        core does not describe; ``None``: the core's sentence."""
+        return None
+
+    def output_text(self, config: dict[str, Any]) -> str | None:
+        """What an ``onnx`` / ``torchscript`` file's output is, for a task kind the core does not
+        describe (Markdown); ``None``: the core's text."""
+        return None
+
+    def card_notes(self, config: dict[str, Any]) -> list[str]:
+        """Extra Markdown lines of the card, before "How to load" (e.g. how a model's outputs line
+        up with the input's units); none by default."""
+        return []
+
+    def tensor_answer(self, config: dict[str, Any]) -> str | None:
+        """The end of an ``onnx`` / ``torchscript`` snippet for a task kind the core does not
+        know: Python that turns the file's output (a numpy array named as ``config["outputs"]``)
+        into the answer and prints it; ``None``: the core's."""
+        return None
+
     def tensor_snippet(self, config: dict[str, Any]) -> str:
         """Python that turns :attr:`example` into ``inputs``, a dict of numpy arrays named as
         ``config["inputs"]`` (the ``onnx`` / ``torchscript`` card; ``folder``, ``config`` and

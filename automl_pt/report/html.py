@@ -285,6 +285,10 @@ def _test_section(res: Results, figures: dict[str, Any], pngs: dict[str, Path], 
         test_html += _figure_block(test_plot, figures[test_plot], pngs)
     if test_plot == "per_label":
         test_html += html_table(plots.per_label_table(res), "per-label-table")
+    table = res.test_table()   # the task's own breakdown (e.g. a row per kind of span)
+    if table is not None:
+        title = table.attrs.get("title") or "Test scores by group"
+        test_html += f"<h3>{_esc(title)}</h3>" + html_table(table.round(4), "test-table")
     which = "" if _missing(best_trial) else f" (trial {int(best_trial)})"
     return _section("test", f"Best model on the test split{which}",
                     test_html or "<p>The study has no test split.</p>",

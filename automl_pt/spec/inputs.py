@@ -89,9 +89,8 @@ class InputReader:
         import pandas as pd
 
         modality = self.modality
-        if self.task_info.input_key == "tokens_column" and not isinstance(inputs, (str, Path)) \
-                and not isinstance(inputs, pd.DataFrame):
-            return self._sentences(inputs), None
+        if self.task_info.input_key == "tokens_column":
+            return self._word_lists(inputs), None
         if len(self.columns) > 1:
             return self._read_tuples(inputs)
         if isinstance(inputs, (str, Path)):
@@ -121,7 +120,38 @@ class InputReader:
         self._check_items(items)
         return items, self._names(items)
 
-    def _sentences(self, inputs: Any) -> list[list[str]]:
+    def _word_lists(self, inputs: Any) -> list[list[str]]:
+        """Sentences as word lists, from a list (:meth:`_sentences`), a DataFrame or a table file
+        whose input column holds a list of words per row (JSONL / Parquet), or any file a
+        registered reader takes (a CoNLL file: a word per line, tags ignored)."""
+        import pandas as pd
+
+        if isinstance(inputs, (str, Path)):
+            path = Path(inputs)
+            if _path_kind(path) != "file":
+                raise DataError(f"{path}: file not found; give a list of words, a list of such lists, "
+                                f"or a table file with a {self.input_column!r} column")
+            if path.suffix.lower() not in _TABLE_SUFFIXES and not any(
+                    r.accepts(path) for r in self.registry.readers.values()):
+                raise DataError(f"{path}: not a table ({', '.join(sorted(_TABLE_SUFFIXES))}) or a "
+                                "file a registered reader takes")
+            frame = read_frame(path, self.registry, {"base_dir": str(path.parent),
+                                                     "input_column": self.input_column}, "input")
+            source = str(path)
+        elif isinstance(inputs, pd.DataFrame):
+            frame, source = inputs, "<DataFrame>"
+        else:
+            return self._sentences(inputs)
+        if self.input_column not in frame.columns:
+            raise DataError(f"{source}: no column {self.input_column!r} (columns: "
+                            f"{', '.join(map(str, frame.columns))})")
+        values = frame[self.input_column].tolist()
+        if not values:
+            _warn(f"{source}: no data rows; nothing to predict")
+            return []
+        return self._sentences(values, source)
+
+    def _sentences(self, inputs: Any, source: str | None = None) -> list[list[str]]:
         """Word lists (token classification): one sentence (a list of words) or a list of them;
         :class:`DataError` naming every item that is not a non-empty list of non-empty words."""
         if isinstance(inputs, np.ndarray):
@@ -129,17 +159,18 @@ class InputReader:
         if not isinstance(inputs, (list, tuple)) or not inputs:
             raise DataError(f"{_value(inputs)} is not a sentence; give a list of words or a list of "
                             f"such lists, or a table file with a {self.input_column!r} column")
-        if all(isinstance(w, str) for w in inputs):
+        if source is None and all(isinstance(w, str) for w in inputs):
             inputs = [inputs]
         items, problems = [], []
         for i, x in enumerate(inputs):
             x = x.tolist() if isinstance(x, np.ndarray) else x
             if not isinstance(x, (list, tuple)) or not x or any(not isinstance(w, str) or not w.strip() for w in x):
-                problems.append(f"inputs[{i}]: {_value(x)} is not a list of non-empty words")
+                where = f"row {i + 1}" if source is not None else f"inputs[{i}]"
+                problems.append(f"{where}: {_value(x)} is not a list of non-empty words")
             else:
                 items.append([w.strip() for w in x])
         if problems:
-            raise _problems_error(problems, "", "bad input(s)")
+            raise _problems_error(problems, f"{source}: " if source else "", "bad input(s)")
         return items
 
     def _accepted(self) -> str:

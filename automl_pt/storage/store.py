@@ -405,6 +405,20 @@ class Results:
         frame.attrs["note"] = f"Optuna's default importance evaluator over {len(done)} completed trials"
         return frame
 
+    def test_table(self):
+        """The task's breakdown of the best model's test scores (e.g. a row per kind of span;
+        :meth:`automl_pt.tasks.Task.test_table`) as a DataFrame whose ``attrs["title"]`` says
+        what the rows are; ``None`` when the task has none or the study had no test split."""
+        import pandas as pd
+
+        path = self.best_model_dir / "test_table.json"
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text())
+        frame = pd.DataFrame(raw["rows"], columns=raw["columns"])
+        frame.attrs["title"] = raw.get("title", "")
+        return frame
+
     def test_predictions(self):
         """The exported best model's test predictions: ``true, pred`` label indices and
         ``true_label, pred_label`` names (regression: numbers; multi-label: one row per example

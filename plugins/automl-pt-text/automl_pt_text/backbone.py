@@ -392,11 +392,50 @@ class TransformersTextBackbone(Backbone):
 
     def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
         """``hf``: the encoder's ``save_pretrained`` folder; the head (mean pooling + linear)
-        is not a transformers head, so it is shipped separately (returns ``False``)."""
+        is not a transformers head, so it is shipped separately (returns ``False``). A head
+        per position (token classification: a linear layer per word) *is* transformers'
+        token-classification head: the folder is an ``AutoModelForTokenClassification`` one
+        (returns ``True``; :func:`save_token_classifier`)."""
         if fmt != "hf":
             return super().export_as(fmt, directory, head, label_names)
+        if getattr(head, "features", "pooled") == "positions" and \
+                save_token_classifier(self.model, getattr(head, "linear", None), label_names, directory):
+            return True
         self.export(directory)
         return False
+
+
+def save_token_classifier(encoder: Any, linear: Any, label_names: list[str], directory: Any) -> bool:
+    """Write ``encoder`` with ``linear`` (hidden size → tags) as transformers'
+    ``AutoModelForTokenClassification`` of its architecture (``id2label`` from
+    ``label_names``) to ``directory``; ``False`` (nothing written) when the architecture has no
+    such model or its classifier is not one linear layer of that shape."""
+    import copy
+
+    from transformers import AutoModelForTokenClassification
+
+    if not isinstance(linear, torch.nn.Linear):
+        return False
+    config = copy.deepcopy(encoder.config)
+    config.num_labels = len(label_names)
+    config.id2label = {i: n for i, n in enumerate(label_names)}
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    try:
+        model = AutoModelForTokenClassification.from_config(config)
+    except (ValueError, KeyError):
+        return False
+    classifier = getattr(model, "classifier", None)
+    if not isinstance(classifier, torch.nn.Linear) or classifier.weight.shape != linear.weight.shape:
+        return False
+    missing, _ = model.base_model.load_state_dict(encoder.state_dict(), strict=False)
+    if missing:
+        return False
+    with torch.no_grad():
+        classifier.weight.copy_(linear.weight)
+        classifier.bias.copy_(linear.bias)
+    quiet_transformers()
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return True
 
 
 def window_owners(length: int, window: int) -> list[tuple[int, int, int]]:
@@ -457,7 +496,8 @@ class WordPreprocessor(Preprocessor):
     marks each word's first subword (``-1`` elsewhere), ``word_count`` counts the words and
     ``window`` is the most tokens the model runs at once (longer sentences are windowed by the
     backbone). A word the tokenizer turns into nothing is read as the unknown token, so every
-    word has a first subword."""
+    word has a first subword. A sentence given as one string (unlabeled text for continued
+    pre-training) is split at whitespace."""
 
     def __init__(self, tokenizer: Any, window: int, limit_source: str = "the model's limit",
                  name: str = ""):
@@ -487,7 +527,7 @@ class WordPreprocessor(Preprocessor):
                               padding="longest", return_tensors="pt")
 
     def fit(self, train_inputs: Sequence[Any]) -> None:
-        sentences = [list(x) for x in train_inputs]
+        sentences = [x.split() if isinstance(x, str) else list(x) for x in train_inputs]
         if not sentences:
             return
         counts = np.array([len(ids) for ids in self.tokenizer(
@@ -501,7 +541,8 @@ class WordPreprocessor(Preprocessor):
         return self._summary
 
     def encode(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
-        sentences = [[str(w) for w in x] for x in inputs]
+        # a plain string (an unlabeled text for continued pre-training) is its whitespace words
+        sentences = [x.split() if isinstance(x, str) else [str(w) for w in x] for x in inputs]
         enc = self._tokenize(sentences)
         missing = {i: sorted(set(range(len(s))) - {w for w in enc.word_ids(i) if w is not None})
                    for i, s in enumerate(sentences)}

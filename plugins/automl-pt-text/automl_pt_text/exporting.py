@@ -28,7 +28,8 @@ def set_transformers_labels(directory: Path, label_names: list[str], task_kind: 
     cfg = json.loads(cfg_path.read_text())
     cfg["id2label"] = {str(i): n for i, n in enumerate(label_names)}
     cfg["label2id"] = {n: i for i, n in enumerate(label_names)}
-    cfg["problem_type"] = PROBLEM_TYPES[task_kind]
+    if task_kind in PROBLEM_TYPES:   # transformers has none for token classification
+        cfg["problem_type"] = PROBLEM_TYPES[task_kind]
     cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
@@ -162,3 +163,101 @@ class TextExportSupport(ExportSupport):
                 "max_length=config[\"preprocessing\"][\"max_length\"], return_tensors=\"np\")\n"
                 "inputs = {\"input_ids\": enc[\"input_ids\"].astype(np.int64),\n"
                 "          \"attention_mask\": enc[\"attention_mask\"].astype(np.int64)}\n")
+
+
+#: the batch tensors only the native model reads (its word alignment, its window size)
+WORD_TENSORS = ("word_index", "word_count", "window")
+WORD_EXAMPLE = ('[["John", "Smith", "moved", "to", "New", "York"], ["Acme", "Corp", "hired", "Mary"]]'
+                '  # sentences as words')
+#: Python (for the cards) from per-token scores ``scores[i]`` of sentence ``i`` (numpy or torch,
+#: one row per subword token) to each word's tag, read at its first subword
+FIRST_SUBWORDS = (
+    "tags = []\n"
+    "for i, sentence in enumerate(sentences):\n"
+    "    firsts, previous = [], None\n"
+    "    for t, w in enumerate(batch.word_ids(i)):  # the word each subword token belongs to\n"
+    "        if w is not None and w != previous:\n"
+    "            firsts.append(t)  # a word's label is read at its first subword\n"
+    "        previous = w\n"
+    "    tags.append([names[int(j)] for j in scores[i][firsts].argmax(-1).tolist()])\n"
+    "print(tags)\n")
+
+
+class WordExportSupport(TextExportSupport):
+    """Export knowledge of a token-classification (NER) text model: sentences come as lists of
+    words, the tokenizer splits them into subwords, and a word's tag is read at its first
+    subword. ``onnx`` / ``torchscript`` files take the tokenizer's tensors and return a row of
+    logits per subword token (``NaN`` at padding); the ``hf`` folder is transformers'
+    ``AutoModelForTokenClassification``."""
+
+    example = WORD_EXAMPLE
+    preprocessing_steps = ("split each sentence's words into subwords with the saved fast tokenizer "
+                           "(tokenizer(words, is_split_into_words=True), no truncation: input_ids, "
+                           "attention_mask, token_type_ids), pad to the longest; a word's tag is read "
+                           "at its first subword (tokenizer word_ids()); later subwords, special "
+                           "tokens and padding are not scored")
+
+    def __init__(self):
+        super().__init__(None)
+
+    def sample_inputs(self, n: int, seed: int) -> list[Any]:
+        return [WORDS[: 2 + (3 * i + seed) % (len(WORDS) - 1)] for i in range(n)]
+
+    def export_tensors(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in batch.items() if k not in WORD_TENSORS}
+
+    def describe_head(self, backbone: Any) -> dict[str, Any]:
+        return {"applied_to": "the last hidden state of each word's first subword"}
+
+    def predicts(self, config: dict[str, Any]) -> str | None:
+        labels = config["labels"]
+        return (f"A token-classification (named-entity) model: it tags every word of a sentence "
+                f"with one of {len(labels)} BIO / IOB2 tags ({', '.join(labels)}), scored by "
+                f"entity-level {config.get('metric')} (CoNLL, exact spans).")
+
+    def output_text(self, config: dict[str, Any]) -> str | None:
+        return ("`logits` (batch, position, tags): a row per subword token, NaN at padding; a "
+                "word's tag is the argmax at its first subword")
+
+    def card_notes(self, config: dict[str, Any]) -> list[str]:
+        window = config["preprocessing"].get("window")
+        lines = ["## Words and subwords", "",
+                 "The model reads sentences as lists of words. The saved (fast) tokenizer splits "
+                 "them into subwords (`is_split_into_words=True`); each word's tag is predicted at "
+                 "its **first subword** (the first token whose `word_ids()` is that word), as in "
+                 "training, where the later subwords of a word, special tokens and padding carried "
+                 "no label."]
+        if config.get("written_as") == "native":
+            lines[-1] += (f" `automl_pt.load` does this alignment, and runs sentences longer than "
+                          f"{window} tokens in overlapping windows (each word keeps the window "
+                          "where it has the most context).")
+            return lines + [""]
+        lines[-1] += (" The snippet below does this alignment by hand. A word the tokenizer turns "
+                      "into nothing should be replaced by the unknown token first.")
+        return lines + ["", f"`automl_pt.load` runs sentences longer than {window} tokens in "
+                        "overlapping windows; this export runs each sentence as one sequence, so "
+                        "split sentences longer than the model's position limit before tagging them.", ""]
+
+    def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
+        if fmt != "hf":
+            return None
+        return ("import torch\nfrom transformers import AutoModelForTokenClassification, AutoTokenizer\n\n"
+                f"folder = {where}\n"
+                "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
+                "model = AutoModelForTokenClassification.from_pretrained(folder).eval()\n"
+                f"sentences = {self.example}\n"
+                "batch = tokenizer(sentences, is_split_into_words=True, padding=True, return_tensors=\"pt\")\n"
+                "with torch.no_grad():\n"
+                "    scores = model(**batch).logits  # (sentences, subword tokens, tags)\n"
+                "names = [model.config.id2label[i] for i in range(model.config.num_labels)]\n"
+                + FIRST_SUBWORDS)
+
+    def tensor_snippet(self, config: dict[str, Any]) -> str:
+        return ("from transformers import AutoTokenizer\n"
+                "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
+                f"sentences = {self.example}\n"
+                "batch = tokenizer(sentences, is_split_into_words=True, padding=True, return_tensors=\"np\")\n"
+                "inputs = {i[\"name\"]: batch[i[\"name\"]].astype(np.int64) for i in config[\"inputs\"]}\n")
+
+    def tensor_answer(self, config: dict[str, Any]) -> str | None:
+        return "scores = logits  # (sentences, subword tokens, tags)\nnames = config[\"labels\"]\n" + FIRST_SUBWORDS

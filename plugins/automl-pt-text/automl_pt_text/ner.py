@@ -309,6 +309,21 @@ class TokenClassificationTask(Task):
             out.append({"tags": tags, "entities": entities})
         return out
 
+    def test_table(self, labels, predictions):
+        """Per entity type: precision, recall, F1 and support (CoNLL scoring), then the micro
+        and macro averages."""
+        import pandas as pd
+
+        report = per_type_report(labels, predictions)
+        types = sorted(k for k in report if " avg" not in k)
+        averages = [k for k in ("micro avg", "macro avg") if k in report]
+        frame = pd.DataFrame([{"entity type": k, "precision": report[k]["precision"],
+                               "recall": report[k]["recall"], "f1": report[k]["f1-score"],
+                               "support": int(report[k]["support"])} for k in types + averages],
+                             columns=["entity type", "precision", "recall", "f1", "support"])
+        frame.attrs["title"] = "Entity scores per type (CoNLL, exact spans)"
+        return frame
+
     def subset_indices(self, targets, budget, seed):
         targets = np.asarray(targets)
         if budget == "all":

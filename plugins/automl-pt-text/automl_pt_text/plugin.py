@@ -236,11 +236,13 @@ def automl_pt_register_export_formats(register):
 
 
 @hookimpl
-def automl_pt_export_support(backbone, modality):
+def automl_pt_export_support(backbone, modality, task):
     from .backbone import TransformersTextBackbone
 
     if modality != MODALITY or not isinstance(backbone, TransformersTextBackbone):
         return None
-    from .exporting import TextExportSupport
+    from .exporting import TextExportSupport, WordExportSupport
 
+    if getattr(task, "features", "pooled") == "positions":   # token classification: words in
+        return WordExportSupport()
     return TextExportSupport(backbone.pair_encoding)
