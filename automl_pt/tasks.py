@@ -100,6 +100,14 @@ class Task:
     #: (softmax gives probabilities), ``"values"`` (numbers in the target's units) or
     #: ``"probabilities"`` (one sigmoid per label); see :meth:`export_head`, :meth:`export_outputs`
     export_output: str = "logits"
+    #: the model reads the training targets (teacher forcing: a decoder's inputs): training puts
+    #: them in the batch as ``batch["targets"]`` and :meth:`loss` receives what the model made
+    #: of them (it may compute the loss itself); evaluation batches carry no targets
+    targets_in_batch: bool = False
+    #: the pretrained model scores the task before any fine-tuning (a speech recogniser
+    #: transcribes zero-shot): the study scores it on validation and test once and keeps it as
+    #: ``baseline`` (``best/metrics.json``, the results store, the leaderboard)
+    scores_baseline: bool = False
     _class_weight: Any = None
 
     # -- data ------------------------------------------------------------------------------
@@ -195,6 +203,16 @@ class Task:
         from .heads import ClassificationHead
 
         return ClassificationHead(feature_dim, num_labels, float(params.get("dropout", 0.1)))
+
+    def make_head(self, backbone: Any, num_outputs: int, params: dict) -> "torch.nn.Module":
+        """The head for ``backbone`` (every model of a study is built through this). The default
+        is :meth:`build_head` on the width :attr:`features` reads (``position_dim`` for
+        ``"positions"``, else ``feature_dim``); a task whose head depends on the backbone (a
+        sequence decoder the backbone carries, a per-frame classifier otherwise) overrides it.
+        A head whose ``features`` attribute is ``"backbone"`` is called as ``head(backbone,
+        batch)`` and drives the backbone itself (see :class:`automl_pt.model.TrialModel`)."""
+        width = backbone.position_dim if self.features == "positions" else backbone.feature_dim
+        return self.build_head(int(width), num_outputs, params)
 
     def target_tensor(self, targets: np.ndarray) -> "torch.Tensor":
         import torch

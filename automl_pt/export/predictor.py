@@ -112,7 +112,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ..model import TrialModel, head_input_dim
+    from ..model import TrialModel
     from ..train.training import calibrate_on, evaluate
 
     from ..storage.rundir import check_replaceable
@@ -134,7 +134,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     info, backbone = runner.load_backbone(params["backbone"], params)
     prep = runner.preprocessor(backbone, params["backbone"], params)
     task = runner.make_task()
-    head = task.build_head(head_input_dim(backbone, task), task.num_outputs(prepared.data.label_names), params)
+    head = task.make_head(backbone, task.num_outputs(prepared.data.label_names), params)
     model = TrialModel(backbone, head)
     model.load_state_dict(state if state is not None else load_file(str(weights)))
     model.to(runner.device)
@@ -285,7 +285,7 @@ class Predictor:
         import torch
         from safetensors.torch import load_file
 
-        from ..model import TrialModel, head_input_dim
+        from ..model import TrialModel
         from ..plugins import create_plugin_host
         from .provenance import installed_plugin, loader_options
 
@@ -321,8 +321,7 @@ class Predictor:
         if not isinstance(task_state, dict):
             raise ModelLoadError(f"{manifest_path}: key 'task_state' must be an object; re-export the model")
         self.task.load_state(task_state, str(manifest_path))
-        head = self.task.build_head(head_input_dim(backbone, self.task), self.task.num_outputs(self.label_names),
-                                    m.get("params", {}))
+        head = self.task.make_head(backbone, self.task.num_outputs(self.label_names), m.get("params", {}))
         try:
             head.load_state_dict(load_file(str(self.directory / "head.safetensors")))
         except Exception as exc:
