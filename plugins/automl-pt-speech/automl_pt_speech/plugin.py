@@ -98,7 +98,7 @@ def automl_pt_register_tasks(register):
     register.task(TaskInfo(
         name=ASR_TASK, modality=MODALITY, create=_create_asr_task, metrics=("wer", "cer"),
         default_metric="wer", input_key="audio_column", input_is_path=True, check_input=check_input,
-        default_backbones=(WHISPER_CATALOG,), kind="speech_recognition",
+        default_backbones=(WHISPER_CATALOG,), kind="speech_recognition", target_key="text_column",
         description="speech recognition: a table with an audio path column (audio_column) and its "
                     "transcript (text_column); Whisper fine-tuned as seq2seq, other encoders with CTC"))
     from automl_pt.tasks import task_info
