@@ -86,10 +86,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if results.test_metrics:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in results.test_metrics.items())
         console.print(f"[bold green]test[/] (best trial {results.study_row.get('best_trial')}): {scores}")
+    footer = baseline_footer(results.baseline, results.test_metrics, prepared.metric)
+    if footer:
+        console.print(f"[bold]{footer}[/]")
     console.print(f"best model: {results.best_model_dir}\n"
                   f"  predict: automl-pt predict {results.best_model_dir} INPUT.csv\n"
                   f"  results: automl-pt results {study.run_dir}")
     return 0
+
+
+def baseline_footer(baseline: dict | None, test: dict | None, metric: str) -> str:
+    """``"WER 0.31 → 0.12 (pretrained → fine-tuned, test)"``: the study's metric before and
+    after fine-tuning, on test where both were scored, else validation; ``""`` without a
+    baseline."""
+    if not baseline:
+        return ""
+    split = "test" if test and metric in (baseline.get("test") or {}) else "validation"
+    before = (baseline.get(split) or {}).get(metric)
+    after = (test or {}).get(metric) if split == "test" else None
+    if before is None:
+        return ""
+    if after is None:
+        return f"{metric.upper()} {before:.3f} before fine-tuning ({split})"
+    return f"{metric.upper()} {before:.3f} → {after:.3f} (pretrained → fine-tuned, {split})"
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -110,6 +129,9 @@ def cmd_results(args: argparse.Namespace) -> int:
                              + (" [from Optuna storage; DuckDB busy]" if res.source == "optuna" else "")))
         if res.test_metrics:
             console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in res.test_metrics.items()))
+        footer = baseline_footer(res.baseline, res.test_metrics, res.metric)
+        if footer:
+            console.print(footer)
         return 0
     if args.format == "csv":
         out = frame.to_csv(index=False)

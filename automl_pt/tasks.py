@@ -214,6 +214,19 @@ class Task:
         width = backbone.position_dim if self.features == "positions" else backbone.feature_dim
         return self.build_head(int(width), num_outputs, params)
 
+    def scores_zero_shot(self, head: Any) -> bool:
+        """Whether a model of this task with ``head`` (as :meth:`make_head` built it on the
+        pretrained backbone, before any training) already predicts something meaningful (a
+        decoder the backbone carries; never a freshly initialised layer). Only asked where
+        :attr:`scores_baseline`."""
+        return False
+
+    def predictions_frame(self, labels: np.ndarray, predictions: Any) -> Any:
+        """The best model's test predictions as ``test_predictions.parquet`` keeps them (a
+        pandas DataFrame), or ``None`` for the core's table of the task's kind (class indices,
+        numbers, label sets)."""
+        return None
+
     def target_tensor(self, targets: np.ndarray) -> "torch.Tensor":
         import torch
 

@@ -151,11 +151,15 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
                                               prep.lengths(enc))
         test_predictions = (np.asarray(prepared.data.test.labels), np.asarray(test_pred))
 
+    baseline = (score_baseline(study, prepared, runner, params, score_test)
+                if getattr(task, "scores_baseline", False) else None)
+
     tmp = staging_dir(out)
     try:
         (tmp / "backbone").mkdir()
         if test_predictions is not None:  # for the report: see test_predictions_frame
-            test_predictions_frame(task.kind, *test_predictions).to_parquet(
+            frame = task.predictions_frame(*test_predictions)
+            (test_predictions_frame(task.kind, *test_predictions) if frame is None else frame).to_parquet(
                 tmp / "test_predictions.parquet", index=False)
         model.cpu()
         backbone.export(tmp / "backbone")
@@ -182,6 +186,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
         }
         metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
                    "objective": {prepared.metric: best.value}}
+        if baseline is not None:   # the pretrained model, before fine-tuning
+            metrics["baseline"] = baseline
         if source is not None:   # a soup or a refit of the best trial's configuration
             manifest["source"] = source
             metrics["source"] = source
@@ -198,6 +204,57 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return test_metrics
+
+
+BASELINE_FILE = "baseline.json"
+
+
+def score_baseline(study: Any, prepared: Any, runner: Any, params: dict,
+                   score_test: bool = True) -> dict[str, Any] | None:
+    """The pretrained backbone of ``params`` with the task's head, untrained, scored on
+    validation and (``score_test``) test: ``{"backbone", "validation", "test"}``, or ``None``
+    where the task says such a model predicts nothing meaningful
+    (:meth:`automl_pt.tasks.Task.scores_zero_shot`). Computed once per backbone and split and
+    kept in the run directory (``baseline.json``), so a study that exports ``best/`` after
+    every improvement pays for it once."""
+    from ..core.io import atomic_json
+    from ..train.training import evaluate
+
+    path = study.run_dir / BASELINE_FILE
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    name = str(params["backbone"])
+    entry = cache.get(name) or {}
+    splits = [("validation", prepared.data.validation)]
+    if score_test and prepared.data.test is not None:
+        splits.append(("test", prepared.data.test))
+    if entry.get("zero_shot") is False:
+        return None
+    if all(k in entry for k, _ in splits):
+        return {"backbone": name, **{k: entry[k] for k in ("validation", "test") if k in entry}}
+    from ..model import TrialModel
+
+    base_params = {**params, "init": "pretrained"}
+    _, backbone = runner.load_backbone(name, base_params)
+    prep = runner.preprocessor(backbone, name, base_params)
+    task = runner.make_task()
+    head = task.make_head(backbone, task.num_outputs(prepared.data.label_names), base_params)
+    if not task.scores_zero_shot(head):
+        cache[name] = {"zero_shot": False}
+        atomic_json(path, cache)
+        return None
+    model = TrialModel(backbone, head).to(runner.device)
+    for key, split in splits:
+        if key not in entry:
+            enc = runner.encoded(prep, split)
+            entry[key] = evaluate(model, task, enc, split.labels, runner.metrics, runner.device, 16,
+                                  prep.collate, prep.lengths(enc))[0]
+    cache[name] = entry
+    atomic_json(path, cache)
+    del model
+    return {"backbone": name, **{k: entry[k] for k in ("validation", "test") if k in entry}}
 
 
 def test_predictions_frame(kind: str, true: np.ndarray, pred: np.ndarray):

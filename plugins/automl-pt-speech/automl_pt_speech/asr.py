@@ -187,6 +187,20 @@ class SpeechRecognitionTask(Task):
         head.num_beams = self.num_beams
         return head
 
+    def scores_zero_shot(self, head):
+        """Whisper's decoder transcribes before fine-tuning; a new CTC layer does not."""
+        return isinstance(head, Seq2SeqHead)
+
+    def predictions_frame(self, labels, predictions):
+        """One row per clip: the transcript (``true``), the prediction (``pred``) and the
+        clip's WER."""
+        import pandas as pd
+
+        refs = codes_to_texts(labels)
+        hyps = [str(p) for p in predictions]
+        return pd.DataFrame({"true": refs, "pred": hyps,
+                             "wer": [word_error_rate([r], [h]) for r, h in zip(refs, hyps)]})
+
     def target_tensor(self, targets):
         return torch.as_tensor(np.asarray(targets), dtype=torch.long)
 
