@@ -125,6 +125,9 @@ class SpeechRecognitionTask(Task):
         self.characters: list[str] = []
         #: beam size of generation (1: greedy, what validation uses)
         self.num_beams = 1
+        #: the most tokens generated per clip: from the longest training transcript (a token
+        #: per two characters and some slack), so a model that repeats itself stops early
+        self.max_new_tokens = MAX_NEW_TOKENS
 
     # -- data --------------------------------------------------------------------------------
     def read_targets(self, values, rows, source, split, options=None):
@@ -159,9 +162,12 @@ class SpeechRecognitionTask(Task):
 
     def fit(self, train_targets, label_names):
         self.characters = list(label_names)
+        if train_targets is not None and len(train_targets):
+            longest = int((np.asarray(train_targets) != IGNORE).sum(1).max())
+            self.max_new_tokens = min(MAX_NEW_TOKENS, longest // 2 + 16)
 
     def state(self):
-        return {"characters": "".join(self.characters)}
+        return {"characters": "".join(self.characters), "max_new_tokens": self.max_new_tokens}
 
     def load_state(self, state, where):
         chars = state.get("characters")
@@ -169,6 +175,11 @@ class SpeechRecognitionTask(Task):
             raise ModelLoadError(f"{where}: task_state.characters must be a non-empty string (the "
                                  "training transcripts' characters); re-export the model")
         self.characters = list(chars)
+        limit = state.get("max_new_tokens", MAX_NEW_TOKENS)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ModelLoadError(f"{where}: task_state.max_new_tokens must be a positive integer; "
+                                 "re-export the model")
+        self.max_new_tokens = limit
 
     # -- model -------------------------------------------------------------------------------
     def num_outputs(self, label_names):
@@ -185,6 +196,7 @@ class SpeechRecognitionTask(Task):
                                      "(fit the task on the training data first)")
             head = CTCHead(int(backbone.position_dim), self.characters, float(params.get("dropout", 0.1)))
         head.num_beams = self.num_beams
+        head.max_new_tokens = self.max_new_tokens
         return head
 
     def scores_zero_shot(self, head):
@@ -245,11 +257,12 @@ class Seq2SeqHead(nn.Module):
     def __init__(self):
         super().__init__()
         self.num_beams = 1
+        self.max_new_tokens = MAX_NEW_TOKENS
 
     def forward(self, backbone: Any, batch: dict) -> Any:
         if "targets" in batch:
             return backbone.transcript_loss(batch, _targets_as_texts(batch["targets"]))
-        texts = backbone.transcribe(batch, num_beams=self.num_beams, max_new_tokens=MAX_NEW_TOKENS)
+        texts = backbone.transcribe(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
         return _padded_codes(texts, batch["length"].device)
 
 
