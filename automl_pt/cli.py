@@ -278,7 +278,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _output_file(args.output, "--output")
     predictor = load(args.model_dir, device=_torch_device(args.device),
                      trust_remote_code=args.trust_remote_code)
-    prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
+    options = {}
+    for item in args.option or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE (e.g. num_beams=4)")
+        options[key] = int(value) if value.lstrip("-").isdigit() else value
+    try:
+        prediction = predictor.predict(path, batch_size=args.batch_size, progress=True, **options)
+    except ValueError as exc:
+        raise ConfigError(f"--option: {exc}") from exc
     frame = prediction.to_frame()
     if args.output:
         out = Path(args.output)
@@ -502,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a prediction option of the model's task (repeatable), e.g. num_beams=4 "
+                        "for beam search in speech recognition")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the backbone loader run code shipped in the model folder (transformers "
                         "auto_map); only for folders you trust. Nothing in a folder can turn it on")

@@ -214,6 +214,22 @@ class Task:
         width = backbone.position_dim if self.features == "positions" else backbone.feature_dim
         return self.build_head(int(width), num_outputs, params)
 
+    #: options ``Predictor.predict(..., **options)`` accepts for this task (name -> type), set on
+    #: the head by :meth:`set_predict_options` (e.g. a beam size for generation)
+    predict_options: dict[str, type] = {}
+
+    def set_predict_options(self, head: Any, options: dict[str, Any]) -> None:
+        """Apply prediction options to ``head`` (each an attribute of that name). ``ValueError``
+        naming the task's options for an unknown one or a value of the wrong type."""
+        for key, value in options.items():
+            kind = self.predict_options.get(key)
+            if kind is None:
+                known = ", ".join(self.predict_options) or "none"
+                raise ValueError(f"task {self.name!r} has no prediction option {key!r} (options: {known})")
+            if isinstance(value, bool) or not isinstance(value, kind) or (kind is int and value < 1):
+                raise ValueError(f"prediction option {key!r} must be a positive {kind.__name__}, got {value!r}")
+            setattr(head, key, value)
+
     def scores_zero_shot(self, head: Any) -> bool:
         """Whether a model of this task with ``head`` (as :meth:`make_head` built it on the
         pretrained backbone, before any training) already predicts something meaningful (a

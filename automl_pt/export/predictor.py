@@ -314,6 +314,8 @@ class Prediction:
         elif self.kind == "token_classification":
             frame = pd.DataFrame({"tags": [x["tags"] for x in self.labels],
                                   "entities": [x["entities"] for x in self.labels]})
+        elif self.probabilities is None:   # one output per input, no scores (a transcript)
+            frame = pd.DataFrame({"prediction": [str(x) for x in self.labels]})
         else:
             frame = pd.DataFrame(self.probabilities, columns=[f"p_{n}" for n in self.label_names])
             if self.kind == "multilabel":
@@ -421,20 +423,24 @@ class Predictor:
         return InputReader(self.task_info, self.input_column, self.host.registry,
                            self.input_columns).read(inputs)
 
-    def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
+    def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None,
+                **options: Any) -> Prediction:
         """Predict labels and probabilities, label sets or numbers, as the model's task decodes
         them (see :class:`Prediction`; :meth:`_inputs` for what ``inputs`` may be).
         Inputs are preprocessed ``PREDICT_WINDOW_BATCHES`` batches at a time, so long inputs
         never sit in memory as tensors at once; within a window, where the preprocessor reports
         lengths, batches are formed in order of length (less padding) and the results come back
         in the order of the inputs. ``progress``: a rich progress bar on stderr; ``None`` shows it
-        for inputs longer than four batches."""
+        for inputs longer than four batches. ``options``: the task's prediction options
+        (:attr:`automl_pt.tasks.Task.predict_options`, e.g. a speech recogniser's beam size
+        ``num_beams``); ``ValueError`` naming the task's options for any other."""
         import torch
 
         from ..train.training import predict_logits
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.task.set_predict_options(self.model.head, options)
         items, names = self._inputs(inputs)
         preds, probs = [], []
         starts: Any = range(0, len(items), batch_size * PREDICT_WINDOW_BATCHES)

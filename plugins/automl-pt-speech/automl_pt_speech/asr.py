@@ -119,6 +119,8 @@ class SpeechRecognitionTask(Task):
     targets_in_batch = True
     scores_baseline = True
     export_output = "text"
+    #: ``Predictor.predict(..., num_beams=4)``: beam search instead of greedy decoding (Whisper)
+    predict_options = {"num_beams": int}
 
     def __init__(self, name: str = TASK):
         self.name = name

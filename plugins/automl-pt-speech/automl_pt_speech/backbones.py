@@ -431,6 +431,15 @@ class WhisperSeq2SeqBackbone(WhisperEncoderBackbone):
 
         return find_targets(self, QUERY_VALUE, KEY_VALUE)
 
+    def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
+        """``hf``: the ``WhisperForConditionalGeneration`` folder with tokenizer and feature
+        extractor, which ``transformers.pipeline("automatic-speech-recognition")`` loads (it
+        pads clips to Whisper's 30 s window). The decoder is the head: nothing ships apart."""
+        if fmt != "hf":
+            return super().export_as(fmt, directory, head, label_names)
+        self.export(directory)
+        return True
+
     def save_model(self, directory: Path) -> None:
         self.settings["window"] = self.window
         self.settings["seq2seq"] = True

@@ -157,3 +157,43 @@ def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_
     clips = sorted((tmp_path / "test").glob("*.wav"))
     texts = predictor.predict([str(c) for c in clips]).labels
     assert len(texts) == len(clips) and all(isinstance(t, str) for t in texts)
+
+
+def test_whisper_exports_native_and_hf_for_the_transformers_pipeline(tmp_path, speech_host):
+    """The native folder reloads (greedy and beam search); the hf folder is what
+    ``pipeline("automatic-speech-recognition")`` loads, and it transcribes as the model does
+    on Whisper's 30 s window."""
+    from transformers import pipeline
+
+    from automl_pt.export.formats import export_model
+
+    model = make_tiny_whisper_asr(tmp_path / "tiny-w")
+    data = {"train": _clips(tmp_path / "train", 9, 1), "validation": _clips(tmp_path / "val", 3, 2),
+            "text_column": "transcript"}
+    space = {"strategy": ["decoder"], "learning_rate": [0.003], "epochs": [2], "batch_size": [9],
+             "augmentation_strength": [0.0], "min_steps": [0], "patience": [0]}
+    path = write_study(tmp_path, "speech-recognition", str(model), data, space, trials=1,
+                       resources={"workers": "inline"})
+    best = Study.from_config(path, host=speech_host).run(progress=False).best_model_dir
+    predictor = Predictor(best, host=speech_host)
+    clip = str(sorted((tmp_path / "val").glob("*.wav"))[0])
+    greedy = predictor.predict([clip]).labels
+    assert predictor.predict([clip], num_beams=3).labels[0] == predictor.predict([clip], num_beams=3).labels[0]
+    assert predictor.predict([clip], num_beams=1).labels == greedy
+    assert predictor.predict([clip]).to_frame().columns.tolist() == ["input", "prediction"]
+    with pytest.raises(ValueError, match="no prediction option 'beams'.*num_beams"):
+        predictor.predict([clip], beams=2)
+    out = export_model(best, "hf", tmp_path / "hf", predictor=predictor)
+    asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
+    from automl_pt_speech.audio import read_audio
+
+    text = asr({"raw": read_audio(clip, 16000), "sampling_rate": 16000})["text"]
+    assert isinstance(text, str)
+    # the pipeline's model holds the fine-tuned weights (encoder and decoder)
+    loaded = asr.model.state_dict()
+    own = predictor.model.backbone.state_dict()
+    for key in ("decoder.layers.0.fc1.weight", "encoder.layers.1.fc2.weight", "decoder.embed_tokens.weight"):
+        assert torch.equal(loaded[f"model.{key}"], own[key])
+    assert not torch.equal(own["decoder.layers.0.fc1.weight"],
+                           load_audio_backbone(str(model), "t", {"transcribe": True, "params": {}})
+                           .state_dict()["decoder.layers.0.fc1.weight"])   # it was fine-tuned
