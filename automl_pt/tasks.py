@@ -83,7 +83,8 @@ class Task:
 
     name: str = ""
     kind: str = "classification"
-    #: the head reads ``"pooled"`` features ``(batch, dim)`` or ``"positions"``
+    #: the head reads ``"pooled"`` features ``(batch, dim)`` or ``"positions"``; ``"backbone"``:
+    #: it is given the backbone itself (see :meth:`make_head`)
     features: str = "pooled"
     #: label efficiency budgets: ``"per_class"`` (labels per class) or ``"examples"``
     budget_unit: str = "per_class"

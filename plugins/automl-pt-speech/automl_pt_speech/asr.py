@@ -112,7 +112,7 @@ class SpeechRecognitionTask(Task):
     the training transcripts (a CTC head's vocabulary, saved with the model)."""
 
     kind = "speech_recognition"
-    features = "positions"
+    features = "backbone"
     budget_unit = "examples"
     report = "transcripts"
     single_label = False
@@ -164,8 +164,9 @@ class SpeechRecognitionTask(Task):
 
     def fit(self, train_targets, label_names):
         self.characters = list(label_names)
-        if train_targets is not None and len(train_targets):
-            longest = int((np.asarray(train_targets) != IGNORE).sum(1).max())
+        codes = None if train_targets is None else np.asarray(train_targets)
+        if codes is not None and codes.ndim == 2 and len(codes):
+            longest = int((codes != IGNORE).sum(1).max())
             self.max_new_tokens = min(MAX_NEW_TOKENS, longest // 2 + 16)
 
     def state(self):
