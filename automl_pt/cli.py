@@ -86,10 +86,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if results.test_metrics:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in results.test_metrics.items())
         console.print(f"[bold green]test[/] (best trial {results.study_row.get('best_trial')}): {scores}")
+    footer = baseline_footer(results.baseline, results.test_metrics, prepared.metric)
+    if footer:
+        console.print(f"[bold]{footer}[/]")
     console.print(f"best model: {results.best_model_dir}\n"
                   f"  predict: automl-pt predict {results.best_model_dir} INPUT.csv\n"
                   f"  results: automl-pt results {study.run_dir}")
     return 0
+
+
+def baseline_footer(baseline: dict | None, test: dict | None, metric: str) -> str:
+    """``"WER 0.31 → 0.12 (pretrained → fine-tuned, test)"``: the study's metric before and
+    after fine-tuning, on test where both were scored, else validation; ``""`` without a
+    baseline."""
+    if not baseline:
+        return ""
+    split = "test" if test and metric in (baseline.get("test") or {}) else "validation"
+    before = (baseline.get(split) or {}).get(metric)
+    after = (test or {}).get(metric) if split == "test" else None
+    if before is None:
+        return ""
+    if after is None:
+        return f"{metric.upper()} {before:.3f} before fine-tuning ({split})"
+    return f"{metric.upper()} {before:.3f} → {after:.3f} (pretrained → fine-tuned, {split})"
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -110,6 +129,9 @@ def cmd_results(args: argparse.Namespace) -> int:
                              + (" [from Optuna storage; DuckDB busy]" if res.source == "optuna" else "")))
         if res.test_metrics:
             console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in res.test_metrics.items()))
+        footer = baseline_footer(res.baseline, res.test_metrics, res.metric)
+        if footer:
+            console.print(footer)
         return 0
     if args.format == "csv":
         out = frame.to_csv(index=False)
@@ -256,7 +278,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _output_file(args.output, "--output")
     predictor = load(args.model_dir, device=_torch_device(args.device),
                      trust_remote_code=args.trust_remote_code)
-    prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
+    options = {}
+    for item in args.option or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE (e.g. num_beams=4)")
+        options[key] = int(value) if value.lstrip("-").isdigit() else value
+    try:
+        prediction = predictor.predict(path, batch_size=args.batch_size, progress=True, **options)
+    except ValueError as exc:
+        raise ConfigError(f"--option: {exc}") from exc
     frame = prediction.to_frame()
     if args.output:
         out = Path(args.output)
@@ -480,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a prediction option of the model's task (repeatable), e.g. num_beams=4 "
+                        "for beam search in speech recognition")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the backbone loader run code shipped in the model folder (transformers "
                         "auto_map); only for folders you trust. Nothing in a folder can turn it on")

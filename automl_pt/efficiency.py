@@ -409,7 +409,7 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     from safetensors.torch import load_file
 
     from .spec.data import StudyData
-    from .model import TrialModel, head_input_dim
+    from .model import TrialModel
     from .train.training import calibrate_on, evaluate
 
     data = prepared.data
@@ -437,7 +437,7 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
     info, backbone = runner.load_backbone(params["backbone"], params)
     prep = runner.preprocessor(backbone, params["backbone"], params)
     task = runner.make_task()
-    head = task.build_head(head_input_dim(backbone, task), task.num_outputs(data.label_names), params)
+    head = task.make_head(backbone, task.num_outputs(data.label_names), params)
     model = TrialModel(backbone, head)
     model.load_state_dict(load_file(str(weights)))
     model.to(device)

@@ -244,7 +244,10 @@ def head_input_dim(backbone: Backbone, task: Any) -> int:
 
 class TrialModel(nn.Module):
     """``head(backbone.encode(batch))``. ``features`` bypasses the backbone (linear probe on
-    cached frozen features)."""
+    cached frozen features); a head reading ``"positions"`` gets
+    ``backbone.encode_positions(batch)``; one reading ``"backbone"`` is called as
+    ``head(backbone, batch)`` (a sequence decoder that runs the backbone's encoder, reads
+    ``batch["targets"]`` in training and generates otherwise)."""
 
     def __init__(self, backbone: Backbone, head: nn.Module):
         super().__init__()
@@ -254,6 +257,8 @@ class TrialModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:
             return self.head(batch["features"])
+        if getattr(self.head, "features", "pooled") == "backbone":  # e.g. a decoder + generation
+            return self.head(self.backbone, batch)
         if getattr(self.head, "features", "pooled") == "positions":
             return self.head(*self.backbone.encode_positions(batch))
         return self.head(self.backbone.encode(batch))

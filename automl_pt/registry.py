@@ -172,6 +172,10 @@ class TaskInfo:
     # ``_column``): with any, every input is a tuple ``(input, *extras)`` in this order, in
     # training and in ``Predictor.predict`` (a sentence pair: ``("text_pair_column",)``).
     extra_input_keys: tuple[str, ...] = ()
+    # The ``[data]`` key naming the target column: ``label_column`` (default ``label``), or a
+    # key of the task's own defaulting to the key without ``_column`` (a transcript:
+    # ``text_column``, default ``text``).
+    target_key: str = "label_column"
 
     @property
     def input_keys(self) -> tuple[str, ...]:

@@ -83,7 +83,8 @@ class Task:
 
     name: str = ""
     kind: str = "classification"
-    #: the head reads ``"pooled"`` features ``(batch, dim)`` or ``"positions"``
+    #: the head reads ``"pooled"`` features ``(batch, dim)`` or ``"positions"``; ``"backbone"``:
+    #: it is given the backbone itself (see :meth:`make_head`)
     features: str = "pooled"
     #: label efficiency budgets: ``"per_class"`` (labels per class) or ``"examples"``
     budget_unit: str = "per_class"
@@ -100,6 +101,14 @@ class Task:
     #: (softmax gives probabilities), ``"values"`` (numbers in the target's units) or
     #: ``"probabilities"`` (one sigmoid per label); see :meth:`export_head`, :meth:`export_outputs`
     export_output: str = "logits"
+    #: the model reads the training targets (teacher forcing: a decoder's inputs): training puts
+    #: them in the batch as ``batch["targets"]`` and :meth:`loss` receives what the model made
+    #: of them (it may compute the loss itself); evaluation batches carry no targets
+    targets_in_batch: bool = False
+    #: the pretrained model scores the task before any fine-tuning (a speech recogniser
+    #: transcribes zero-shot): the study scores it on validation and test once and keeps it as
+    #: ``baseline`` (``best/metrics.json``, the results store, the leaderboard)
+    scores_baseline: bool = False
     _class_weight: Any = None
 
     # -- data ------------------------------------------------------------------------------
@@ -195,6 +204,45 @@ class Task:
         from .heads import ClassificationHead
 
         return ClassificationHead(feature_dim, num_labels, float(params.get("dropout", 0.1)))
+
+    def make_head(self, backbone: Any, num_outputs: int, params: dict) -> "torch.nn.Module":
+        """The head for ``backbone`` (every model of a study is built through this). The default
+        is :meth:`build_head` on the width :attr:`features` reads (``position_dim`` for
+        ``"positions"``, else ``feature_dim``); a task whose head depends on the backbone (a
+        sequence decoder the backbone carries, a per-frame classifier otherwise) overrides it.
+        A head whose ``features`` attribute is ``"backbone"`` is called as ``head(backbone,
+        batch)`` and drives the backbone itself (see :class:`automl_pt.model.TrialModel`)."""
+        width = backbone.position_dim if self.features == "positions" else backbone.feature_dim
+        return self.build_head(int(width), num_outputs, params)
+
+    #: options ``Predictor.predict(..., **options)`` accepts for this task (name -> type), set on
+    #: the head by :meth:`set_predict_options` (e.g. a beam size for generation)
+    predict_options: dict[str, type] = {}
+
+    def set_predict_options(self, head: Any, options: dict[str, Any]) -> None:
+        """Apply prediction options to ``head`` (each an attribute of that name). ``ValueError``
+        naming the task's options for an unknown one or a value of the wrong type."""
+        for key, value in options.items():
+            kind = self.predict_options.get(key)
+            if kind is None:
+                known = ", ".join(self.predict_options) or "none"
+                raise ValueError(f"task {self.name!r} has no prediction option {key!r} (options: {known})")
+            if isinstance(value, bool) or not isinstance(value, kind) or (kind is int and value < 1):
+                raise ValueError(f"prediction option {key!r} must be a positive {kind.__name__}, got {value!r}")
+            setattr(head, key, value)
+
+    def scores_zero_shot(self, head: Any) -> bool:
+        """Whether a model of this task with ``head`` (as :meth:`make_head` built it on the
+        pretrained backbone, before any training) already predicts something meaningful (a
+        decoder the backbone carries; never a freshly initialised layer). Only asked where
+        :attr:`scores_baseline`."""
+        return False
+
+    def predictions_frame(self, labels: np.ndarray, predictions: Any) -> Any:
+        """The best model's test predictions as ``test_predictions.parquet`` keeps them (a
+        pandas DataFrame), or ``None`` for the core's table of the task's kind (class indices,
+        numbers, label sets)."""
+        return None
 
     def target_tensor(self, targets: np.ndarray) -> "torch.Tensor":
         import torch

@@ -52,15 +52,14 @@ class _Scorer:
         self._models: dict[str, Any] = {}
 
     def model(self, params: dict) -> tuple[Any, Any, Any, Any]:
-        from ..model import TrialModel, head_input_dim
+        from ..model import TrialModel
 
         key = json.dumps(params, sort_keys=True, default=str)
         if key not in self._models:
             self._models.clear()
             info, backbone = self.runner.load_backbone(params["backbone"], params)
             prep = self.runner.preprocessor(backbone, params["backbone"], params)
-            head = self.task.build_head(head_input_dim(backbone, self.task),
-                                        self.task.num_outputs(self.prepared.data.label_names), params)
+            head = self.task.make_head(backbone, self.task.num_outputs(self.prepared.data.label_names), params)
             self._models[key] = (TrialModel(backbone, head).to(self.runner.device), prep, info, backbone)
         return self._models[key]
 

@@ -91,7 +91,7 @@ def check_against_plugins(cfg: StudyConfig, host: PluginHost, where: _Where
     elif not cfg.study.direction:
         direction = "maximize" if registry.metrics[metric].greater_is_better else "minimize"
     for key in cfg.data.columns:
-        if key not in task.input_keys:
+        if key not in task.input_keys and key != getattr(task, "target_key", "label_column"):
             where.add("data", key, f"unknown key for task {task.name!r}"
                       f"{did_you_mean(key, list(task.input_keys))}; it reads "
                       f"{', '.join(task.input_keys)}")

@@ -29,7 +29,7 @@ from ..core.seeds import seed_everything
 from ..train.adapters import apply_strategy
 from ..spec.config import StudyConfig
 from ..spec.data import Split, StudyData
-from ..model import Backbone, Preprocessor, TrialModel, head_input_dim
+from ..model import Backbone, Preprocessor, TrialModel
 from ..train.probe import fit_probe, probe_applies
 from ..plugins import resolve_backbone
 from ..registry import BackboneInfo, TaskInfo
@@ -401,7 +401,7 @@ class TrialRunner:
         info, backbone = self.load_backbone(params["backbone"], params)
         prep = self.preprocessor(backbone, params["backbone"], params)
         task = self.make_task()
-        head = task.build_head(head_input_dim(backbone, task), task.num_outputs(self.data.label_names), params)
+        head = task.make_head(backbone, task.num_outputs(self.data.label_names), params)
         model = TrialModel(backbone, head)
         if params.get("dropout") is not None:
             backbone.set_dropout(float(params["dropout"]))

@@ -112,7 +112,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ..model import TrialModel, head_input_dim
+    from ..model import TrialModel
     from ..train.training import calibrate_on, evaluate
 
     from ..storage.rundir import check_replaceable
@@ -134,7 +134,7 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
     info, backbone = runner.load_backbone(params["backbone"], params)
     prep = runner.preprocessor(backbone, params["backbone"], params)
     task = runner.make_task()
-    head = task.build_head(head_input_dim(backbone, task), task.num_outputs(prepared.data.label_names), params)
+    head = task.make_head(backbone, task.num_outputs(prepared.data.label_names), params)
     model = TrialModel(backbone, head)
     model.load_state_dict(state if state is not None else load_file(str(weights)))
     model.to(runner.device)
@@ -152,11 +152,15 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
         test_predictions = (np.asarray(prepared.data.test.labels), np.asarray(test_pred))
         test_table = task.test_table(np.asarray(prepared.data.test.labels), test_pred)
 
+    baseline = (score_baseline(study, prepared, runner, params, score_test)
+                if getattr(task, "scores_baseline", False) else None)
+
     tmp = staging_dir(out)
     try:
         (tmp / "backbone").mkdir()
         if test_predictions is not None:  # for the report: see test_predictions_frame
-            test_predictions_frame(task.kind, *test_predictions).to_parquet(
+            frame = task.predictions_frame(*test_predictions)
+            (test_predictions_frame(task.kind, *test_predictions) if frame is None else frame).to_parquet(
                 tmp / "test_predictions.parquet", index=False)
         if test_table is not None:  # the task's breakdown of the test scores, for the report
             (tmp / TEST_TABLE).write_text(json.dumps(
@@ -187,6 +191,8 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
         }
         metrics = {"validation": best.user_attrs.get("metrics"), "test": test_metrics,
                    "objective": {prepared.metric: best.value}}
+        if baseline is not None:   # the pretrained model, before fine-tuning
+            metrics["baseline"] = baseline
         if source is not None:   # a soup or a refit of the best trial's configuration
             manifest["source"] = source
             metrics["source"] = source
@@ -207,6 +213,56 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
 
 #: the task's table of test scores by group (:meth:`automl_pt.tasks.Task.test_table`) in ``best/``
 TEST_TABLE = "test_table.json"
+#: the untrained model's scores per backbone, cached in the run directory
+BASELINE_FILE = "baseline.json"
+
+
+def score_baseline(study: Any, prepared: Any, runner: Any, params: dict,
+                   score_test: bool = True) -> dict[str, Any] | None:
+    """The pretrained backbone of ``params`` with the task's head, untrained, scored on
+    validation and (``score_test``) test: ``{"backbone", "validation", "test"}``, or ``None``
+    where the task says such a model predicts nothing meaningful
+    (:meth:`automl_pt.tasks.Task.scores_zero_shot`). Computed once per backbone and split and
+    kept in the run directory (``baseline.json``), so a study that exports ``best/`` after
+    every improvement pays for it once."""
+    from ..core.io import atomic_json
+    from ..train.training import evaluate
+
+    path = study.run_dir / BASELINE_FILE
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    name = str(params["backbone"])
+    entry = cache.get(name) or {}
+    splits = [("validation", prepared.data.validation)]
+    if score_test and prepared.data.test is not None:
+        splits.append(("test", prepared.data.test))
+    if entry.get("zero_shot") is False:
+        return None
+    if all(k in entry for k, _ in splits):
+        return {"backbone": name, **{k: entry[k] for k in ("validation", "test") if k in entry}}
+    from ..model import TrialModel
+
+    base_params = {**params, "init": "pretrained"}
+    _, backbone = runner.load_backbone(name, base_params)
+    prep = runner.preprocessor(backbone, name, base_params)
+    task = runner.make_task()
+    head = task.make_head(backbone, task.num_outputs(prepared.data.label_names), base_params)
+    if not task.scores_zero_shot(head):
+        cache[name] = {"zero_shot": False}
+        atomic_json(path, cache)
+        return None
+    model = TrialModel(backbone, head).to(runner.device)
+    for key, split in splits:
+        if key not in entry:
+            enc = runner.encoded(prep, split)
+            entry[key] = evaluate(model, task, enc, split.labels, runner.metrics, runner.device, 16,
+                                  prep.collate, prep.lengths(enc))[0]
+    cache[name] = entry
+    atomic_json(path, cache)
+    del model
+    return {"backbone": name, **{k: entry[k] for k in ("validation", "test") if k in entry}}
 
 
 def test_predictions_frame(kind: str, true: np.ndarray, pred: np.ndarray):
@@ -266,6 +322,8 @@ class Prediction:
         elif self.kind == "token_classification":
             frame = pd.DataFrame({"tags": [x["tags"] for x in self.labels],
                                   "entities": [x["entities"] for x in self.labels]})
+        elif self.probabilities is None:   # one output per input, no scores (a transcript)
+            frame = pd.DataFrame({"prediction": [str(x) for x in self.labels]})
         else:
             frame = pd.DataFrame(self.probabilities, columns=[f"p_{n}" for n in self.label_names])
             if self.kind == "multilabel":
@@ -294,7 +352,7 @@ class Predictor:
         import torch
         from safetensors.torch import load_file
 
-        from ..model import TrialModel, head_input_dim
+        from ..model import TrialModel
         from ..plugins import create_plugin_host
         from .provenance import installed_plugin, loader_options
 
@@ -330,8 +388,7 @@ class Predictor:
         if not isinstance(task_state, dict):
             raise ModelLoadError(f"{manifest_path}: key 'task_state' must be an object; re-export the model")
         self.task.load_state(task_state, str(manifest_path))
-        head = self.task.build_head(head_input_dim(backbone, self.task), self.task.num_outputs(self.label_names),
-                                    m.get("params", {}))
+        head = self.task.make_head(backbone, self.task.num_outputs(self.label_names), m.get("params", {}))
         try:
             head.load_state_dict(load_file(str(self.directory / "head.safetensors")))
         except Exception as exc:
@@ -374,20 +431,24 @@ class Predictor:
         return InputReader(self.task_info, self.input_column, self.host.registry,
                            self.input_columns).read(inputs)
 
-    def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None) -> Prediction:
+    def predict(self, inputs: Any, batch_size: int = 64, progress: bool | None = None,
+                **options: Any) -> Prediction:
         """Predict labels and probabilities, label sets or numbers, as the model's task decodes
         them (see :class:`Prediction`; :meth:`_inputs` for what ``inputs`` may be).
         Inputs are preprocessed ``PREDICT_WINDOW_BATCHES`` batches at a time, so long inputs
         never sit in memory as tensors at once; within a window, where the preprocessor reports
         lengths, batches are formed in order of length (less padding) and the results come back
         in the order of the inputs. ``progress``: a rich progress bar on stderr; ``None`` shows it
-        for inputs longer than four batches."""
+        for inputs longer than four batches. ``options``: the task's prediction options
+        (:attr:`automl_pt.tasks.Task.predict_options`, e.g. a speech recogniser's beam size
+        ``num_beams``); ``ValueError`` naming the task's options for any other."""
         import torch
 
         from ..train.training import predict_logits
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.task.set_predict_options(self.model.head, options)
         items, names = self._inputs(inputs)
         preds, probs = [], []
         starts: Any = range(0, len(items), batch_size * PREDICT_WINDOW_BATCHES)

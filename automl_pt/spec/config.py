@@ -153,6 +153,14 @@ class StudyConfig:
     def input_column(self, input_key: str, default: str) -> str:
         return self.data.columns.get(input_key, default)
 
+    def target_column(self, task: Any) -> str:
+        """The column a task's targets are read from: ``[data] label_column``, or the task's
+        own key (``TaskInfo.target_key``, default: the key without ``_column``)."""
+        key = getattr(task, "target_key", "label_column")
+        if key == "label_column":
+            return self.data.label_column
+        return self.data.columns.get(key, key.removesuffix("_column"))
+
     def input_columns(self, task: Any) -> list[str]:
         """The columns a task's inputs are read from: ``[data] <key>`` for each of its
         ``input_keys`` (``TaskInfo.input_keys``), else the key without ``_column``."""

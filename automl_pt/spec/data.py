@@ -100,7 +100,7 @@ def read_frame(source: Any, registry: Registry, options: dict, what: str):
 
 def _frame_to_split(frame, name: str, input_col: str | list[str], label_col: str, source: str,
                     require_labels: bool = True, variants: dict | None = None,
-                    input_keys: list[str] | None = None
+                    input_keys: list[str] | None = None, label_key: str = "label_column"
                     ) -> tuple[list[Any], list[Any], np.ndarray]:
     """Inputs, label values as written (``None`` where missing) and 1-based rows of a split's
     frame (the task parses the values: :meth:`automl_pt.tasks.Task.read_targets`). ``variants`` (label -> {how it is written: (source, first row)}) collects how each label is
@@ -110,7 +110,7 @@ def _frame_to_split(frame, name: str, input_col: str | list[str], label_col: str
 
     cols = [input_col] if isinstance(input_col, str) else list(input_col)
     keys = list(input_keys or ["text_column"] * len(cols))
-    for col, key in [*zip(cols, keys), *([(label_col, "label_column")] if require_labels else [])]:
+    for col, key in [*zip(cols, keys), *([(label_col, label_key)] if require_labels else [])]:
         if col not in frame.columns:
             raise DataError(f"{source}: no column {col!r} (columns: {', '.join(map(str, frame.columns))}); "
                             f"set data.{key} in the study")
@@ -227,7 +227,7 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
     stratified validation set when none is given. Raises :class:`DataError`."""
     input_cols = config.input_columns(task)
     input_col = input_cols[0]
-    label_col = config.data.label_column
+    label_col = config.target_column(task)
     options = {"base_dir": str(config.source.parent) if config.source else ".",
                "input_column": input_col, "label_column": label_col,
                "on_bad_file": config.data.on_bad_file}
@@ -245,7 +245,7 @@ def load_study_data(config: StudyConfig, task: TaskInfo, registry: Registry) -> 
         inputs, labels, rows = _frame_to_split(
             frame, name, input_cols, label_col, _describe(source),
             variants=variants if targets_of.kind == "classification" else None,
-            input_keys=list(task.input_keys))
+            input_keys=list(task.input_keys), label_key=getattr(task, "target_key", "label_column"))
         labels = targets_of.read_targets(labels, rows, _describe(source), name, target_options)
         inputs = targets_of.align_inputs(inputs, labels, rows, _describe(source), name)
         if task.input_is_path:
@@ -352,7 +352,7 @@ def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: R
     input_cols = config.input_columns(task)
     input_col = input_cols[0]
     options = {"base_dir": str(config.source.parent) if config.source else ".",
-               "input_column": input_col, "label_column": config.data.label_column,
+               "input_column": input_col, "label_column": config.target_column(task),
                "on_bad_file": config.data.on_bad_file}
     path = Path(source) if isinstance(source, (str, Path)) else None
     if path is not None and path.is_dir() and task.input_is_path and not any(
@@ -361,7 +361,7 @@ def load_unlabeled(source: Any, config: StudyConfig, task: TaskInfo, registry: R
     else:
         frame = read_frame(source, registry, options, what)
     src = _describe(source)
-    inputs, labels, rows = _frame_to_split(frame, "unlabeled", input_cols, config.data.label_column,
+    inputs, labels, rows = _frame_to_split(frame, "unlabeled", input_cols, config.target_column(task),
                                            src, require_labels=False, input_keys=list(task.input_keys))
     if task.input_is_path:
         base = path.parent if path is not None and path.is_file() else Path(options["base_dir"])

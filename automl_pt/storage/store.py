@@ -47,7 +47,7 @@ STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
     "run_dir": "VARCHAR", "config": "JSON", "environment": "JSON", "n_trials": "INTEGER",
     "best_trial": "INTEGER", "best_value": "DOUBLE", "test_metrics": "JSON",
-    "data": "JSON", "updated_at": "TIMESTAMP",
+    "data": "JSON", "updated_at": "TIMESTAMP", "baseline": "JSON",
 }
 EPOCH_COLUMNS = {"study": "VARCHAR", "trial": "INTEGER", "epoch": "INTEGER", "name": "VARCHAR",
                  "value": "DOUBLE"}
@@ -206,8 +206,11 @@ class ResultStore:
         trials = trials_frame(optuna_study, study_name)
         files = [str(f) for f in epoch_files(run_dir)]
         remote = remote_epochs_frame(optuna_study, run_dir, study_name)
-        study_row = pd.DataFrame([{c: meta.get(c) for c in STUDY_COLUMNS}], columns=list(STUDY_COLUMNS))
-        for c in ("config", "environment", "test_metrics", "data"):
+        row = {c: meta.get(c) for c in STUDY_COLUMNS}
+        if row["baseline"] is None:  # the exported best/ keeps it (a task that scores one)
+            row["baseline"] = best_baseline(run_dir)
+        study_row = pd.DataFrame([row], columns=list(STUDY_COLUMNS))
+        for c in ("config", "environment", "test_metrics", "data", "baseline"):
             study_row[c] = study_row[c].map(lambda v: v if v is None or isinstance(v, str) else _json(v))
         study_row["updated_at"] = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
         con = self._connect()
@@ -274,6 +277,15 @@ class Results:
     @property
     def test_metrics(self) -> dict[str, float] | None:
         raw = self.study_row.get("test_metrics")
+        return json.loads(raw) if isinstance(raw, str) else raw
+
+    @property
+    def baseline(self) -> dict[str, Any] | None:
+        """The pretrained model's scores before fine-tuning (``{"backbone", "validation",
+        "test"}``) where the task scores one (``Task.scores_baseline``), else ``None``."""
+        raw = self.study_row.get("baseline")
+        if raw is None or (isinstance(raw, float) and raw != raw):
+            return None
         return json.loads(raw) if isinstance(raw, str) else raw
 
     def pretrain_curves(self):
@@ -538,6 +550,14 @@ def best_trial(ostudy: Any):
 def best_value(ostudy: Any) -> float | None:
     best = best_trial(ostudy)
     return None if best is None else best.value
+
+
+def best_baseline(run_dir: Path) -> dict[str, Any] | None:
+    """``baseline`` of ``<run_dir>/best/metrics.json`` (``None`` where there is none)."""
+    try:
+        return json.loads((Path(run_dir) / "best" / "metrics.json").read_text()).get("baseline")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def best_meta(ostudy: Any) -> dict[str, Any]:

@@ -274,6 +274,8 @@ class _Batches:
         if self.augment is not None:  # may mix examples and return soft targets
             batch = self.augment({**batch, "targets": targets}, generator)
             targets = batch.pop("targets")
+        if self.task.targets_in_batch:  # the model reads them (teacher forcing)
+            batch = {**batch, "targets": targets}
         return batch, targets
 
 

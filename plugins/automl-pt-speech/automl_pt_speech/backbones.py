@@ -341,6 +341,118 @@ class WhisperEncoderBackbone(AudioBackbone):
         self.encoder.save_pretrained(str(directory), safe_serialization=True)
 
 
+class WhisperSeq2SeqBackbone(WhisperEncoderBackbone):
+    """Whisper with its decoder, for speech recognition (``decodes_text``): the encoder as in
+    :class:`WhisperEncoderBackbone` (pooled and per-frame features too), plus
+    :meth:`transcript_loss` (teacher forcing) and :meth:`transcribe` (``generate`` on the
+    encoder's states, greedy or beam search). The full ``WhisperForConditionalGeneration`` is
+    kept outside the module tree for ``generate`` and ``save_pretrained``: it shares these
+    parameters, and the state dict holds each once (``encoder.*``, ``decoder.*``).
+
+    Batches are trimmed to their longest clip (the window sized to the batch; Whisper was
+    trained on zero-padded windows and its decoder reads the padding frames like silence), so
+    training draws length-bucketed batches and inference runs sorted by length."""
+
+    decodes_text = True
+    kind = "whisper-seq2seq"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, name: str, window: float | None = None,
+                 pooling: str = "mean", settings: dict | None = None):
+        super().__init__(model.model.encoder, name, window, pooling, settings)
+        self.decoder = model.model.decoder
+        self.__dict__["_full"] = model   # not a submodule: shares the encoder's / decoder's parameters
+        self.tokenizer = tokenizer
+        gen = model.generation_config
+        forced = [t for _, t in (getattr(gen, "forced_decoder_ids", None) or [])]
+        self.prefix = [int(gen.decoder_start_token_id), *forced]
+        self.eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
+        self.max_target = int(model.config.max_target_positions)
+
+    def preprocessor(self, options: dict) -> Preprocessor:
+        return AudioPreprocessor(self.sample_rate, max_seconds=self.settings.get("max_seconds"),
+                                 limit_seconds=self.max_seconds_limit, trim=self.window is None)
+
+    def train_only(self, strategy: str, top_encoder_layers: int = 2) -> None:
+        """Freeze for a speech-recognition strategy: ``decoder`` (the encoder frozen),
+        ``encoder_top`` (the decoder and the top ``top_encoder_layers`` encoder layers and final
+        norm), anything else trains everything the core's strategy leaves trainable."""
+        if strategy not in ("decoder", "encoder_top"):
+            return
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        if strategy == "encoder_top":
+            layers = self.encoder.layers
+            k = max(1, min(int(top_encoder_layers), len(layers)))
+            for module in [*layers[len(layers) - k:], self.encoder.layer_norm]:
+                for p in module.parameters():
+                    p.requires_grad_(True)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """``<|startoftranscript|><|notimestamps|> text <|endoftext|>`` per transcript (the
+        text after a space, as Whisper transcribes), cut to the decoder's positions."""
+        out = []
+        for t in texts:
+            ids = self.tokenizer.encode(" " + t.strip(), add_special_tokens=False)
+            out.append((self.prefix + ids)[:self.max_target - 1] + [self.eot])
+        return out
+
+    def transcript_loss(self, batch: dict[str, torch.Tensor], texts: list[str]) -> torch.Tensor:
+        """Mean token cross-entropy of the transcripts given the audio (teacher forcing; the
+        prefix tokens are not scored)."""
+        hidden, _ = self.hidden(batch)
+        ids = self.token_ids(texts)
+        width = max(len(i) for i in ids)
+        inputs = torch.full((len(ids), width - 1), self.eot, dtype=torch.long)
+        labels = torch.full((len(ids), width - 1), -100, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            inputs[row, :len(seq) - 1] = torch.tensor(seq[:-1])
+            labels[row, len(self.prefix) - 1:len(seq) - 1] = torch.tensor(seq[len(self.prefix):])
+        inputs, labels = inputs.to(hidden.device), labels.to(hidden.device)
+        states = self.decoder(input_ids=inputs, encoder_hidden_states=hidden).last_hidden_state
+        logits = nn.functional.linear(states, self.decoder.embed_tokens.weight).float()
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                           ignore_index=-100)
+
+    @torch.no_grad()
+    def transcribe(self, batch: dict[str, torch.Tensor], num_beams: int = 1,
+                   max_new_tokens: int = 128) -> list[str]:
+        """The transcripts of a batch (``generate`` with Whisper's generation config: its
+        suppressed tokens, no timestamps)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        hidden, _ = self.hidden(batch)
+        limit = max(1, min(int(max_new_tokens), self.max_target - len(self.prefix) - 1))
+        ids = self._full.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                  num_beams=int(num_beams), max_new_tokens=limit)
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def peft_targets(self) -> dict[str, list[str]]:
+        from automl_pt.train.adapters import find_targets
+
+        return find_targets(self, QUERY_VALUE, KEY_VALUE)
+
+    def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
+        """``hf``: the ``WhisperForConditionalGeneration`` folder with tokenizer and feature
+        extractor, which ``transformers.pipeline("automatic-speech-recognition")`` loads (it
+        pads clips to Whisper's 30 s window). The decoder is the head: nothing ships apart."""
+        if fmt != "hf":
+            return super().export_as(fmt, directory, head, label_names)
+        self.export(directory)
+        return True
+
+    def save_model(self, directory: Path) -> None:
+        self.settings["window"] = self.window
+        self.settings["seq2seq"] = True
+        self._full.save_pretrained(str(directory), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(directory))
+        try:
+            from transformers import WhisperFeatureExtractor
+
+            WhisperFeatureExtractor(feature_size=self.encoder.config.num_mel_bins).save_pretrained(str(directory))
+        except Exception:  # pragma: no cover - optional for the pipeline only
+            pass
+
+
 # -- wav2vec2 family --------------------------------------------------------------------------
 class WaveformBackbone(AudioBackbone):
     """wav2vec2 / HuBERT / WavLM / data2vec-audio on the raw waveform."""
@@ -537,7 +649,12 @@ def load_audio_backbone(source: str, name: str, options: dict,
     if Path(source).is_dir() and load_saved_max_seconds(Path(source)) is not None:
         keep["max_seconds"] = load_saved_max_seconds(Path(source))  # fitted when it was exported
     try:
-        if model_type == "whisper":
+        if model_type == "whisper" and (options.get("transcribe") or settings.get("seq2seq")):
+            window = opts.pop("window", settings.get("window"))
+            model, tokenizer = _load_whisper_seq2seq(source, config, random_init)
+            backbone = WhisperSeq2SeqBackbone(model, tokenizer, name, window=window, pooling=pooling,
+                                              settings=keep)
+        elif model_type == "whisper":
             window = opts.pop("window", settings.get("window"))
             backbone: AudioBackbone = WhisperEncoderBackbone(
                 _load_whisper_encoder(source, config, random_init), name, window=window, pooling=pooling,
@@ -588,6 +705,22 @@ def _load_whisper_encoder(source: str, config: Any, random_init: bool = False) -
     if "WhisperEncoder" in (config.architectures or []):
         return WhisperEncoder.from_pretrained(source, dtype=torch.float32)
     return WhisperForAudioClassification.from_pretrained(source, dtype=torch.float32).encoder
+
+
+def _load_whisper_seq2seq(source: str, config: Any, random_init: bool = False) -> tuple[nn.Module, Any]:
+    """``WhisperForConditionalGeneration`` and its tokenizer (the folder's ``tokenizer.json``)."""
+    from transformers import WhisperForConditionalGeneration, WhisperTokenizerFast
+
+    if random_init:
+        model = WhisperForConditionalGeneration(config).float()
+    else:
+        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+    try:
+        tokenizer = WhisperTokenizerFast.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        raise BackboneError(f"{source}: speech recognition needs the Whisper tokenizer "
+                            f"(tokenizer.json) next to the model: {exc}") from exc
+    return model, tokenizer
 
 
 def _wants_normalize(source: str, settings: dict) -> bool:

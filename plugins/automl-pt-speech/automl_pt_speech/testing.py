@@ -108,3 +108,65 @@ def write_table(path: Path, tree: Path, audio_column: str = "audio",
         writer.writerow((audio_column, label_column))
         writer.writerows(rows)
     return path
+
+
+def make_tiny_whisper_asr(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer, 32-d Whisper seq2seq model with a byte-level tokenizer
+    (every byte a token, no merges; ``<|endoftext|>``, ``<|startoftranscript|>``,
+    ``<|notimestamps|>`` after them), saved as a folder speech recognition can load."""
+    quiet_transformers()
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    path.mkdir(parents=True, exist_ok=True)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    special = ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(special)
+    tok.save(str(path / "tokenizer.json"))
+    eot, sot, nots = (tok.token_to_id(s) for s in special)
+    (path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "WhisperTokenizer", "model_max_length": 64, "bos_token": special[0],
+        "eos_token": special[0], "unk_token": special[0], "pad_token": special[0]}))
+    torch.manual_seed(seed)
+    config = WhisperConfig(
+        vocab_size=len(vocab) + len(special), num_mel_bins=80, d_model=32, encoder_layers=2,
+        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_source_positions=1500, max_target_positions=64,
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
+        suppress_tokens=[], begin_suppress_tokens=[])
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+        forced_decoder_ids=[[1, nots]], no_timestamps_token_id=nots, max_length=64,
+        suppress_tokens=[], begin_suppress_tokens=[])
+    model.save_pretrained(str(path))
+    return path
+
+
+def make_tiny_wav2vec2_ctc(path: Path, seed: int = 0, model_type: str = "wav2vec2") -> Path:
+    """A randomly initialised 2-layer, 32-d encoder of ``model_type`` (``wav2vec2``,
+    ``hubert``, ``wavlm``) for CTC tests."""
+    quiet_transformers()
+    import torch
+    from transformers import (AutoModel, HubertConfig, Wav2Vec2Config, Wav2Vec2FeatureExtractor,
+                              WavLMConfig)
+
+    cls = {"wav2vec2": Wav2Vec2Config, "hubert": HubertConfig, "wavlm": WavLMConfig}[model_type]
+    torch.manual_seed(seed)
+    extra = {"num_buckets": 16, "max_bucket_distance": 64} if model_type == "wavlm" else {}
+    config = cls(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="layer",
+        do_stable_layer_norm=True, mask_time_prob=0.0, layerdrop=0.0, hidden_dropout=0.0,
+        attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, **extra)
+    AutoModel.from_config(config).save_pretrained(str(path))
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(str(path))
+    return path
