@@ -83,7 +83,8 @@ class Task:
 
     name: str = ""
     kind: str = "classification"
-    #: the head reads ``"pooled"`` features ``(batch, dim)`` or ``"positions"``
+    #: the head reads ``"pooled"`` features ``(batch, dim)``, ``"positions"`` or ``"levels"``
+    #: (maps at several resolutions, :meth:`automl_pt.model.Backbone.encode_levels`)
     features: str = "pooled"
     #: label efficiency budgets: ``"per_class"`` (labels per class) or ``"examples"``
     budget_unit: str = "per_class"
@@ -256,10 +257,17 @@ class Task:
 
 def concat_targets(*parts: np.ndarray) -> np.ndarray:
     """Encoded targets of several splits as one array. Per-position targets (a tag per word,
-    ``IGNORE`` where a sentence has no more words) are padded to the widest split first."""
+    ``IGNORE`` where a sentence has no more words) are padded to the widest split first; so are
+    targets that are a variable-length list of items per example, ``(examples, items, values)``
+    float arrays padded with NaN rows."""
     if all(p.ndim == 2 for p in parts) and len({p.shape[1] for p in parts}) > 1:
         width = max(p.shape[1] for p in parts)
         parts = tuple(np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=IGNORE) for p in parts)
+    elif all(p.ndim == 3 for p in parts) and len({p.shape[1] for p in parts}) > 1:
+        # a variable-length list of items per example (rows of numbers, NaN-padded)
+        width = max(p.shape[1] for p in parts)
+        parts = tuple(np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=np.nan)
+                      for p in parts)
     return np.concatenate(parts)
 
 
