@@ -256,7 +256,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _output_file(args.output, "--output")
     predictor = load(args.model_dir, device=_torch_device(args.device),
                      trust_remote_code=args.trust_remote_code)
+    if getattr(args, "draw", None) and not getattr(predictor.task, "draws", False):
+        raise DataError(f"--draw: the {predictor.task.name!r} model's predictions are not places in "
+                        "its inputs; nothing to draw")
     prediction = predictor.predict(path, batch_size=args.batch_size, progress=True)
+    if getattr(args, "draw", None):
+        if not prediction.inputs:
+            raise DataError("--draw needs input files (a file, a folder or a table of paths)")
+        predictor.task.draw(prediction.inputs, prediction.labels, Path(args.draw))
     frame = prediction.to_frame()
     if args.output:
         out = Path(args.output)
@@ -480,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="CSV / JSONL / Parquet file (default: CSV on stdout)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--draw", metavar="DIR",
+                   help="also write each input file with its predictions drawn on it into DIR "
+                        "(tasks whose predictions are places in the input, e.g. boxes)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the backbone loader run code shipped in the model folder (transformers "
                         "auto_map); only for folders you trust. Nothing in a folder can turn it on")

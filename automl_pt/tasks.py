@@ -234,6 +234,11 @@ class Task:
         default is ``head`` itself."""
         return head
 
+    def export_shape(self, label_names: list[str]) -> list:
+        """The shape of what an ``onnx`` / ``torchscript`` export returns, as recorded in
+        ``automl_pt_export.json`` (``"batch"`` and sizes or names of the other axes)."""
+        return ["batch", self.num_outputs(label_names)]
+
     def export_outputs(self, outputs: "torch.Tensor") -> "torch.Tensor":
         """What an ``onnx`` / ``torchscript`` export returns from :meth:`export_head`'s outputs
         (:attr:`export_output` names it; multi-label: the sigmoid). Traced, so torch ops only."""

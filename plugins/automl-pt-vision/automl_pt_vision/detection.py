@@ -54,7 +54,6 @@ class DetectionTask(Task):
     report = "none"
     single_label = False
     decode_reads_inputs = True
-    export_output = "detections"
 
     def __init__(self, name: str = TASK):
         self.name = name
@@ -187,6 +186,57 @@ class DetectionTask(Task):
                         "scores": [round(float(b[4]), 4) for b in d]})
         return out
 
+    # export (onnx / torchscript): the head's raw outputs; anchors, decoding and NMS are not in
+    # the file (see RawDetectionHead)
+    export_output = "head_outputs"
+
+    def export_head(self, head):
+        if not isinstance(head, DetectionHead):
+            raise ModelLoadError(f"task {self.name!r}: the head {type(head).__name__} is not a "
+                                 "DetectionHead; export 'native' instead")
+        return RawDetectionHead(head).eval()
+
+    def export_shape(self, label_names):
+        return ["batch", "anchors", f"{len(label_names)} class logits + 4 box values "
+                                    "(+ 1 centerness logit for fcos)"]
+
+    #: ``automl-pt predict --draw DIR`` draws the boxes (:meth:`draw`)
+    draws = True
+
+    def draw(self, inputs, decoded, directory) -> list:
+        """Write each input image with its boxes, labels and scores drawn into ``directory``
+        (PNG, named after the input); returns the paths."""
+        from pathlib import Path
+
+        from PIL import ImageDraw
+
+        from .preprocess import open_image, to_rgb
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        colours = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+        names = sorted({n for d in decoded for n in d["labels"]})
+        written, used = [], set()
+        for item, d in zip(inputs, decoded):
+            source = open_image(item)
+            image = to_rgb(source).copy()
+            if source is not item:
+                source.close()
+            pen = ImageDraw.Draw(image)
+            for box, name, score in zip(d["boxes"], d["labels"], d["scores"]):
+                colour = colours[names.index(name) % len(colours)]
+                pen.rectangle(box, outline=colour, width=max(1, round(min(image.size) / 150)))
+                pen.text((box[0] + 2, box[1] + 1), f"{name} {score:.2f}", fill=colour)
+            stem = Path(str(item)).stem
+            name, k = f"{stem}.png", 1
+            while name in used:
+                k += 1
+                name = f"{stem}-{k}.png"
+            used.add(name)
+            image.save(directory / name)
+            written.append(directory / name)
+        return written
+
     def subset_indices(self, targets, budget, seed):
         targets = np.asarray(targets)
         if budget == "all":
@@ -302,6 +352,31 @@ class DetectionHead(_torch_nn().Module):
             out[i, :n, 4] = d["scores"][:n].float()
             out[i, :n, 5] = d["labels"][:n].float()
         return out
+
+
+class RawDetectionHead(_torch_nn().Module):
+    """The pyramid and the detector's convolutions of a :class:`DetectionHead`, returning their
+    raw outputs per anchor, all levels concatenated (finest first, row-major cells, anchors
+    within a cell): ``(images, anchors, classes + 4 [+ 1])`` = class logits (sigmoid: scores),
+    box regression (FCOS: left / top / right / bottom distances in units of the level's stride;
+    RetinaNet: deltas against its anchors) and, for FCOS, the centerness logit. What ``onnx`` /
+    ``torchscript`` exports carry: traceable, without the data-dependent NMS."""
+
+    features = "levels"
+
+    def __init__(self, head: DetectionHead):
+        super().__init__()
+        self.fpn, self.det_head = head.fpn, head.detector.head
+
+    def forward(self, levels: list):
+        import torch
+
+        feats = list(self.fpn(OrderedDict((str(i), x.float()) for i, x in enumerate(levels))).values())
+        out = self.det_head(feats)
+        parts = [out["cls_logits"], out["bbox_regression"]]
+        if "bbox_ctrness" in out:
+            parts.append(out["bbox_ctrness"])
+        return torch.cat(parts, dim=-1)
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def write_split(out: Path, name: str, items: np.ndarray, labels: np.ndarray, cou
     return path
 
 
-def build(out: Path, train: int = 600, validation: int = 150, test: int = 150, size: int = 128,
+def build(out: Path, train: int = 400, validation: int = 100, test: int = 100, size: int = 128,
           classes: int = 4, seed: int = 0, data_dir: Path = FASHION_MNIST_DIR) -> list[Path]:
     rng = np.random.default_rng(seed)
     x, y = load_split("train", data_dir)
@@ -103,9 +103,9 @@ def build(out: Path, train: int = 600, validation: int = 150, test: int = 150, s
 def main(argv=None, default_out: Path | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=default_out or Path("data/detection"))
-    parser.add_argument("--train", type=int, default=600)
-    parser.add_argument("--validation", type=int, default=150)
-    parser.add_argument("--test", type=int, default=150)
+    parser.add_argument("--train", type=int, default=400)
+    parser.add_argument("--validation", type=int, default=100)
+    parser.add_argument("--test", type=int, default=100)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--classes", type=int, default=4, help="first N Fashion-MNIST classes")
     parser.add_argument("--seed", type=int, default=0)

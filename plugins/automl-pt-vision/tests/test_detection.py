@@ -225,6 +225,24 @@ def test_tiny_study_trains_exports_reloads_and_predicts(tmp_path):
     assert set(out["labels"]) <= {"square", "disc"}
     assert out["scores"] == sorted(out["scores"], reverse=True)
     assert list(pred.to_frame().columns) == ["input", "boxes", "labels", "scores"]
+    drawn = model.task.draw(pred.inputs, pred.labels, tmp_path / "drawn")
+    assert [p.name for p in drawn] == ["0000.png"] and drawn[0].is_file()
     model.task.score_threshold = 1.0
     assert model.predict(str(tmp_path / "test" / "0000.png")).labels[0]["boxes"] == []
-    assert torch.is_tensor(next(model.model.parameters()))
+
+    # onnx: the pyramid and head convolutions' raw outputs, checked against onnxruntime on export
+    import onnxruntime
+
+    from automl_pt.export.formats import export_model
+
+    out_dir = export_model(tmp_path / "run" / "best", "onnx", tmp_path / "onnx", predictor=model)
+    config = json.loads((out_dir / "automl_pt_export.json").read_text())
+    assert config["outputs"][0]["name"] == "head_outputs"
+    enc = model.preprocessor.encode([str(tmp_path / "test" / "0000.png")])
+    session = onnxruntime.InferenceSession(str(out_dir / "model.onnx"))
+    (raw,) = session.run(None, {k: v.numpy() for k, v in enc.items()})
+    anchors = 8 * 8 + 4 * 4 + 2 * 2 + 1 + 1           # strides 8 ... 128 on a 64-px input
+    assert raw.shape == (1, anchors, 2 + 4 + 1)          # classes, box, centerness (fcos)
+    with torch.no_grad():
+        want = model.task.export_head(model.model.head)(model.model.backbone.encode_levels(enc))
+    assert np.abs(raw - want.numpy()).max() < 1e-3
