@@ -399,8 +399,16 @@ def _as_lists(labels, predictions):
 def mean_ap(labels, predictions, class_metrics: bool = False) -> dict:
     """torchmetrics ``MeanAveragePrecision`` (COCO, boxes ``xyxy``) of ``predictions`` (the
     task's ``(images, DETECTIONS, 6)``) against ``labels`` (``(images, boxes, 5)``). The last
-    result is reused: the study's three metrics score the same predictions."""
-    key = (id(labels), id(predictions), class_metrics)
+    result is reused when the arrays' contents are the same: the study's three metrics score
+    the same predictions."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (labels, predictions):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        digest.update(str(a.shape).encode())
+        digest.update(a.tobytes())
+    key = (digest.hexdigest(), class_metrics)
     if _LAST.get("key") == key:
         return _LAST["value"]
     from torchmetrics.detection import MeanAveragePrecision

@@ -126,6 +126,11 @@ def test_map_metrics():
     assert value["map_50"] == pytest.approx(1.0) and value["map_75"] == pytest.approx(0.5)
     wrong_class = _preds([[[0.1, 0.1, 0.4, 0.4, 0.9, 1]], []])
     assert mean_ap(labels, wrong_class)["map_50"] == pytest.approx(0.0)
+    # the cached result follows the contents, not the array object (validation reuses memory)
+    moving = perfect.copy()
+    assert mean_ap(labels, moving)["map_50"] == pytest.approx(1.0)
+    moving[1, 0, 5] = 0
+    assert mean_ap(labels, moving)["map_50"] == pytest.approx(0.5)
     per = per_class_ap(labels, perfect, ["a", "b"])
     assert per == pytest.approx({"a": 1.0, "b": 1.0})
 
