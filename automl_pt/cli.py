@@ -278,6 +278,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _output_file(args.output, "--output")
     predictor = load(args.model_dir, device=_torch_device(args.device),
                      trust_remote_code=args.trust_remote_code)
+    if getattr(args, "draw", None) and not getattr(predictor.task, "draws", False):
+        raise DataError(f"--draw: the {predictor.task.name!r} model's predictions are not places in "
+                        "its inputs; nothing to draw")
     options = {}
     for item in args.option or ():
         key, sep, value = item.partition("=")
@@ -288,6 +291,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         prediction = predictor.predict(path, batch_size=args.batch_size, progress=True, **options)
     except ValueError as exc:
         raise ConfigError(f"--option: {exc}") from exc
+    if getattr(args, "draw", None):
+        if not prediction.inputs:
+            raise DataError("--draw needs input files (a file, a folder or a table of paths)")
+        predictor.task.draw(prediction.inputs, prediction.labels, Path(args.draw))
     frame = prediction.to_frame()
     if args.output:
         out = Path(args.output)
@@ -514,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a prediction option of the model's task (repeatable), e.g. num_beams=4 "
                         "for beam search in speech recognition")
+    p.add_argument("--draw", metavar="DIR",
+                   help="also write each input file with its predictions drawn on it into DIR "
+                        "(tasks whose predictions are places in the input, e.g. boxes)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the backbone loader run code shipped in the model folder (transformers "
                         "auto_map); only for folders you trust. Nothing in a folder can turn it on")

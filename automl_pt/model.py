@@ -135,6 +135,23 @@ class Backbone(nn.Module):
         raise BackboneError(f"the {self.modality} backbone {self.name!r} ({type(self).__name__}) "
                             "has no per-position features (encode_positions); this task needs them")
 
+    @property
+    def level_dims(self) -> tuple[tuple[int, int], ...]:
+        """``(channels, stride)`` of each map :meth:`encode_levels` returns, finest first. The
+        default refuses, as :meth:`encode_levels` does."""
+        self.encode_levels({})
+        return ()
+
+    def encode_levels(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Per-position features at several resolutions, for heads that combine scales (a
+        feature pyramid): a list of ``(batch, channels_i, *grid_i)`` maps, finest first, map
+        ``i`` one cell per ``stride_i`` input positions (:attr:`level_dims`). The default
+        refuses, naming the backbone."""
+        from .errors import BackboneError
+
+        raise BackboneError(f"the {self.modality} backbone {self.name!r} ({type(self).__name__}) "
+                            "has no multi-resolution features (encode_levels); this task needs them")
+
     def preprocessor(self, options: dict) -> Preprocessor:
         raise NotImplementedError
 
@@ -235,10 +252,13 @@ class Backbone(nn.Module):
 
 def head_input_dim(backbone: Backbone, task: Any) -> int:
     """The feature width a ``task``'s head is built for on ``backbone``: :attr:`Backbone.
-    position_dim` when the task reads positions (``task.features == "positions"``), else
-    :attr:`Backbone.feature_dim`."""
+    position_dim` when the task reads positions (``task.features == "positions"``),
+    :attr:`Backbone.level_dims` (a tuple of ``(channels, stride)``) when it reads several
+    resolutions (``"levels"``), else :attr:`Backbone.feature_dim`."""
     if getattr(task, "features", "pooled") == "positions":
         return int(backbone.position_dim)
+    if getattr(task, "features", "pooled") == "levels":  # (channels, stride) per level
+        return tuple(backbone.level_dims)  # type: ignore[return-value]
     return int(backbone.feature_dim)
 
 
@@ -261,4 +281,6 @@ class TrialModel(nn.Module):
             return self.head(self.backbone, batch)
         if getattr(self.head, "features", "pooled") == "positions":
             return self.head(*self.backbone.encode_positions(batch))
+        if getattr(self.head, "features", "pooled") == "levels":
+            return self.head(self.backbone.encode_levels(batch))
         return self.head(self.backbone.encode(batch))

@@ -83,8 +83,9 @@ class Task:
 
     name: str = ""
     kind: str = "classification"
-    #: the head reads ``"pooled"`` features ``(batch, dim)`` or ``"positions"``; ``"backbone"``:
-    #: it is given the backbone itself (see :meth:`make_head`)
+    #: the head reads ``"pooled"`` features ``(batch, dim)``, ``"positions"`` or ``"levels"``
+    #: (maps at several resolutions, :meth:`automl_pt.model.Backbone.encode_levels`);
+    #: ``"backbone"``: it is given the backbone itself (see :meth:`make_head`)
     features: str = "pooled"
     #: label efficiency budgets: ``"per_class"`` (labels per class) or ``"examples"``
     budget_unit: str = "per_class"
@@ -207,13 +208,15 @@ class Task:
 
     def make_head(self, backbone: Any, num_outputs: int, params: dict) -> "torch.nn.Module":
         """The head for ``backbone`` (every model of a study is built through this). The default
-        is :meth:`build_head` on the width :attr:`features` reads (``position_dim`` for
-        ``"positions"``, else ``feature_dim``); a task whose head depends on the backbone (a
+        is :meth:`build_head` on the width :attr:`features` reads
+        (:func:`automl_pt.model.head_input_dim`: ``position_dim`` for ``"positions"``, the
+        ``(channels, stride)`` of each level for ``"levels"``, else ``feature_dim``); a task whose head depends on the backbone (a
         sequence decoder the backbone carries, a per-frame classifier otherwise) overrides it.
         A head whose ``features`` attribute is ``"backbone"`` is called as ``head(backbone,
         batch)`` and drives the backbone itself (see :class:`automl_pt.model.TrialModel`)."""
-        width = backbone.position_dim if self.features == "positions" else backbone.feature_dim
-        return self.build_head(int(width), num_outputs, params)
+        from .model import head_input_dim
+
+        return self.build_head(head_input_dim(backbone, self), num_outputs, params)
 
     #: options ``Predictor.predict(..., **options)`` accepts for this task (name -> type), set on
     #: the head by :meth:`set_predict_options` (e.g. a beam size for generation)
@@ -289,6 +292,13 @@ class Task:
         default is ``head`` itself."""
         return head
 
+    def export_shape(self, label_names: list[str]) -> list:
+        """The shape of what an ``onnx`` / ``torchscript`` export returns, as recorded in
+        ``automl_pt_export.json`` (``"batch"`` and sizes or names of the other axes)."""
+        if self.features == "positions":   # an output per position of the input
+            return ["batch", "position", self.num_outputs(label_names)]
+        return ["batch", self.num_outputs(label_names)]
+
     def export_outputs(self, outputs: "torch.Tensor") -> "torch.Tensor":
         """What an ``onnx`` / ``torchscript`` export returns from :meth:`export_head`'s outputs
         (:attr:`export_output` names it; multi-label: the sigmoid). Traced, so torch ops only."""
@@ -320,10 +330,17 @@ class Task:
 
 def concat_targets(*parts: np.ndarray) -> np.ndarray:
     """Encoded targets of several splits as one array. Per-position targets (a tag per word,
-    ``IGNORE`` where a sentence has no more words) are padded to the widest split first."""
+    ``IGNORE`` where a sentence has no more words) are padded to the widest split first; so are
+    targets that are a variable-length list of items per example, ``(examples, items, values)``
+    float arrays padded with NaN rows."""
     if all(p.ndim == 2 for p in parts) and len({p.shape[1] for p in parts}) > 1:
         width = max(p.shape[1] for p in parts)
         parts = tuple(np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=IGNORE) for p in parts)
+    elif all(p.ndim == 3 for p in parts) and len({p.shape[1] for p in parts}) > 1:
+        # a variable-length list of items per example (rows of numbers, NaN-padded)
+        width = max(p.shape[1] for p in parts)
+        parts = tuple(np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=np.nan)
+                      for p in parts)
     return np.concatenate(parts)
 
 

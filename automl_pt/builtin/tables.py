@@ -60,10 +60,35 @@ def _read_jsonl(path: Path):
     return pd.DataFrame({c: pd.Series([r.get(c) for _, r in numbered], dtype=object) for c in columns})
 
 
+def _is_document(path: Path) -> bool:
+    """A ``.json`` file holding one JSON object whose values include a list of objects (a
+    dataset document with its own structure, e.g. records of several kinds that refer to each
+    other): not a table, so a plugin's reader may take it. A table ``.json`` is a list of
+    objects, or JSONL."""
+    import json
+
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        with path.open("r", encoding="utf-8") as f:
+            head = f.read(64).lstrip()
+            if not head.startswith("{"):
+                return False
+            doc = json.loads(head + f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and any(
+        isinstance(v, list) and v and isinstance(v[0], dict) for v in doc.values())
+
+
+def _accepts(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in TABLE_SUFFIXES and not _is_document(path)
+
+
 @hookimpl
 def automl_pt_register_data_readers(register):
     register.reader(DataReader(
         name="table",
-        accepts=lambda p: p.is_file() and p.suffix.lower() in TABLE_SUFFIXES,
+        accepts=_accepts,
         read=_read_table,
         description="CSV / TSV / JSONL / Parquet table, one example per row"))

@@ -159,10 +159,8 @@ def task_module(predictor: Any, names: list[str]) -> Any:
 
 def output_spec(predictor: Any) -> list[dict[str, Any]]:
     """The ``outputs`` of an ``onnx`` / ``torchscript`` export for ``automl_pt_export.json``."""
-    n = predictor.task.num_outputs(predictor.label_names)
-    if predictor.task.features == "positions":   # an output per position of the input
-        return [{"name": predictor.task.export_output, "shape": ["batch", "position", n]}]
-    return [{"name": predictor.task.export_output, "shape": ["batch", n]}]
+    return [{"name": predictor.task.export_output,
+             "shape": predictor.task.export_shape(predictor.label_names)}]
 
 
 def _dynamic_axes(a: dict[str, Any], b: dict[str, Any], support: ExportSupport

@@ -77,8 +77,8 @@ def model_card(config: dict[str, Any], folder: Path, support: ExportSupport | No
     if config.get("inputs"):
         lines += ["Model inputs: " + ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}"
                                                for i in config["inputs"]) + "; output: "
-                  + (support.output_text(config) or OUTPUTS.get(config.get("task_kind", "classification"),
-                                                                OUTPUTS["classification"])) + ".", ""]
+                  + ((support.output_text(config) if support is not None else None)
+                     or output_text(config)) + ".", ""]
     if config.get("head"):
         lines += [f"The head (`head.safetensors`: {', '.join(config['head']['keys'])}) is a linear "
                   f"layer over the backbone's features, {config['head']['applied_to']}; it is not "
@@ -103,6 +103,16 @@ OUTPUTS = {"classification": "`logits` (batch, labels), softmax gives probabilit
                          f"`{EXPORT_CONFIG}`)"}
 
 
+def output_text(config: dict[str, Any]) -> str:
+    """What an onnx / torchscript export outputs: the built-in kinds' sentence, else the
+    outputs as the export recorded them (name and shape)."""
+    kind = config.get("task_kind", "classification")
+    if kind in OUTPUTS:
+        return OUTPUTS[kind]
+    outputs = config.get("outputs") or []
+    return ", ".join(f"`{o.get('name')}` {o.get('shape', '')}".rstrip() for o in outputs) or "see the task's documentation"
+
+
 def what_it_predicts(config: dict[str, Any]) -> str:
     """The card's first sentence: what the model predicts for each input, by task kind."""
     modality, labels = md(config.get("modality")), config["labels"]
@@ -115,6 +125,9 @@ def what_it_predicts(config: dict[str, Any]) -> str:
         return (f"A {modality} multi-label model: it predicts a set of labels per example, any of "
                 f"{len(labels)} labels ({', '.join(map(md, labels))}), each one whose probability "
                 f"reaches its own threshold (tuned on validation), scored by {metric}.")
+    if kind not in OUTPUTS:   # a plugin's task kind
+        return (f"A {modality} {md(kind.replace('_', ' '))} model over {len(labels)} labels "
+                f"({', '.join(map(md, labels))}), scored by {metric}.")
     return (f"A {modality} classifier: it predicts one of {len(labels)} labels "
             f"({', '.join(map(md, labels))}) per example, scored by {metric}.")
 

@@ -268,11 +268,21 @@ def score_baseline(study: Any, prepared: Any, runner: Any, params: dict,
 def test_predictions_frame(kind: str, true: np.ndarray, pred: np.ndarray):
     """The best model's test predictions as the report reads them (``test_predictions.parquet``):
     label indices ``true`` / ``pred`` (classification), numbers (regression), or one row per
-    example and label with 0/1 ``true`` / ``pred`` and the ``label`` index (multi-label)."""
+    example and label with 0/1 ``true`` / ``pred`` and the ``label`` index (multi-label), or,
+    where targets are a list of items per example (``(examples, items, values)``), the true and
+    predicted items of each example as JSON (``true_items``, ``pred_items``; no figure)."""
     import pandas as pd
 
     if kind == "regression":
         return pd.DataFrame({"true": true.astype("float64"), "pred": pred.astype("float64")})
+    if true.ndim == 3:  # a list of items per example (rows of numbers, NaN-padded): JSON per example
+        import json
+
+        def items(a: np.ndarray) -> list[str]:
+            return [json.dumps([[round(float(v), 5) for v in r] for r in x if np.isfinite(r).all()])
+                    for x in a]
+
+        return pd.DataFrame({"true_items": items(true), "pred_items": items(pred)})
     if pred.dtype == object:  # a prediction per position (a tag per word): one row per word
         pairs = [(int(t), int(p)) for row, seq in zip(true, pred)
                  for t, p in zip(row, np.asarray(seq)) if t >= 0]
@@ -313,8 +323,9 @@ class Prediction:
 
     def to_frame(self):
         """One row per input: ``label`` and ``confidence`` plus a ``p_<label>`` column per label
-        (classification), ``labels`` (joined by ``|``) plus ``p_<label>`` (multi-label), or
-        ``prediction`` (regression); ``input`` first where the inputs were files."""
+        (classification), ``labels`` (joined by ``|``) plus ``p_<label>`` (multi-label),
+        ``prediction`` (regression), or a column per key where the task decodes each input to a
+        record (a dict); ``input`` first where the inputs were files."""
         import pandas as pd
 
         if self.kind == "regression":
@@ -322,6 +333,9 @@ class Prediction:
         elif self.kind == "token_classification":
             frame = pd.DataFrame({"tags": [x["tags"] for x in self.labels],
                                   "entities": [x["entities"] for x in self.labels]})
+        elif self.labels and isinstance(self.labels[0], dict):
+            # a task that decodes each input to a record (lists of found items...): a column per key
+            frame = pd.DataFrame({k: [x[k] for x in self.labels] for k in self.labels[0]})
         elif self.probabilities is None:   # one output per input, no scores (a transcript)
             frame = pd.DataFrame({"prediction": [str(x) for x in self.labels]})
         else:

@@ -409,8 +409,8 @@ def test_plot_name(source: Any) -> str | None:
     ``"confusion"`` (class indices), ``"scatter"`` (numbers: regression), ``"per_label"`` (one
     row per example and label: multi-label); ``None`` without test predictions."""
     frame = source.test_predictions() if _is_results(source) else source
-    if frame is None or not len(frame):
-        return None
+    if frame is None or not len(frame) or "true" not in frame.columns:
+        return None   # e.g. lists of items per example: no figure yet
     if "example" in frame.columns:
         return "per_label"
     return "scatter" if frame["true"].dtype.kind == "f" else "confusion"

@@ -13,6 +13,10 @@ Task ``image-classification``: class-per-folder trees or tables with an image pa
 metrics accuracy, macro-F1 and top-5 accuracy; reads ``image_column``. Bad images (unreadable,
 truncated, not an image, empty class folder) are listed, or skipped with
 ``data.on_bad_file = "skip"``. Augmentation strength and mixup / cutmix are in the search space.
+
+Task ``object-detection``: COCO JSON or YOLO folders, torchvision's FCOS / RetinaNet on the
+backbone's feature maps, metrics ``map_50``, ``map``, ``map_75`` (see
+:mod:`automl_pt_vision.detection`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .plugin import (  # noqa: F401  (the hook implementations are the module's 
     automl_pt_register_backbones,
     automl_pt_register_data_readers,
     automl_pt_register_export_formats,
+    automl_pt_register_metrics,
     automl_pt_register_tasks,
     automl_pt_resolve_backbone,
     automl_pt_search_space,

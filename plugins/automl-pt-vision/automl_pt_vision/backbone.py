@@ -111,6 +111,50 @@ class TimmImageBackbone(Backbone):
         mask = torch.ones(positions.shape[:2], dtype=torch.bool, device=positions.device)
         return positions, mask
 
+    # -- several resolutions (a feature pyramid's inputs) --------------------------------------
+    #: how many of the model's feature stages (the coarsest) :meth:`encode_levels` returns
+    LEVELS = 3
+
+    def _level_info(self) -> list[dict]:
+        info = list(getattr(self.model, "feature_info", None) or [])
+        reductions = [int(f["reduction"]) for f in info[-self.LEVELS:]]
+        if (len(info) < self.LEVELS or not hasattr(self.model, "forward_intermediates")
+                or len(set(reductions)) < len(reductions)):
+            raise BackboneError(
+                f"the image backbone {self.name!r} (timm {type(self.model).__name__}) has no feature "
+                f"maps at {self.LEVELS} resolutions (timm feature_info / forward_intermediates); "
+                "this task needs a convolutional backbone (MobileNet, EfficientNet, ResNet, ConvNeXt)")
+        return info[-self.LEVELS:]
+
+    @property
+    def level_dims(self) -> tuple[tuple[int, int], ...]:  # type: ignore[override]
+        """``(channels, stride)`` of the last :attr:`LEVELS` feature stages (timm's
+        ``feature_info``): strides 8, 16, 32 on most CNNs."""
+        return tuple((int(f["num_chs"]), int(f["reduction"])) for f in self._level_info())
+
+    def encode_levels(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The last :attr:`LEVELS` stages' feature maps, NCHW, finest first (timm's
+        ``forward_intermediates``, which runs the model's own modules: no copy of its weights)."""
+        n = len(self.model.feature_info)
+        return list(self.model.forward_intermediates(
+            self.normalize(batch["pixel_values"]), indices=list(range(n - self.LEVELS, n)),
+            intermediates_only=True))
+
+    def freeze_stages(self, stages: int) -> None:
+        """Freeze the stem and the first ``stages`` feature stages (timm ``feature_info``
+        modules): their parameters keep the pretrained values (``frozen_stages``)."""
+        info = list(getattr(self.model, "feature_info", None) or [])
+        if stages <= 0 or not info:
+            return
+        last = info[min(stages, len(info)) - 1]["module"]
+        names = [n for n, _ in self.model.named_parameters()]
+        ends = [i for i, n in enumerate(names) if n.startswith(last + ".")]
+        if not ends:
+            return
+        for i, (_, p) in enumerate(self.model.named_parameters()):
+            if i <= ends[-1]:
+                p.requires_grad_(False)
+
     def _probe_pooling(self) -> str | None:
         """Run ``forward_head`` on random features shaped like ``forward_features``' output (of
         one blank image of the input size) and compare with their positions' mean."""
@@ -331,6 +375,13 @@ def _size_overlay(options: dict, base_cfg: dict) -> tuple[dict, dict]:
     :func:`auto_image_size` picks from ``options['native_image_size']`` (the training images'
     typical side) where the model accepts any input size (CNNs; models with a fixed input size
     such as ViTs keep their pretrained size)."""
+    # the whole image, resized to a square without cropping (boxes keep their relative place)
+    squash = {"crop_pct": 1.0, "crop_mode": "squash"} if options.get("image_resize") == "squash" else {}
+    overlay, kwargs = _size_only_overlay(options, base_cfg)
+    return {**overlay, **squash}, kwargs
+
+
+def _size_only_overlay(options: dict, base_cfg: dict) -> tuple[dict, dict]:
     size = options.get("image_size")
     pretrained = int((base_cfg.get("input_size") or (3, 224, 224))[-1])
     native = options.get("native_image_size")
@@ -375,7 +426,11 @@ def _create(name: str, architecture: str, display: str, options: dict, pretraine
         model.pretrained_cfg = {**dict(model.pretrained_cfg), **size_overlay}
     # hub names (hf-hub:org/name) only reveal their architecture once loaded
     architecture = model.pretrained_cfg.get("architecture") or architecture
-    return TimmImageBackbone(model, display, architecture, model_args)
+    backbone = TimmImageBackbone(model, display, architecture, model_args)
+    stages = int((options.get("params") or {}).get("frozen_stages") or 0)
+    if stages:
+        backbone.freeze_stages(stages)
+    return backbone
 
 
 def load_catalog(name: str, options: dict, pretrained: bool = True) -> TimmImageBackbone:

@@ -28,6 +28,22 @@ def _create_task():
     return ClassificationTask(TASK)
 
 
+def _create_detection_task():
+    from .detection import DetectionTask
+
+    return DetectionTask()
+
+
+@hookimpl
+def automl_pt_register_metrics(register):
+    from automl_pt.registry import Metric
+
+    from .detection import METRICS, _metric
+
+    for name in METRICS:
+        register.metric(Metric(name, _metric(name)))
+
+
 @hookimpl
 def automl_pt_register_tasks(register):
     register.task(TaskInfo(
@@ -37,6 +53,13 @@ def automl_pt_register_tasks(register):
         default_backbones=("mobilenetv2-100",),
         description="single-label image classification: a class-per-folder tree, or a table "
                     "with an image path column (relative to the table) and a label column"))
+    register.task(TaskInfo(
+        name="object-detection", modality=MODALITY, create=_create_detection_task,
+        metrics=("map_50", "map", "map_75"), default_metric="map_50",
+        input_key="image_column", input_is_path=True, check_input=_check_image,
+        default_backbones=("mobilenetv2-100",), kind="detection",
+        description="object detection: COCO JSON (train = \"train.json\", file_name relative to "
+                    "it) or a YOLO folder (images/ + labels/); boxes with a category per image"))
     from automl_pt.tasks import task_info
 
     # the generic tasks on images read from tables (paths relative to the table)
@@ -75,6 +98,14 @@ def automl_pt_register_data_readers(register):
     register.reader(DataReader(
         name="image-folder", accepts=accepts, read=read_class_folders,
         description="class-per-folder image tree: ROOT/<class>/<image files>"))
+    from .coco import is_coco, is_yolo, read_coco, read_yolo
+
+    register.reader(DataReader(
+        name="coco", accepts=is_coco, read=read_coco,
+        description="COCO detection JSON (images, annotations, categories)"))
+    register.reader(DataReader(
+        name="yolo", accepts=is_yolo, read=read_yolo,
+        description="YOLO detection folder: images/ + labels/<name>.txt (+ classes.txt)"))
 
 
 def _is_timm_dir(path: Path) -> bool:
@@ -134,6 +165,8 @@ def automl_pt_search_space(task, config):
         return None
     from .augment import MIX_CHOICES
 
+    if getattr(task, "kind", "") == "detection":
+        return _detection_space()
     # Convolutional ImageNet backbones fine-tune at larger learning rates than transformers.
     return {
         "learning_rate": Param("learning_rate", "float", 1e-4, 3e-3, log=True),
@@ -151,6 +184,29 @@ def automl_pt_search_space(task, config):
     }
 
 
+def _detection_space():
+    """Detection: torchvision's FCOS (RetinaNet where [search.space] lists it), the stem and
+    early stages frozen or not, box-aware augmentation; no probe (heads read feature maps)."""
+    from .detection import DETECTORS
+
+    return {
+        "learning_rate": Param("learning_rate", "float", 3e-4, 3e-3, log=True),
+        "head_lr_multiplier": Param("head_lr_multiplier", "float", 1.0, 10.0, log=True),
+        "batch_size": Param("batch_size", "categorical", choices=(8, 16)),
+        "epochs": Param("epochs", "int", 4, 12),
+        "strategy": Param("strategy", "categorical", choices=("full",),
+                          domain=Domain("choice", choices=("full", "freeze_then_unfreeze"))),
+        "detector": Param("detector", "categorical", choices=("fcos",),
+                          domain=Domain("choice", choices=DETECTORS)),
+        "frozen_stages": Param("frozen_stages", "categorical", choices=(0, 2),
+                               domain=Domain("int", low=0, high=5)),
+        "augmentation_strength": Param("augmentation_strength", "float", 0.0, 1.0,
+                                       domain=Domain("float", low=0.0, high=1.0)),
+        "image_size": Param("image_size", "categorical", choices=(None,),
+                            domain=Domain("int", low=64)),
+    }
+
+
 @hookimpl
 def automl_pt_data_options(task, inputs):
     """``native_image_size``: the training images' typical shorter side, from which the input
@@ -160,13 +216,20 @@ def automl_pt_data_options(task, inputs):
     from .preprocess import native_image_size
 
     size = native_image_size(inputs)
-    return {"native_image_size": size} if size else None
+    options = {"native_image_size": size} if size else {}
+    if getattr(task, "kind", "") == "detection":
+        options["image_resize"] = "squash"  # whole images: boxes keep their place
+    return options or None
 
 
 @hookimpl
 def automl_pt_augmentation(task, backbone, params, num_labels):
     if task.modality != MODALITY:
         return None
+    if getattr(task, "kind", "") == "detection":
+        from .detection import make_box_augment
+
+        return make_box_augment(float(params.get("augmentation_strength", 0.0)))
     from .augment import make_augment
 
     mixing = str(params.get("mixup", "none")) if getattr(task, "kind", "classification") == "classification" \

@@ -88,3 +88,39 @@ def write_table(path: str | Path, tree: str | Path, image_column: str = "image",
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_coco(path: str | Path, n_images: int, size: int = 64, seed: int = 0,
+               folder: str = "images", max_items: int = 2) -> Path:
+    """A COCO detection file ``path`` and its images (``<path's folder>/<folder>/<i>.png``,
+    ``file_name`` relative to the JSON): up to ``max_items`` bright squares or discs
+    (categories ``square`` and ``disc``) on a noisy dark background; some images have none."""
+    import json
+
+    from PIL import Image
+
+    path = Path(path)
+    (path.parent / folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images, annotations = [], []
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(n_images):
+        img = rng.normal(40, 15, (size, size, 3))
+        for _ in range(int(rng.integers(0, max_items + 1))):
+            side = int(rng.integers(size // 5, size // 2))
+            x, y = int(rng.integers(0, size - side)), int(rng.integers(0, size - side))
+            cat = int(rng.integers(1, 3))
+            if cat == 1:
+                mask = (xx >= x) & (xx < x + side) & (yy >= y) & (yy < y + side)
+            else:
+                r = side / 2
+                mask = (xx - x - r + 0.5) ** 2 + (yy - y - r + 0.5) ** 2 <= r * r
+            img[mask] = rng.uniform(160, 255, 3)
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": cat,
+                                "bbox": [x, y, side, side], "area": side * side, "iscrowd": 0})
+        file = f"{folder}/{i:04d}.png"
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path.parent / file)
+        images.append({"id": i + 1, "file_name": file, "width": size, "height": size})
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}]}))
+    return path
