@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .tasks import ClassificationTask, MultilabelTask, RegressionTask, Task  # noqa: F401  (re-exported)
+from .tasks import ClassificationTask, MultilabelTask, RegressionTask, Task, head_width  # noqa: F401  (re-exported)
 
 
 def state_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
@@ -255,11 +255,7 @@ def head_input_dim(backbone: Backbone, task: Any) -> int:
     position_dim` when the task reads positions (``task.features == "positions"``),
     :attr:`Backbone.level_dims` (a tuple of ``(channels, stride)``) when it reads several
     resolutions (``"levels"``), else :attr:`Backbone.feature_dim`."""
-    if getattr(task, "features", "pooled") == "positions":
-        return int(backbone.position_dim)
-    if getattr(task, "features", "pooled") == "levels":  # (channels, stride) per level
-        return tuple(backbone.level_dims)  # type: ignore[return-value]
-    return int(backbone.feature_dim)
+    return head_width(backbone, getattr(task, "features", "pooled"))
 
 
 class TrialModel(nn.Module):

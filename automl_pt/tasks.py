@@ -76,6 +76,17 @@ def label_str(v: Any) -> str:
     return str(v).strip()
 
 
+def head_width(backbone: Any, features: str) -> Any:
+    """The feature width a head reading ``features`` is built for on ``backbone``:
+    ``position_dim`` for ``"positions"``, the ``(channels, stride)`` of each level
+    (``level_dims``) for ``"levels"``, else ``feature_dim``."""
+    if features == "positions":
+        return int(backbone.position_dim)
+    if features == "levels":   # (channels, stride) per level
+        return tuple(backbone.level_dims)
+    return int(backbone.feature_dim)
+
+
 class Task:
     """The task contract (see the module docstring). The defaults are single-label
     classification's, so a plugin task that only overrides :meth:`build_head`, :meth:`loss` and
@@ -209,14 +220,12 @@ class Task:
     def make_head(self, backbone: Any, num_outputs: int, params: dict) -> "torch.nn.Module":
         """The head for ``backbone`` (every model of a study is built through this). The default
         is :meth:`build_head` on the width :attr:`features` reads
-        (:func:`automl_pt.model.head_input_dim`: ``position_dim`` for ``"positions"``, the
+        (:func:`head_width`: ``position_dim`` for ``"positions"``, the
         ``(channels, stride)`` of each level for ``"levels"``, else ``feature_dim``); a task whose head depends on the backbone (a
         sequence decoder the backbone carries, a per-frame classifier otherwise) overrides it.
         A head whose ``features`` attribute is ``"backbone"`` is called as ``head(backbone,
         batch)`` and drives the backbone itself (see :class:`automl_pt.model.TrialModel`)."""
-        from .model import head_input_dim
-
-        return self.build_head(head_input_dim(backbone, self), num_outputs, params)
+        return self.build_head(head_width(backbone, self.features), num_outputs, params)
 
     #: options ``Predictor.predict(..., **options)`` accepts for this task (name -> type), set on
     #: the head by :meth:`set_predict_options` (e.g. a beam size for generation)
