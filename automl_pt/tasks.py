@@ -76,6 +76,16 @@ def label_str(v: Any) -> str:
     return str(v).strip()
 
 
+def random_subset(n: int, budget: int | str, seed: int) -> np.ndarray:
+    """Sorted positions of ``budget`` of ``n`` examples drawn with ``seed`` (``"all"``: every
+    one); nested across budgets for one seed (the first ``budget`` of one permutation). What
+    :meth:`Task.subset_indices` is for tasks whose budget counts examples."""
+    if budget == "all":
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.permutation(n)[:int(budget)])
+
+
 def head_width(backbone: Any, features: str) -> Any:
     """The feature width a head reading ``features`` is built for on ``backbone``:
     ``position_dim`` for ``"positions"``, the ``(channels, stride)`` of each level
@@ -543,11 +553,7 @@ class RegressionTask(Task):
         return folded
 
     def subset_indices(self, targets, budget, seed):
-        targets = np.asarray(targets)
-        if budget == "all":
-            return np.arange(len(targets))
-        rng = np.random.default_rng(seed)
-        return np.sort(rng.permutation(len(targets))[:int(budget)])
+        return random_subset(len(targets), budget, seed)
 
 
 class MultilabelTask(Task):

@@ -26,6 +26,16 @@ KEY_VALUE = {"key", "value", "k", "v", "k_proj", "v_proj", "k_lin", "v_lin", "ke
              "value_proj", *_FUSED}
 
 
+def tokenizer_key(tokenizer: Any) -> str:
+    """A hash of everything the tokenizer does (its serialised pipeline, else its vocabulary):
+    part of the fingerprint under which encoded inputs are cached."""
+    try:
+        content = tokenizer.backend_tokenizer.to_str()
+    except AttributeError:
+        content = repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 class TokenizerPreprocessor(Preprocessor):
     """Tokenizes every text once, padded to the longest text of the dataset (truncated at
     ``max_length``); :meth:`collate` trims each batch to its own longest sequence and
@@ -45,11 +55,7 @@ class TokenizerPreprocessor(Preprocessor):
         self.max_length = min(int(max_length), self.limit)
         self.limit_source = limit_source
         self._summary = ""
-        try:
-            content = tokenizer.backend_tokenizer.to_str()
-        except AttributeError:
-            content = repr(sorted(tokenizer.get_vocab().items()))
-        self._tokenizer_key = hashlib.sha256(content.encode()).hexdigest()
+        self._tokenizer_key = tokenizer_key(tokenizer)
 
     @property
     def fingerprint(self) -> str:  # type: ignore[override]
@@ -508,11 +514,7 @@ class WordPreprocessor(Preprocessor):
         self.window = max(int(window), 3)
         self.limit_source = limit_source
         self._summary = ""
-        try:
-            content = tokenizer.backend_tokenizer.to_str()
-        except AttributeError:
-            content = repr(sorted(tokenizer.get_vocab().items()))
-        self._tokenizer_key = hashlib.sha256(content.encode()).hexdigest()
+        self._tokenizer_key = tokenizer_key(tokenizer)
 
     @property
     def fingerprint(self) -> str:  # type: ignore[override]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from automl_pt.errors import DataError
-from automl_pt.tasks import IGNORE, ROWS_LISTED, Task, rows_text
+from automl_pt.tasks import IGNORE, ROWS_LISTED, Task, random_subset, rows_text
 
 TASK = "token-classification"
 KIND = "token_classification"
@@ -325,11 +325,7 @@ class TokenClassificationTask(Task):
         return frame
 
     def subset_indices(self, targets, budget, seed):
-        targets = np.asarray(targets)
-        if budget == "all":
-            return np.arange(len(targets))
-        rng = np.random.default_rng(seed)
-        return np.sort(rng.permutation(len(targets))[:int(budget)])
+        return random_subset(len(targets), budget, seed)
 
 
 def create_task() -> TokenClassificationTask:
