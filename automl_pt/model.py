@@ -138,8 +138,8 @@ class Backbone(nn.Module):
     @property
     def level_dims(self) -> tuple[tuple[int, int], ...]:
         """``(channels, stride)`` of each map :meth:`encode_levels` returns, finest first. The
-        default refuses, as :meth:`encode_levels` does."""
-        self.encode_levels({})
+        default is empty: no levels (a property must not raise, since tracing reads every
+        attribute; :func:`automl_pt.tasks.head_width` turns it into the refusal)."""
         return ()
 
     def encode_levels(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:

@@ -93,7 +93,10 @@ def head_width(backbone: Any, features: str) -> Any:
     if features == "positions":
         return int(backbone.position_dim)
     if features == "levels":   # (channels, stride) per level
-        return tuple(backbone.level_dims)
+        dims = tuple(backbone.level_dims)
+        if not dims:
+            backbone.encode_levels({})   # the backbone has none: its refusal names it
+        return dims
     return int(backbone.feature_dim)
 
 

@@ -129,12 +129,17 @@ class TimmImageBackbone(Backbone):
     @property
     def level_dims(self) -> tuple[tuple[int, int], ...]:  # type: ignore[override]
         """``(channels, stride)`` of the last :attr:`LEVELS` feature stages (timm's
-        ``feature_info``): strides 8, 16, 32 on most CNNs."""
-        return tuple((int(f["num_chs"]), int(f["reduction"])) for f in self._level_info())
+        ``feature_info``): strides 8, 16, 32 on most CNNs; empty where the model has none (a
+        property must not raise: tracing a model reads every attribute)."""
+        try:
+            return tuple((int(f["num_chs"]), int(f["reduction"])) for f in self._level_info())
+        except BackboneError:
+            return ()
 
     def encode_levels(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The last :attr:`LEVELS` stages' feature maps, NCHW, finest first (timm's
         ``forward_intermediates``, which runs the model's own modules: no copy of its weights)."""
+        self._level_info()   # refuses a model without them, naming it
         n = len(self.model.feature_info)
         return list(self.model.forward_intermediates(
             self.normalize(batch["pixel_values"]), indices=list(range(n - self.LEVELS, n)),

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from automl_pt.errors import DataError, DataWarning
 from automl_pt.testing import write_study
@@ -251,3 +252,37 @@ def test_tiny_study_trains_exports_reloads_and_predicts(tmp_path):
     with torch.no_grad():
         want = model.task.export_head(model.model.head)(model.model.backbone.encode_levels(enc))
     assert np.abs(raw - want.numpy()).max() < 1e-3
+
+
+def test_a_backbone_without_feature_levels_is_refused_by_name_and_still_traces(tmp_path):
+    """A ViT has no maps at several resolutions: a detection head on it is refused naming the
+    backbone, while its ``level_dims`` stays an empty tuple (TorchScript reads every attribute
+    when it traces a classifier on the same backbone)."""
+    import torch
+
+    from automl_pt.errors import BackboneError
+    from automl_pt.model import TrialModel
+    from automl_pt.tasks import ClassificationTask
+    from automl_pt_vision.backbone import load_local_dir
+
+    backbone = load_local_dir(make_tiny_timm(tmp_path / "vit", architecture="test_vit", image_size=32),
+                              "tiny-vit", {})
+    assert backbone.level_dims == ()
+    with pytest.raises(BackboneError, match="tiny-vit.*convolutional backbone"):
+        DetectionTask().make_head(backbone, 2, {})
+    model = TrialModel(backbone, ClassificationTask().make_head(backbone, 2, {})).eval()
+    pixels = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        traced = torch.jit.trace(Pixels(model), pixels, check_trace=False)
+        assert torch.allclose(traced(pixels), model({"pixel_values": pixels}), atol=1e-5)
+
+
+class Pixels(torch.nn.Module):
+    """A model called with a tensor of pixels, as tracing needs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels):
+        return self.model({"pixel_values": pixels})
