@@ -167,8 +167,8 @@ class TextExportSupport(ExportSupport):
 
 #: the batch tensors only the native model reads (its word alignment, its window size)
 WORD_TENSORS = ("word_index", "word_count", "window")
-WORD_EXAMPLE = ('[["John", "Smith", "moved", "to", "New", "York"], ["Acme", "Corp", "hired", "Mary"]]'
-                '  # sentences as words')
+#: the cards' example input: sentences as lists of words (no comment: it goes inside a call)
+WORD_EXAMPLE = '[["John", "Smith", "moved", "to", "New", "York"], ["Acme", "Corp", "hired", "Mary"]]'
 #: Python (for the cards) from per-token scores ``scores[i]`` of sentence ``i`` (numpy or torch,
 #: one row per subword token) to each word's tag, read at its first subword
 FIRST_SUBWORDS = (
