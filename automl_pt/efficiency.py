@@ -17,7 +17,9 @@ permutation), and all start points of one ``(k, s)`` see the same examples. The 
 
 Each budget gets a strategy and training length that suit its size (:func:`budget_params`): at
 most :data:`PROBE_PER_CLASS` labels per class a pretrained or continued start is the
-closed-form probe on frozen features (:mod:`automl_pt.train.probe`); above it the study's best
+closed-form probe on frozen features (:mod:`automl_pt.train.probe`), and for single-label
+classification also SetFit-style contrastive tuning (:mod:`automl_pt.train.contrastive`), the
+run keeping whichever scores better on validation; above it the study's best
 configuration fine-tunes for at least ``min_steps`` optimizer steps (early stopping on
 validation), and the probe is fitted too, the run keeping whichever scores better on validation
 (so no budget falls below its probe). A random start always fine-tunes (``full``).
@@ -368,15 +370,18 @@ PROBE_PER_CLASS = 8
 
 
 def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[str] = (),
-                  probe: bool = True) -> list[dict]:
+                  probe: bool = True, setfit: bool = False) -> list[dict]:
     """The configurations a run of ``per_class`` labels per class tries from ``start`` (the one
-    scoring best on validation is kept): the probe alone at tiny budgets, else fine-tuning for
-    at least the default ``min_steps`` with early stopping (``patience``), plus the probe.
-    ``fixed`` names the keys the caller set explicitly; they are kept as given (a fixed
-    ``strategy`` is the only configuration, a fixed ``epochs`` is not stretched). A random start
-    fine-tunes (``full``) only; so does every start where ``probe`` is false (a task whose
-    search space refuses ``linear_probe``, e.g. one whose head reads per-position features)."""
+    scoring best on validation is kept): the probe at tiny budgets (and, where ``setfit`` is
+    true, i.e. single-label classification, SetFit-style contrastive tuning with its known-good
+    settings next to it), else fine-tuning for at least the default ``min_steps`` with early
+    stopping (``patience``), plus the probe. ``fixed`` names the keys the caller set
+    explicitly; they are kept as given (a fixed ``strategy`` is the only configuration, a fixed
+    ``epochs`` is not stretched). A random start fine-tunes (``full``) only; so does every
+    start where ``probe`` is false (a task whose search space refuses ``linear_probe``, e.g.
+    one whose head reads per-position features)."""
     from .builtin.search_space import DEFAULT_MIN_STEPS, DEFAULT_PATIENCE
+    from .engine.seeding import KNOWN_GOOD
 
     params = {**base, "init": start}
     probe_params = {**params, "strategy": "linear_probe"}
@@ -384,6 +389,8 @@ def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[
         params["strategy"] = "full"  # a frozen random backbone is no baseline
     elif probe and "strategy" not in fixed and (params.get("strategy") == "linear_probe" or (
             per_class != "all" and int(per_class) <= PROBE_PER_CLASS)):
+        if setfit and per_class != "all" and int(per_class) <= PROBE_PER_CLASS:
+            return [probe_params, {**params, **KNOWN_GOOD["setfit"], "strategy": "setfit"}]
         return [probe_params]
     if params.get("strategy") == "linear_probe":
         return [params]
@@ -403,6 +410,17 @@ def probe_allowed(space: dict) -> bool:
     return bool(strategy.domain) and not strategy.domain.problem("linear_probe")
 
 
+def setfit_allowed(prepared: Any) -> bool:
+    """Whether tiny budgets also try strategy ``setfit``: single-label classification whose
+    search space does not rule it out (its ``strategy`` lists it or its domain accepts it)."""
+    if prepared.task.kind != "classification":
+        return False
+    strategy = prepared.space.get("strategy")
+    if strategy is None or strategy.kind != "categorical" or "setfit" in strategy.choices:
+        return True
+    return bool(strategy.domain) and not strategy.domain.problem("setfit")
+
+
 def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | str, seed: int,
              start: str, eval_split: Any, split_name: str, settings: str, device: Any,
              fixed: Sequence[str] = ()) -> dict:
@@ -418,7 +436,8 @@ def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | s
                             data.skipped, kind=data.kind)
     t0 = time.time()
     kept = None   # (validation value, params, trial, weights file)
-    for k, candidate in enumerate(budget_params(base, start, budget, fixed, probe=probe_allowed(prepared.space))):
+    for k, candidate in enumerate(budget_params(base, start, budget, fixed, probe=probe_allowed(prepared.space),
+                                                     setfit=setfit_allowed(prepared))):
         trial = _Run(seed, candidate)
         value = runner.run_trial(trial, candidate)
         weights = runner.trial_dir(trial.number) / f"model-{k}.safetensors"

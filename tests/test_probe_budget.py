@@ -208,6 +208,14 @@ def test_label_efficiency_budgets_get_a_strategy_and_length_that_fit():
     base = {"backbone": "b", "strategy": "full", "epochs": 3, "batch_size": 32, "min_steps": 0}
     tiny = budget_params(base, "pretrained", 4)
     assert [p["strategy"] for p in tiny] == ["linear_probe"]
+    # single-label classification also tries SetFit-style tuning there, with its known-good settings
+    pairs = budget_params(base, "continued", 4, setfit=True)
+    assert [p["strategy"] for p in pairs] == ["linear_probe", "setfit"]
+    assert pairs[1]["setfit_pairs"] == 20 and pairs[1]["learning_rate"] == 2e-5
+    assert pairs[1]["init"] == "continued"
+    assert [p["strategy"] for p in budget_params(base, "continued", "all", setfit=True)] == \
+        ["full", "linear_probe"]
+    assert [p["strategy"] for p in budget_params(base, "random", 4, setfit=True)] == ["full"]
     larger = budget_params(base, "continued", PROBE_PER_CLASS + 1)
     assert [p["strategy"] for p in larger] == ["full", "linear_probe"]
     assert larger[0]["min_steps"] == 150 and larger[0]["patience"] == 3
