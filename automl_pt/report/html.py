@@ -358,11 +358,12 @@ def _trials_section(res: Results) -> str:
     trials = res.trials()
     cols = [c for c in ("number", "state", "state_reason", "value", "backbone", "strategy", "learning_rate",
                         "epochs", "batch_size", "best_epoch", "device", "duration_s",
-                        "error") if c in trials]
+                        "samples_per_s", "error") if c in trials]
     return _section("trials", "All trials", html_table(trials[cols], "trials-table", sortable=True,
                                                        row_class="state")
                     if len(trials) else "<p>No trials.</p>",
-                    "Pruned trials are orange, failed trials red.")
+                    "Pruned trials are orange, failed trials red. samples_per_s: training examples "
+                    "(images, clips, texts) per second of the trial's epochs, evaluation left out.")
 
 
 def _page(res: Results, parts: list[str]) -> str:

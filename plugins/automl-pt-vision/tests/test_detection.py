@@ -231,7 +231,7 @@ def test_tiny_study_trains_exports_reloads_and_predicts(tmp_path):
     report = build_report(tmp_path / "run")
     page = report.html.read_text()
     assert 'data-plot="task_test"' in page and "Average precision per category" in page
-    assert "<td>square</td>" in page and "<td>disc</td>" in page
+    assert "<td>square</td>" in page and "<td>disc</td>" in page and "<th>samples_per_s</th>" in page
     assert report.pngs["task_test"].is_file() and "confusion" not in report.pngs
     section = page[page.index('<section id="test">'):]
     assert section.index('data-plot="task_test"') < section.index("</section>")
