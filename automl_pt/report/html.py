@@ -363,7 +363,7 @@ def _trials_section(res: Results) -> str:
                                                        row_class="state")
                     if len(trials) else "<p>No trials.</p>",
                     "Pruned trials are orange, failed trials red. samples_per_s: training examples "
-                    "(images, clips, texts) per second of the trial's epochs, evaluation left out.")
+                    "per second of the trial's epochs, evaluation left out.")
 
 
 def _page(res: Results, parts: list[str]) -> str:
