@@ -18,6 +18,7 @@ contract, in the order a study uses it:
   thresholds); :meth:`~Task.state` / :meth:`~Task.load_state` carry what was fitted or tuned to
   an exported model as JSON data; :meth:`~Task.decode` gives what ``predict`` returns per input;
 * **reports and label efficiency**: :attr:`~Task.report`, :meth:`~Task.test_table`,
+  :meth:`~Task.test_figure` (with :attr:`~Task.report_inputs`),
   :attr:`~Task.budget_unit` and :meth:`~Task.subset_indices`.
 
 :class:`ClassificationTask`, :class:`RegressionTask` and :class:`MultilabelTask` implement it;
@@ -332,6 +333,18 @@ class Task:
         under the best model's test figure: a pandas DataFrame (a row per group, e.g. per kind
         of span; ``attrs["title"]`` says what the rows are), or ``None`` (the default: the
         figure says it all). ``predictions`` are :meth:`predict`'s."""
+        return None
+
+    #: the best model's test predictions keep each test input (an ``input`` column of
+    #: ``best/test_predictions.parquet``: a file path, as the split held it), for :meth:`test_figure`
+    report_inputs: bool = False
+
+    def test_figure(self, frame: Any, label_names: list[str]) -> Any:
+        """A figure of the best model's test predictions that the report shows in its test
+        section (a matplotlib Figure), or ``None`` (the default: the core's figure of the task's
+        kind, if any). ``frame`` is ``best/test_predictions.parquet`` as written at export
+        (:meth:`predictions_frame`, or the core's table), with an ``input`` column where
+        :attr:`report_inputs`; the task's :meth:`state` has been loaded from the exported model."""
         return None
 
     # -- label efficiency ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from automl_pt.errors import ConfigError
 from tests.conftest import make_topic_rows, study_toml, write_csv
 
 SUPPORT = Path(__file__).parent / "support"
@@ -263,6 +264,11 @@ def test_init_is_searched_only_with_a_pretrain_section(tmp_path, tiny_bert, topi
     assert with_pretrain.space["init"].choices == ("pretrained", "continued")
     plain = Study.from_config(study_toml(tmp_path, tiny_bert)).prepare()
     assert "init" not in plain.space
+    # named without [pretrain]: the random-init baseline of a transfer study (not "continued")
+    named = Study.from_config(study_toml(tmp_path, tiny_bert, space='init = ["random"]\nepochs = [1]')).prepare()
+    assert named.space["init"].choices == ("random",)
+    with pytest.raises(ConfigError, match="init"):
+        Study.from_config(study_toml(tmp_path, tiny_bert, space='init = ["continued"]')).prepare()
 
 
 def test_stage_resumes_after_sigkill_from_its_step_checkpoint(tmp_path, tiny_bert, topic_data):

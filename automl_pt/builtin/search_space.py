@@ -73,4 +73,8 @@ def automl_pt_search_space(task, config):
     if getattr(config, "pretrain", None) is not None:
         space["init"] = Param("init", "categorical", choices=INIT_CHOICES,
                               domain=Domain("choice", choices=(*INIT_CHOICES, RANDOM_INIT)))
+    elif "init" in (getattr(getattr(config, "search", None), "space", None) or {}):
+        # named without [pretrain]: the shipped weights, or the random-init baseline of a transfer study
+        space["init"] = Param("init", "categorical", choices=(INIT_CHOICES[0],),
+                              domain=Domain("choice", choices=(INIT_CHOICES[0], RANDOM_INIT)))
     return space

@@ -160,8 +160,11 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
         (tmp / "backbone").mkdir()
         if test_predictions is not None:  # for the report: see test_predictions_frame
             frame = task.predictions_frame(*test_predictions)
-            (test_predictions_frame(task.kind, *test_predictions) if frame is None else frame).to_parquet(
-                tmp / "test_predictions.parquet", index=False)
+            frame = test_predictions_frame(task.kind, *test_predictions) if frame is None else frame
+            inputs = prepared.data.test.inputs
+            if getattr(task, "report_inputs", False) and len(frame) == len(inputs):  # Task.test_figure
+                frame.insert(0, "input", [str(x) for x in inputs])
+            frame.to_parquet(tmp / "test_predictions.parquet", index=False)
         if test_table is not None:  # the task's breakdown of the test scores, for the report
             (tmp / TEST_TABLE).write_text(json.dumps(
                 {"title": test_table.attrs.get("title", ""), "columns": [str(c) for c in test_table.columns],

@@ -4,7 +4,7 @@ The page holds everything inline (plots as SVG, a few lines of CSS and vanilla J
 opens offline, from a file, with nothing fetched. Sections: summary, leaderboard (sortable),
 optimisation history, hyperparameter importances, learning curves, parameters vs. value,
 backbone × strategy, the best model's test score and its task's test figure (confusion matrix,
-predicted-vs-true scatter, per-label F1), time and device use, and every trial. Build it with :func:`build_report` or ``automl-pt report STUDY.toml|RUN_DIR``.
+predicted-vs-true scatter, per-label F1, or the task's own: :meth:`automl_pt.tasks.Task.test_figure`), time and device use, and every trial. Build it with :func:`build_report` or ``automl-pt report STUDY.toml|RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from ..storage.store import Results
 SCROLL_ROWS = 20  # longer tables scroll inside a box, with their header kept in view
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
+#: the task's own test figure (:func:`task_test_figure`), ``task_test.png`` next to the page
+TASK_FIGURE = "task_test"
 #: The plots written as PNG next to the page (file stem → plotting function).
 PNG_PLOTS = {
     "history": plots.optimization_history, "importances": plots.importances,
@@ -275,12 +277,36 @@ def _plot_sections(res: Results, figures: dict[str, Any], pngs: dict[str, Path],
     return parts
 
 
+def task_test_figure(res: Results) -> Any:
+    """The task's own figure of the exported best model's test predictions
+    (:meth:`automl_pt.tasks.Task.test_figure`, e.g. images with their predicted and true boxes),
+    or ``None``: no exported model, no test predictions, a task without one, or a task no
+    installed plugin provides."""
+    from ..export.predictor import MANIFEST
+
+    manifest_path = res.best_model_dir / MANIFEST
+    frame = res.test_predictions()
+    if frame is None or not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    from ..plugins import create_plugin_host
+
+    info = create_plugin_host().registry.tasks.get(manifest.get("task"))
+    if info is None:
+        return None
+    task = info.create()
+    task.load_state(manifest.get("task_state") or {}, str(manifest_path))
+    return task.test_figure(frame, list(manifest.get("labels") or []))
+
+
 def _test_section(res: Results, figures: dict[str, Any], pngs: dict[str, Path], test: dict[str, float],
                   best_trial: Any) -> str:
     """The best model's test scores and its task's test figure (confusion matrix, scatter or
-    per-label scores)."""
+    per-label scores, or the task's own: :func:`task_test_figure`)."""
     test_plot = plots.test_plot_name(res)   # confusion, scatter or per_label, by the task
     test_html = ("<p>" + _esc(", ".join(f"{k}: {v:.4f}" for k, v in test.items())) + "</p>") if test else ""
+    if TASK_FIGURE in figures:
+        test_html += _figure_block(TASK_FIGURE, figures[TASK_FIGURE], pngs)
     if test_plot in figures:
         test_html += _figure_block(test_plot, figures[test_plot], pngs)
     if test_plot == "per_label":
@@ -331,11 +357,13 @@ def _usage_rows(usage: dict[str, Any]) -> list[tuple[str, str]]:
 def _trials_section(res: Results) -> str:
     trials = res.trials()
     cols = [c for c in ("number", "state", "state_reason", "value", "backbone", "strategy", "learning_rate",
-                        "epochs", "batch_size", "best_epoch", "device", "duration_s", "error") if c in trials]
+                        "epochs", "batch_size", "best_epoch", "device", "duration_s",
+                        "samples_per_s", "error") if c in trials]
     return _section("trials", "All trials", html_table(trials[cols], "trials-table", sortable=True,
                                                        row_class="state")
                     if len(trials) else "<p>No trials.</p>",
-                    "Pruned trials are orange, failed trials red.")
+                    "Pruned trials are orange, failed trials red. samples_per_s: training examples "
+                    "per second of the trial's epochs, evaluation left out.")
 
 
 def _page(res: Results, parts: list[str]) -> str:
@@ -379,6 +407,9 @@ def build_report(target: str | Path | Results, out: str | Path | None = None, pn
             if name in plots.TEST_PLOTS and name != (test_plot or "confusion"):
                 continue   # the test figure of the study's task only
             figures[name] = fn(imp if name == "importances" else res)
+        task_figure = task_test_figure(res)
+        if task_figure is not None:
+            figures[TASK_FIGURE] = task_figure
         pngs: dict[str, Path] = {}
         if png:
             for name, fig in figures.items():

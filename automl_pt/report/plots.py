@@ -365,8 +365,8 @@ def confusion_counts(source: Any, labels: list[str] | None = None):
         source = source.test_predictions()
     if source is None:
         return None
-    if "example" in source.columns or source["true"].dtype.kind == "f":
-        return None   # multi-label / regression test predictions: no confusion matrix
+    if "true" not in source.columns or "example" in source.columns or source["true"].dtype.kind == "f":
+        return None   # a task's own table / multi-label / regression test predictions: no confusion matrix
     n = max(len(labels or []), int(max(source["true"].max(), source["pred"].max()) + 1) if len(source) else 0)
     names = list(labels or []) + [str(i) for i in range(len(labels or []), n)]
     counts = pd.crosstab(pd.Categorical(source["true"], categories=range(n)),

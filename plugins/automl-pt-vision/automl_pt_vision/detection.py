@@ -134,7 +134,7 @@ class DetectionTask(Task):
         return False
 
     def fit(self, train_targets, label_names):
-        return None
+        self._label_names = list(label_names)   # for test_table
 
     def state(self):
         return {"score_threshold": float(self.score_threshold)}
@@ -236,6 +236,26 @@ class DetectionTask(Task):
             image.save(directory / name)
             written.append(directory / name)
         return written
+
+    # report: per-category AP under the test scores, and test images with their boxes
+    report_inputs = True
+
+    def test_table(self, labels, predictions):
+        """Per category: true boxes in the test images, predicted boxes (scoring at least
+        :attr:`score_threshold`), AP at IoU 0.5 and AP at IoU 0.5:0.95 (COCO; empty where
+        neither truth nor prediction has the category)."""
+        return per_class_table(labels, predictions, getattr(self, "_label_names", None),
+                               self.score_threshold)
+
+    #: test images the report shows (:meth:`test_figure`)
+    FIGURE_IMAGES = 8
+
+    def test_figure(self, frame, label_names):
+        """Up to :attr:`FIGURE_IMAGES` test images (the first ones) in a grid, true boxes in
+        green (dashed) and the boxes predicted with a score of at least :attr:`score_threshold`
+        in a colour per category, labelled with category and score. An image file that is no
+        longer where the study read it is drawn as a grey square (the boxes are relative)."""
+        return detection_figure(frame, label_names, self.score_threshold, self.FIGURE_IMAGES)
 
     def subset_indices(self, targets, budget, seed):
         targets = np.asarray(targets)
@@ -437,6 +457,124 @@ def per_class_ap(labels, predictions, label_names: list[str]) -> dict[str, float
     per = value.get("map_per_class")
     per = [per] if isinstance(per, (int, float)) else list(per or [])
     return {label_names[int(c)]: float(v) for c, v in zip(classes, per)}
+
+
+def per_class_table(labels, predictions, label_names: list[str] | None = None,
+                    score_threshold: float = SCORE_THRESHOLD):
+    """A DataFrame with a row per category (see :meth:`DetectionTask.test_table`)."""
+    import pandas as pd
+
+    labels, predictions = np.asarray(labels, dtype=np.float32), np.asarray(predictions, dtype=np.float32)
+    true_cls = labels[..., 4][np.isfinite(labels[..., 4])].astype(np.int64)
+    kept = np.isfinite(predictions[..., 4]) & (predictions[..., 4] >= score_threshold)
+    pred_cls = predictions[..., 5][kept].astype(np.int64)
+    n = max([len(label_names or []), *(true_cls + 1), *(pred_cls + 1), 0])
+    names = list(label_names or []) + [str(i) for i in range(len(label_names or []), n)]
+    ap = per_class_ap(labels, predictions, names)
+    ap50 = _per_class(labels, predictions, names, iou_thresholds=[0.5])
+    frame = pd.DataFrame({"category": names,
+                          "true boxes": np.bincount(true_cls, minlength=n)[:n].astype(np.int64),
+                          "predicted boxes": np.bincount(pred_cls, minlength=n)[:n].astype(np.int64),
+                          "AP@0.5": [ap50.get(c, math.nan) for c in names],
+                          "AP@0.5:0.95": [ap.get(c, math.nan) for c in names]})
+    for col in ("AP@0.5", "AP@0.5:0.95"):   # -1: neither truth nor prediction of the category
+        frame[col] = frame[col].where(frame[col] >= 0)
+    frame.attrs["title"] = (f"Average precision per category (COCO; predicted boxes: score ≥ "
+                            f"{score_threshold:g})")
+    return frame
+
+
+def _per_class(labels, predictions, names, iou_thresholds) -> dict[str, float]:
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
+                                  iou_thresholds=iou_thresholds)
+    metric.update(*_as_lists(labels, predictions))
+    value = metric.compute()
+    classes = value["classes"].reshape(-1).tolist()
+    per = value["map_per_class"].reshape(-1).tolist()
+    return {names[int(c)]: float(v) for c, v in zip(classes, per)}
+
+
+# -- the report's figure --------------------------------------------------------------------------
+TRUE_COLOUR = "#2ca02c"
+BOX_COLOURS = ("#d62728", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def detection_figure(frame, label_names: list[str], score_threshold: float = SCORE_THRESHOLD,
+                     images: int = 8):
+    """Test images with true and predicted boxes (see :meth:`DetectionTask.test_figure`), from
+    ``frame`` (``best/test_predictions.parquet``: ``true_items``, ``pred_items`` as JSON rows
+    ``[x1, y1, x2, y2, class]`` / ``[x1, y1, x2, y2, score, class]`` relative to the image, and
+    the image's path in ``input``)."""
+    import json
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    rows = frame.head(images)
+    n = len(rows)
+    cols = min(4, max(1, n))
+    grid_rows = max(1, math.ceil(n / cols))
+    fig = Figure(figsize=(3.0 * cols, 3.0 * grid_rows + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(grid_rows, cols, squeeze=False)).reshape(-1)
+    for ax in axes:
+        ax.set_axis_off()
+    if n == 0:
+        axes[0].text(0.5, 0.5, "no test images", ha="center", va="center")
+        return fig
+
+    def name(c: float) -> str:
+        c = int(c)
+        return label_names[c] if 0 <= c < len(label_names) else str(c)
+
+    for ax, (_, row) in zip(axes, rows.iterrows()):
+        path = row.get("input") if "input" in rows.columns else None
+        image, title = _image_array(path), Path(str(path)).name if path else ""
+        if image is None:
+            h = w = 1
+            ax.add_patch(Rectangle((0, 0), 1, 1, color="#d9d9d9"))
+            title += " (image not found)" if path else ""
+        else:
+            h, w = image.shape[:2]
+            ax.imshow(image)
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.set_title(title, fontsize="small")
+        for x1, y1, x2, y2, _c in json.loads(row["true_items"]):
+            ax.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False,
+                                   edgecolor=TRUE_COLOUR, linewidth=1.5, linestyle="--"))
+        for x1, y1, x2, y2, score, c in json.loads(row["pred_items"]):
+            if score < score_threshold:
+                continue
+            colour = BOX_COLOURS[int(c) % len(BOX_COLOURS)]
+            ax.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False,
+                                   edgecolor=colour, linewidth=1.5))
+            ax.text(x1 * w, y1 * h, f"{name(c)} {score:.2f}", color="white", fontsize="x-small",
+                    va="bottom", bbox={"facecolor": colour, "edgecolor": "none", "pad": 1, "alpha": 0.8})
+    handles = [Line2D([], [], color=TRUE_COLOUR, linestyle="--", label="true box")]
+    used = sorted({int(c) for items in rows["pred_items"] for *_, s, c in json.loads(items)
+                   if s >= score_threshold})
+    handles += [Line2D([], [], color=BOX_COLOURS[c % len(BOX_COLOURS)], label=f"predicted: {name(c)}")
+                for c in used]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(5, len(handles)), fontsize="small")
+    fig.suptitle(f"Test images: true boxes and predictions scoring ≥ {score_threshold:g} "
+                 f"({n} of {len(frame)})")
+    return fig
+
+
+def _image_array(path) -> np.ndarray | None:
+    """The image at ``path`` as an RGB array, ``None`` where there is none."""
+    from pathlib import Path
+
+    if not path or not Path(str(path)).is_file():
+        return None
+    from PIL import Image
+
+    with Image.open(str(path)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 # -- box-aware augmentation -----------------------------------------------------------------------

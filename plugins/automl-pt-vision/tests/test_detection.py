@@ -216,7 +216,30 @@ def test_tiny_study_trains_exports_reloads_and_predicts(tmp_path):
     import pandas as pd
 
     frame = pd.read_parquet(tmp_path / "run" / "best" / "test_predictions.parquet")
-    assert list(frame.columns) == ["true_items", "pred_items"] and len(frame) == 4
+    assert list(frame.columns) == ["input", "true_items", "pred_items"] and len(frame) == 4
+    assert [p.rsplit("/", 2)[-2:] for p in frame["input"]] == [["test", f"{i:04d}.png"] for i in range(4)]
+
+    # training speed: images per second of every epoch and of the trial (the core's samples_per_s)
+    from automl_pt.storage.store import load_results
+
+    res = load_results(tmp_path / "run")
+    assert res.trials()["samples_per_s"].tolist() == [pytest.approx(12 / res.curves()["epoch_seconds"][0])]
+    assert res.curves()["samples_per_s"].tolist() == res.trials()["samples_per_s"].tolist()
+
+    # the report: per-category AP under the test scores, and the test images with their boxes
+    from automl_pt.report.html import build_report
+
+    report = build_report(tmp_path / "run")
+    page = report.html.read_text()
+    assert 'data-plot="task_test"' in page and "Average precision per category" in page
+    assert "<td>square</td>" in page and "<td>disc</td>" in page and "<th>samples_per_s</th>" in page
+    assert report.pngs["task_test"].is_file() and "confusion" not in report.pngs
+    section = page[page.index('<section id="test">'):]
+    assert section.index('data-plot="task_test"') < section.index("</section>")
+    table = json.loads((tmp_path / "run" / "best" / "test_table.json").read_text())
+    assert [r[0] for r in table["rows"]] == ["disc", "square"]   # label order
+    true_boxes = sum(len(json.loads(t)) for t in frame["true_items"])
+    assert sum(r[1] for r in table["rows"]) == true_boxes
 
     model = load(tmp_path / "run" / "best")
     assert model.model.backbone.data_config["crop_mode"] == "squash"   # whole images, as trained
@@ -286,3 +309,46 @@ class Pixels(torch.nn.Module):
 
     def forward(self, pixels):
         return self.model({"pixel_values": pixels})
+
+
+def test_report_figure_draws_true_and_confident_predicted_boxes(tmp_path):
+    """The report's figure of test images: a dashed true box per object, predicted boxes from
+    the task's score threshold up, a grey square where the image file is gone."""
+    import pandas as pd
+    from PIL import Image
+
+    Image.new("RGB", (40, 20), "white").save(tmp_path / "a.png")
+    frame = pd.DataFrame({
+        "input": [str(tmp_path / "a.png"), str(tmp_path / "gone.png")],
+        "true_items": [json.dumps([[0.1, 0.1, 0.5, 0.5, 0], [0.5, 0.5, 0.9, 0.9, 1]]), "[]"],
+        "pred_items": [json.dumps([[0.1, 0.1, 0.5, 0.5, 0.9, 0], [0.2, 0.2, 0.3, 0.3, 0.1, 1]]),
+                       json.dumps([[0.1, 0.1, 0.2, 0.2, 0.6, 1]])]})
+    task = DetectionTask()
+    fig = task.test_figure(frame, ["cat", "dog"])
+    first, second = fig.axes[:2]
+    assert first.get_xlim() == (0, 40) and first.get_ylim() == (20, 0)   # image pixels
+    styles = [p.get_linestyle() for p in first.patches]
+    assert styles.count("--") == 2 and styles.count("solid") == 1   # the 0.1 box is below 0.3
+    pred = [p for p in first.patches if p.get_linestyle() == "solid"][0]
+    assert pred.get_xy() == pytest.approx((4.0, 2.0)) and pred.get_width() == pytest.approx(16.0)
+    assert [t.get_text() for t in first.texts] == ["cat 0.90"]
+    assert "image not found" in second.get_title() and len(second.patches) == 2   # grey + 1 box
+    assert [t.get_text() for t in second.texts] == ["dog 0.60"]
+    task.score_threshold = 0.95
+    assert not [t for ax in task.test_figure(frame, ["cat", "dog"]).axes for t in ax.texts]
+
+
+def test_per_class_table_counts_boxes_and_scores_each_category():
+    labels = np.full((2, 2, 5), np.nan, dtype=np.float32)
+    labels[0, 0] = [0.1, 0.1, 0.4, 0.4, 0]
+    labels[1, 0] = [0.5, 0.5, 0.9, 0.9, 1]
+    labels[1, 1] = [0.1, 0.1, 0.3, 0.3, 1]
+    preds = _preds([[[0.1, 0.1, 0.4, 0.4, 0.9, 0]], [[0.55, 0.55, 0.95, 0.95, 0.8, 1]]])
+    task = DetectionTask()
+    task.fit(labels, ["a", "b", "c"])
+    table = task.test_table(labels, preds)
+    assert list(table["category"]) == ["a", "b", "c"]
+    assert list(table["true boxes"]) == [1, 2, 0] and list(table["predicted boxes"]) == [1, 1, 0]
+    assert table["AP@0.5"].tolist()[:2] == pytest.approx([1.0, 0.5], abs=0.01)   # COCO: 101 recall points
+    assert table["AP@0.5:0.95"][0] == pytest.approx(1.0) and table["AP@0.5:0.95"][1] < 0.5
+    assert np.isnan(table["AP@0.5"][2])
