@@ -434,7 +434,8 @@ class Results:
     def test_predictions(self):
         """The exported best model's test predictions: ``true, pred`` label indices and
         ``true_label, pred_label`` names (regression: numbers; multi-label: one row per example
-        and label, ``label`` its index and ``label_name``); ``None`` when the study had no test
+        and label, ``label`` its index and ``label_name``; a task's own frame, e.g. transcripts,
+        :meth:`automl_pt.tasks.Task.predictions_frame`, as it wrote it); ``None`` when the study had no test
         split."""
         import pandas as pd
 
@@ -444,8 +445,8 @@ class Results:
             return None
         frame = pd.read_parquet(path)
         labels = self.labels()
-        if frame["true"].dtype.kind == "f":      # regression: numbers, no label names
-            return frame
+        if "true" not in frame.columns or frame["true"].dtype.kind not in "iu":
+            return frame   # numbers (regression), items or text (the task's own rows): no names
         if "label" in frame.columns:              # multi-label: 0/1 per (example, label)
             frame["label_name"] = [labels[i] for i in frame["label"]]
             return frame

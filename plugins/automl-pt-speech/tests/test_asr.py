@@ -4,6 +4,7 @@ paths on tiny random configs (a study end to end: train, score, export, reload, 
 from __future__ import annotations
 
 import csv
+import html
 import json
 
 import numpy as np
@@ -153,6 +154,19 @@ def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_
     if kind == "whisper":   # a decoder transcribes before fine-tuning: its scores are kept
         assert set(metrics["baseline"]["validation"]) >= {"wer", "cer"}
         assert set(metrics["baseline"]["test"]) >= {"wer", "cer"}
+        # the report: zero-shot -> fine-tuned test WER, and the test transcripts (worst first)
+        from automl_pt.report.html import build_report
+
+        page = build_report(results.run_dir, out=tmp_path / "report.html", png=False).html.read_text()
+        assert 'id="baseline-table"' in page and "pretrained (before fine-tuning)" in page
+        assert f"{metrics['baseline']['test']['wer']:.4f}" in page and f"{metrics['test']['wer']:.4f}" in page
+        table = results.test_table()
+        assert list(table.columns) == ["shown", "row", "reference", "prediction", "wer"]
+        assert len(table) == 6 and list(table["shown"]) == ["worst"] * 5 + ["typical"]
+        assert table["wer"].iloc[0] == table["wer"].max()
+        assert set(table["reference"]) <= set(WORDS.values()) and "Test transcripts" in page
+        for ref, pred in zip(table["reference"], table["prediction"]):
+            assert f"<td>{ref}</td>" in page and (not pred or html.escape(pred) in page)
     predictor = Predictor(results.best_model_dir, host=speech_host)
     clips = sorted((tmp_path / "test").glob("*.wav"))
     texts = predictor.predict([str(c) for c in clips]).labels
