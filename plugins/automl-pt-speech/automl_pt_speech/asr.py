@@ -116,6 +116,9 @@ class SpeechRecognitionTask(Task):
     kind = "speech_recognition"
     features = "backbone"
     budget_unit = "examples"
+    #: label efficiency budgets count transcribed clips (never "labels": a transcript's
+    #: characters are not labels)
+    budget_noun = "transcribed utterances"
     report = "transcripts"
     single_label = False
     targets_in_batch = True

@@ -171,6 +171,34 @@ def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_
     clips = sorted((tmp_path / "test").glob("*.wav"))
     texts = predictor.predict([str(c) for c in clips]).labels
     assert len(texts) == len(clips) and all(isinstance(t, str) for t in texts)
+    if kind == "ctc":
+        _check_ctc_hf_export(predictor, clips, texts, tmp_path / "hf")
+
+
+def _check_ctc_hf_export(predictor, clips, texts, out):
+    """The hf folder of a CTC model is a transformers ``*ForCTC`` model with its processor:
+    the automatic-speech-recognition pipeline loads it and transcribes as the model does."""
+    from transformers import pipeline
+
+    from automl_pt.export.formats import export_model
+    from automl_pt_speech.audio import read_audio
+
+    export_model(predictor.directory, "hf", out, predictor=predictor)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["Wav2Vec2ForCTC"]
+    assert not (out / "head.safetensors").exists()        # the head is the model's lm_head
+    card = (out / "README.md").read_text()
+    assert 'pipeline("automatic-speech-recognition"' in card
+    vocab = json.loads((out / "vocab.json").read_text())
+    assert vocab["<pad>"] == 0 and "|" in vocab and " " not in vocab   # blank; a space is "|"
+    asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
+    head = predictor.model.head
+    assert torch.equal(asr.model.lm_head.weight, head.linear.weight)
+    for clip, want in zip(clips, texts):
+        # the clip as the model reads it: 16-bit PCM at 16 kHz
+        wave = np.clip(np.round(read_audio(str(clip), 16000) * 32767), -32768, 32767) / 32768
+        got = asr({"raw": wave.astype(np.float32), "sampling_rate": 16000})["text"]
+        assert got == want, (clip.name, got, want)
+    assert any(texts)   # the comparison saw characters, not only empty transcripts
 
 
 def test_whisper_exports_native_and_hf_for_the_transformers_pipeline(tmp_path, speech_host):
@@ -260,3 +288,31 @@ def test_fine_tuning_shipped_whisper_lowers_wer_on_held_back_sentences(tmp_path,
     after = wer()
     assert before > 0.6, before          # the accent defeats zero-shot Whisper
     assert after < 0.8 * before, (before, after)
+
+
+def test_label_efficiency_budgets_count_transcribed_utterances(tmp_path, speech_host):
+    """Label efficiency of a speech-recognition study: budgets are numbers of training clips
+    (nested per seed), every start fine-tunes (no probe reads a transcript), Whisper starts
+    from random weights too, and the plot and pages name utterances, never labels per class."""
+    from automl_pt.efficiency import label_efficiency
+
+    model = make_tiny_whisper_asr(tmp_path / "tiny-w")
+    data = {"train": _clips(tmp_path / "train", 12, 1), "validation": _clips(tmp_path / "val", 3, 2),
+            "test": _clips(tmp_path / "test", 3, 3), "text_column": "transcript"}
+    space = {"strategy": ["full"], "learning_rate": [0.003], "epochs": [1], "batch_size": [4],
+             "augmentation_strength": [0.0], "min_steps": [0], "patience": [0]}
+    path = write_study(tmp_path, "speech-recognition", str(model), data, space, trials=1,
+                       resources={"workers": "inline"})
+    Study.from_config(path, host=speech_host).run(progress=False)
+    report = label_efficiency(path, budgets=[4, "all"], seeds=1, starts=["pretrained", "random"],
+                              progress=False, host=speech_host, params={"epochs": 1})
+    runs = report.runs.sort_values(["start", "budget"])
+    assert runs["n_train"].tolist() == [4, 12, 4, 12]
+    assert runs["labels_per_class"].tolist() == [4, 12, 4, 12]   # the stored column: clips here
+    assert {json.loads(p)["strategy"] for p in runs["params"]} == {"full"}
+    assert set(runs["metric"]) == {"wer"} and np.isfinite(runs["value"]).all()
+    assert report.unit == "examples" and report.noun == "transcribed utterances"
+    page = report.html.read_text()
+    assert "vs. transcribed utterances" in page and "<th>transcribed_utterances</th>" in page
+    assert "per class" not in page and "labels_per_class" not in page
+    assert "labelled examples" not in page   # the axis says utterances too (the SVG text is paths)
