@@ -318,3 +318,33 @@ def test_label_efficiency_budgets_count_transcribed_utterances(tmp_path, speech_
     assert "per class" not in page and "labels_per_class" not in page
     fig = plot(report.runs, "wer", unit=report.unit, noun=report.noun)   # the SVG's text is paths
     assert fig.axes[0].get_xlabel() == "transcribed utterances"
+
+
+def test_continued_pretraining_of_the_whisper_encoder_before_speech_recognition(tmp_path, speech_host):
+    """[pretrain] on unlabeled clips (contrastive) trains Whisper's encoder; the
+    speech-recognition trials (decoder included) start from that checkpoint."""
+    from safetensors.torch import load_file
+
+    from automl_pt.engine.pretrain import checkpoint_for
+
+    model = make_tiny_whisper_asr(tmp_path / "tiny-w")
+    data = {"train": _clips(tmp_path / "train", 6, 1), "validation": _clips(tmp_path / "val", 3, 2),
+            "text_column": "transcript"}
+    _clips(tmp_path / "unlabeled", 8, 4)
+    space = {"strategy": ["full"], "learning_rate": [0.003], "epochs": [1], "batch_size": [6],
+             "augmentation_strength": [0.0], "min_steps": [0], "patience": [0], "init": ["continued"]}
+    path = write_study(tmp_path, "speech-recognition", str(model), data, space, trials=1,
+                       resources={"workers": "inline"},
+                       pretrain={"data": str(tmp_path / "unlabeled"), "objective": "contrastive",
+                                 "steps": 3, "batch_size": 4, "learning_rate": 1e-3})
+    study = Study.from_config(path, host=speech_host)
+    results = study.run(progress=False)
+    trials = results.trials()
+    assert set(trials["state"]) == {"COMPLETE"} and set(trials["init"]) == {"continued"}
+    curves = results.pretrain_curves()
+    assert len(curves) == 3 and np.isfinite(curves["loss"]).all()
+    state = load_file(str(checkpoint_for(study, str(model)) / "backbone.safetensors"))
+    original = load_audio_backbone(str(model), "w", {"transcribe": True, "params": {}}).state_dict()
+    assert set(state) == set(original)                     # encoder and decoder, each once
+    key = "encoder.layers.0.fc1.weight"
+    assert not torch.equal(state[key], original[key])      # the encoder was trained
