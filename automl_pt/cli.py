@@ -378,7 +378,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_label_efficiency(args: argparse.Namespace) -> int:
-    """Test metric vs. labels per class from random / pretrained / continued-pretraining starts."""
+    """Test metric vs. labels per class (or the task's unit: examples, utterances...) from
+    random / pretrained / continued-pretraining starts."""
     from .efficiency import label_efficiency
 
     target = Path(args.study)
@@ -399,7 +400,9 @@ def cmd_label_efficiency(args: argparse.Namespace) -> int:
     if len(summary):
         summary = summary.assign(mean=summary["mean"].round(4), std=summary["std"].round(4),
                                  min=summary["min"].round(4), max=summary["max"].round(4))
-        console.print(_table(summary, title=f"{report.metric} by start point and labels per class"))
+        if report.unit != "per_class":   # the column counts the task's unit, not labels per class
+            summary = summary.rename(columns={"labels_per_class": report.noun.replace(" ", "_")})
+        console.print(_table(summary, title=f"{report.metric} by start point and {report.noun}"))
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"plot: {report.png}\npage: {report.html}")
@@ -550,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "16... labels per class from random, pretrained and continued-pretraining "
                        "starts; plot the test metric (PNG + HTML)")
     p.add_argument("study", help="study file (TOML) or its run directory; the study must have run")
-    p.add_argument("--budgets", default="1,4,16,all", help="labels per class (default: %(default)s)")
+    p.add_argument("--budgets", default="1,4,16,all", help="labels per class, or examples where "
+                   "the task counts examples (sentences, utterances...) (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per budget and start (default: %(default)s)")
     p.add_argument("--starts", help="comma-separated: random, pretrained, continued (default: all "
                    "three; continued only with a [pretrain] section)")

@@ -75,11 +75,22 @@ class LabelEfficiency:
     notes: list[str] = field(default_factory=list)
     #: what a budget counts (the task's :attr:`~automl_pt.tasks.Task.budget_unit`)
     unit: str = "per_class"
+    #: the same in words (:func:`budget_noun`): "labels per class", "labelled examples"...
+    noun: str = ""
+
+    def __post_init__(self):
+        self.noun = self.noun or budget_noun(self.unit)
 
     @property
     def summary(self):
         """Mean / std / min / max of the metric over seeds per (start, budget)."""
         return summarize(self.runs)
+
+
+def budget_noun(unit: str, noun: str = "") -> str:
+    """What a budget counts, in words: the task's ``noun`` (:attr:`automl_pt.tasks.Task.budget_noun`,
+    e.g. "transcribed utterances"), else "labels per class" or "labelled examples" by ``unit``."""
+    return noun or ("labels per class" if unit == "per_class" else "labelled examples")
 
 
 def parse_budgets(values: Iterable[Any]) -> list[int | str]:
@@ -93,10 +104,10 @@ def parse_budgets(values: Iterable[Any]) -> list[int | str]:
             try:
                 item = int(text)
             except ValueError:
-                raise ConfigError(f"label budget {v!r}: expected a positive whole number of labels "
-                                  "per class or 'all'") from None
+                raise ConfigError(f"label budget {v!r}: expected a positive whole number (labels per "
+                                  "class, or examples where the task counts examples) or 'all'") from None
             if item < 1:
-                raise ConfigError(f"label budget {v!r}: needs at least 1 label per class")
+                raise ConfigError(f"label budget {v!r}: needs to be at least 1")
         if item not in out:
             out.append(item)
     if not out:
@@ -225,12 +236,12 @@ def label_efficiency(config: str | Path | dict, budgets: Sequence[Any] = (1, 4, 
     runs = _run_missing(plan, budgets, int(seeds), starts, progress, console)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    unit = prepared.task.create().budget_unit
-    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes, unit=unit)
+    task = prepared.task.create()
+    report = LabelEfficiency(runs, prepared.metric, notes=plan.notes, unit=task.budget_unit,
+                             noun=budget_noun(task.budget_unit, getattr(task, "budget_noun", "")))
     out_dir = Path(out) if out else plan.work
-    per = "labels per class" if unit == "per_class" else "labelled examples"
     report.png, report.html = write_plots(report, out_dir, title=f"{study.name}: {prepared.metric} "
-                                          f"on the {plan.split_name} split vs. {per}")
+                                          f"on the {plan.split_name} split vs. {report.noun}")
     return report
 
 
@@ -351,10 +362,12 @@ def _run_jobs(plan: _Plan, jobs: list[tuple[int | str, int, str]], done: int, pr
                          plan.device, plan.work)
     runner.cache_dir = study.run_dir / "cache"  # the study's decode / tokenization caches
     bar = _bar(progress, console, len(jobs), done)
+    task = prepared.task.create()
+    noun = budget_noun(task.budget_unit, getattr(task, "budget_noun", ""))
     try:
         for budget, seed, start in jobs:
             if bar:
-                bar.update(f"{start}, {budget} per class, seed {seed}")
+                bar.update(f"{start}, {budget} {noun}, seed {seed}")
             row = _one_run(runner, study, prepared, plan.base, budget, seed, start, plan.eval_split,
                            plan.split_name, plan.settings, plan.device, fixed=plan.fixed)
             _append(study.run_dir / RESULTS_FILE, row)
@@ -511,9 +524,10 @@ class _bar:
 
 # -- plots ------------------------------------------------------------------------------------
 def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = None,
-         unit: str = "per_class"):
-    """Matplotlib figure: ``metric`` vs. labels per class (log scale), one line per start point,
-    mean over seeds with the min-max band. Usable in a notebook."""
+         unit: str = "per_class", noun: str = ""):
+    """Matplotlib figure: ``metric`` vs. the budget (labels per class, or ``noun``: what the
+    task's budgets count; log scale), one line per start point, mean over seeds with the
+    min-max band. Usable in a notebook."""
     from .report.plots import _figure
 
     summary = summarize(runs)
@@ -535,7 +549,7 @@ def plot(runs, metric: str = "accuracy", title: str | None = None, ax: Any = Non
     ax.set_xticklabels([f"all ({int(v)})" if b == "all" else str(b)
                         for b, v in zip(ticks["budget"], ticks["labels_per_class"])])
     ax.minorticks_off()
-    ax.set_xlabel("labelled examples per class" if unit == "per_class" else "labelled examples")
+    ax.set_xlabel("labelled examples per class" if unit == "per_class" else budget_noun(unit, noun))
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.legend(title="start point", loc="lower right")
@@ -549,7 +563,7 @@ def write_plots(report: LabelEfficiency, out_dir: Path, title: str = "") -> tupl
     inline image, the summary and every run as tables), both written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = plot(report.runs, report.metric, title, unit=report.unit)
+    fig = plot(report.runs, report.metric, title, unit=report.unit, noun=report.noun)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     svg = io.StringIO()
@@ -584,6 +598,8 @@ def _html(report: LabelEfficiency, title: str, svg: str, png_b64: str) -> str:  
     svg_body = svg[svg.find("<svg"):]
     summary = summarize(report.runs)
     runs = report.runs.copy()
+    size = "labels_per_class" if report.unit == "per_class" else report.noun.replace(" ", "_")
+    summary = summary.rename(columns={"labels_per_class": size})
     notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in report.notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or 'label efficiency')}</title>
@@ -601,7 +617,7 @@ pre-training on unlabeled data).</p>
 {notes}
 <figure>{svg_body}</figure>
 <h2>Summary</h2>
-{_table(summary, ["start", "budget", "labels_per_class", "n", "mean", "std", "min", "max"],
+{_table(summary, ["start", "budget", size, "n", "mean", "std", "min", "max"],
         {"mean": ".4f", "std": ".4f", "min": ".4f", "max": ".4f"})}
 <h2>Runs</h2>
 {_table(runs, ["start", "budget", "seed", "n_train", "value", "best_epoch", "duration_s", "device"],

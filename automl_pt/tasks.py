@@ -114,6 +114,9 @@ class Task:
     features: str = "pooled"
     #: label efficiency budgets: ``"per_class"`` (labels per class) or ``"examples"``
     budget_unit: str = "per_class"
+    #: what a label-efficiency budget counts, in words, for plots and tables (``""``: "labels
+    #: per class" or "labelled examples", by :attr:`budget_unit`)
+    budget_noun: str = ""
     #: what the report shows for the best model's test predictions: ``"confusion"`` (a
     #: confusion matrix), ``"scatter"`` (predicted vs. true numbers), ``"per_label"`` (F1 per label)
     report: str = "confusion"

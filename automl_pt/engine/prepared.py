@@ -144,7 +144,10 @@ def prepare_study(cfg: StudyConfig, host: PluginHost | None = None) -> PreparedS
     _search_class_weights(cfg, task, data, space)
     prepared = PreparedStudy(host, task, metric, direction, space, data)
     if plan is not None:  # the unlabeled data checked up front
+        from .pretrain import derived_options
+
         plan.split()
+        plan.derived = derived_options(host, task, data.train.inputs)   # as the trials get them
         prepared.pretrain = plan
     return prepared
 

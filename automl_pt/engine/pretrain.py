@@ -182,6 +182,10 @@ class PretrainPlan:
         self.config, self.host, self.task = config, host, task
         self.settings = config.pretrain
         self._split: "Split | None" = None
+        #: the options plugins derive from the study's training inputs
+        #: (``automl_pt_data_options``: a speech-recognition study's Whisper keeps its decoder),
+        #: as every trial's backbone gets them: the stage trains, and saves, that backbone
+        self.derived: dict[str, Any] = {}
 
     @property
     def root(self) -> Path:
@@ -190,8 +194,11 @@ class PretrainPlan:
     @property
     def data_options(self) -> dict[str, Any]:
         cfg = self.config
-        return {"max_length": cfg.data.max_length, "image_size": cfg.data.image_size,
-                "base_dir": str(cfg.source.parent) if cfg.source else "."}
+        options = {"max_length": cfg.data.max_length, "image_size": cfg.data.image_size,
+                   "base_dir": str(cfg.source.parent) if cfg.source else "."}
+        for key, value in self.derived.items():
+            options.setdefault(key, value)
+        return options
 
     def objective(self) -> Objective:
         """The configured objective; :class:`ConfigError` (file:line) when it is unknown or not
@@ -257,7 +264,19 @@ def _plan_of(study: Any, prepared: Any = None) -> PretrainPlan:
     prepared = prepared or study.prepare()
     if getattr(prepared, "pretrain", None) is None:
         prepared.pretrain = PretrainPlan(study.config, prepared.host, prepared.task)
+        prepared.pretrain.derived = derived_options(prepared.host, prepared.task,
+                                                    prepared.data.train.inputs)
     return prepared.pretrain
+
+
+def derived_options(host: Any, task: Any, inputs: Any) -> dict[str, Any]:
+    """The options plugins derive from a study's training ``inputs``
+    (``automl_pt_data_options``; the first plugin to name a key wins)."""
+    out: dict[str, Any] = {}
+    for derived in host.hook.automl_pt_data_options(task=task, inputs=inputs):
+        for key, value in (derived or {}).items():
+            out.setdefault(key, value)
+    return out
 
 
 def checkpoint_for(study: Any, backbone_name: str) -> Path | None:

@@ -134,9 +134,12 @@ class TrialRunner:
         self.data_options = {"max_length": config.data.max_length,
                              "image_size": config.data.image_size,
                              "base_dir": str(config.source.parent) if config.source else "."}
-        for derived in host.hook.automl_pt_data_options(task=task_info, inputs=data.train.inputs):
-            for key, value in (derived or {}).items():  # sizes read from the data, e.g. images'
-                self.data_options.setdefault(key, value)
+        from .pretrain import derived_options
+
+        # sizes read from the data (e.g. images'), a model variant the task needs...
+        self.derived_options = derived_options(host, task_info, data.train.inputs)
+        for key, value in self.derived_options.items():
+            self.data_options.setdefault(key, value)
 
     def options_for(self, params: dict) -> dict[str, Any]:
         """The data options for a trial: the study's, with the input sizes the trial's params
@@ -182,6 +185,7 @@ class TrialRunner:
                                 f"({self.config.source or 'config'})")
         if getattr(self, "_pretrain_plan", None) is None:
             self._pretrain_plan = PretrainPlan(self.config, self.host, self.task_info)
+            self._pretrain_plan.derived = dict(self.derived_options)
         directory = self._pretrain_plan.checkpoint(name)
         if directory is None:
             raise BackboneError(f"backbone {name!r}: no finished continued-pretraining checkpoint "

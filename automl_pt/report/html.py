@@ -311,6 +311,7 @@ def _test_section(res: Results, figures: dict[str, Any], pngs: dict[str, Path], 
         test_html += _figure_block(test_plot, figures[test_plot], pngs)
     if test_plot == "per_label":
         test_html += html_table(plots.per_label_table(res), "per-label-table")
+    test_html += _baseline_table(res.baseline, test)
     table = res.test_table()   # the task's own breakdown (e.g. a row per kind of span)
     if table is not None:
         title = table.attrs.get("title") or "Test scores by group"
@@ -319,6 +320,22 @@ def _test_section(res: Results, figures: dict[str, Any], pngs: dict[str, Path], 
     return _section("test", f"Best model on the test split{which}",
                     test_html or "<p>The study has no test split.</p>",
                     f"Scored once, at export ({_esc(res.best_model_dir)}).")
+
+
+def _baseline_table(baseline: dict | None, test: dict[str, float]) -> str:
+    """The pretrained model's test scores before fine-tuning next to the best model's (a task
+    that scores a zero-shot baseline, :attr:`automl_pt.tasks.Task.scores_baseline`)."""
+    import pandas as pd
+
+    before = (baseline or {}).get("test") or {}
+    shared = [m for m in before if m in test]
+    if not shared:
+        return ""
+    frame = pd.DataFrame({"metric": shared, "pretrained (before fine-tuning)": [before[m] for m in shared],
+                          "fine-tuned (best model)": [test[m] for m in shared]})
+    name = plots.short_name(str(baseline.get("backbone", "")), 40) if baseline else ""
+    return (f"<h3>Before and after fine-tuning{f' ({_esc(name)})' if name else ''}</h3>"
+            + html_table(frame.round(4), "baseline-table"))
 
 
 def _usage_section(usage: dict[str, Any]) -> str:

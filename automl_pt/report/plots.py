@@ -365,8 +365,8 @@ def confusion_counts(source: Any, labels: list[str] | None = None):
         source = source.test_predictions()
     if source is None:
         return None
-    if "true" not in source.columns or "example" in source.columns or source["true"].dtype.kind == "f":
-        return None   # a task's own table / multi-label / regression test predictions: no confusion matrix
+    if "example" in source.columns or "true" not in source.columns or source["true"].dtype.kind not in "iu":
+        return None   # multi-label / regression / text test predictions: no confusion matrix
     n = max(len(labels or []), int(max(source["true"].max(), source["pred"].max()) + 1) if len(source) else 0)
     names = list(labels or []) + [str(i) for i in range(len(labels or []), n)]
     counts = pd.crosstab(pd.Categorical(source["true"], categories=range(n)),
@@ -409,8 +409,8 @@ def test_plot_name(source: Any) -> str | None:
     ``"confusion"`` (class indices), ``"scatter"`` (numbers: regression), ``"per_label"`` (one
     row per example and label: multi-label); ``None`` without test predictions."""
     frame = source.test_predictions() if _is_results(source) else source
-    if frame is None or not len(frame) or "true" not in frame.columns:
-        return None   # e.g. lists of items per example: no figure yet
+    if frame is None or not len(frame) or "true" not in frame.columns or frame["true"].dtype.kind not in "iuf":
+        return None   # e.g. lists of items per example, or text: no figure (the task's table)
     if "example" in frame.columns:
         return "per_label"
     return "scatter" if frame["true"].dtype.kind == "f" else "confusion"

@@ -434,9 +434,9 @@ class Results:
     def test_predictions(self):
         """The exported best model's test predictions: ``true, pred`` label indices and
         ``true_label, pred_label`` names (regression: numbers; multi-label: one row per example
-        and label, ``label`` its index and ``label_name``), or the task's own table as written
-        (:meth:`automl_pt.tasks.Task.predictions_frame`, e.g. ``true_items`` / ``pred_items``);
-        ``None`` when the study had no test split."""
+        and label, ``label`` its index and ``label_name``), or the task's own frame as it wrote it
+        (:meth:`automl_pt.tasks.Task.predictions_frame`: e.g. ``true_items`` / ``pred_items``,
+        transcripts); ``None`` when the study had no test split."""
         import pandas as pd
 
         path = self.best_model_dir / "test_predictions.parquet"
@@ -445,10 +445,8 @@ class Results:
             return None
         frame = pd.read_parquet(path)
         labels = self.labels()
-        if "true" not in frame.columns:           # the task's own table (Task.predictions_frame)
-            return frame
-        if frame["true"].dtype.kind == "f":      # regression: numbers, no label names
-            return frame
+        if "true" not in frame.columns or frame["true"].dtype.kind not in "iu":
+            return frame   # numbers (regression), items or text (the task's own rows): no names
         if "label" in frame.columns:              # multi-label: 0/1 per (example, label)
             frame["label_name"] = [labels[i] for i in frame["label"]]
             return frame

@@ -28,10 +28,12 @@ VARIANTS = ("m1", "m2", "m3", "m4", "f1", "f2", "f3", "f4")
 MIN_WORDS, MAX_WORDS = 4, 10
 
 
-def sentences(files: tuple[str, ...] = FORTUNE_FILES, root: Path = FORTUNES) -> list[str]:
-    """Distinct plain sentences of :data:`MIN_WORDS`-:data:`MAX_WORDS` words (letters and
-    ``,.?!'`` only, no attributions) from the fortune files, in file order."""
+def sentences(files: tuple[str, ...] = FORTUNE_FILES, root: Path = FORTUNES,
+              words: tuple[int, int] = (MIN_WORDS, MAX_WORDS)) -> list[str]:
+    """Distinct plain sentences of ``words`` (default :data:`MIN_WORDS`-:data:`MAX_WORDS`)
+    words (letters and ``,.?!'`` only, no attributions) from the fortune files, in file order."""
     out, seen = [], set()
+    lo, hi = words
     for name in files:
         path = root / name
         if not path.is_file():
@@ -42,8 +44,8 @@ def sentences(files: tuple[str, ...] = FORTUNE_FILES, root: Path = FORTUNES) -> 
             fortune = " ".join(fortune.split())
             for sent in re.split(r"(?<=[.?!])\s+", fortune):
                 sent = sent.strip()
-                words = sent.split()
-                if not MIN_WORDS <= len(words) <= MAX_WORDS:
+                tokens = sent.split()
+                if not lo <= len(tokens) <= hi:
                     continue
                 if not re.fullmatch(r"[A-Z][A-Za-z ,']*[a-z][.?!]", sent):
                     continue
@@ -66,17 +68,18 @@ def synthesize(text: str, path: Path, voice: str, speed: int, pitch: int, espeak
 
 def make_accent_set(out: Path, n_train: int = 240, n_validation: int = 40, n_test: int = 60,
                     seed: int = 0, voices: tuple[str, ...] = ACCENT_VOICES,
-                    noise_snr_db: tuple[float, float] = (20.0, 35.0)) -> dict[str, Path]:
+                    noise_snr_db: tuple[float, float] = (20.0, 35.0),
+                    words: tuple[int, int] = (MIN_WORDS, MAX_WORDS)) -> dict[str, Path]:
     """Write ``out/clips/*.wav`` and ``out/{train,validation,test}.csv`` (columns ``audio``,
     relative to the table, and ``text``). Every clip: a random voice of ``voices`` with a
     random variant, speed 130-190 words a minute, pitch 25-75, white noise at a random SNR in
-    ``noise_snr_db``. Raises ``RuntimeError`` without espeak-ng or enough sentences."""
+    ``noise_snr_db``; sentences of ``words`` (fewest, most) words. Raises ``RuntimeError`` without espeak-ng or enough sentences."""
     import soundfile as sf
 
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-    pool = sentences()
+    pool = sentences(words=words)
     need = n_train + n_validation + n_test
     if len(pool) < need:
         raise RuntimeError(f"only {len(pool)} usable sentences in {FORTUNES} (the Debian package "

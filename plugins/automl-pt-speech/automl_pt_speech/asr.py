@@ -36,6 +36,8 @@ TASK = "speech-recognition"
 SEQ2SEQ_STRATEGIES = ("decoder", "encoder_top", "full")
 #: longest transcript generated, in tokens
 MAX_NEW_TOKENS = 128
+#: test transcripts the report shows: the clips of highest WER, then typical ones
+WORST_SHOWN, TYPICAL_SHOWN = 5, 5
 
 
 @lru_cache(maxsize=1)
@@ -114,6 +116,9 @@ class SpeechRecognitionTask(Task):
     kind = "speech_recognition"
     features = "backbone"
     budget_unit = "examples"
+    #: label efficiency budgets count transcribed clips (never "labels": a transcript's
+    #: characters are not labels)
+    budget_noun = "transcribed utterances"
     report = "transcripts"
     single_label = False
     targets_in_batch = True
@@ -215,6 +220,34 @@ class SpeechRecognitionTask(Task):
         hyps = [str(p) for p in predictions]
         return pd.DataFrame({"true": refs, "pred": hyps,
                              "wer": [word_error_rate([r], [h]) for r, h in zip(refs, hyps)]})
+
+    def test_table(self, labels, predictions):
+        """Test transcripts the report shows: the :data:`WORST_SHOWN` clips of highest WER
+        and :data:`TYPICAL_SHOWN` typical ones (WER nearest the median clip's), each with its
+        reference, the prediction and its WER (``row`` is the clip's 1-based position in the
+        test split)."""
+        import pandas as pd
+
+        refs = codes_to_texts(labels)
+        hyps = [str(p) for p in np.asarray(predictions, dtype=object).reshape(-1)]
+        if not refs or len(refs) != len(hyps):
+            return None
+        wer = np.array([word_error_rate([r], [h]) for r, h in zip(refs, hyps)], dtype=np.float64)
+        wer = np.nan_to_num(wer, nan=0.0)
+        order = np.argsort(-wer, kind="stable")
+        worst = [int(i) for i in order[:WORST_SHOWN]]
+        rest = [int(i) for i in order[WORST_SHOWN:]]
+        median = float(np.median(wer))
+        typical = sorted(rest, key=lambda i: (abs(wer[i] - median), i))[:TYPICAL_SHOWN]
+        rows = [("worst", i) for i in worst] + [("typical", i) for i in sorted(typical, key=lambda i: -wer[i])]
+        table = pd.DataFrame({"shown": [k for k, _ in rows], "row": [i + 1 for _, i in rows],
+                              "reference": [refs[i] for _, i in rows],
+                              "prediction": [hyps[i] for _, i in rows],
+                              "wer": [round(float(wer[i]), 4) for _, i in rows]})
+        table.attrs["title"] = (f"Test transcripts: the {min(WORST_SHOWN, len(refs))} worst and "
+                                f"{len(typical)} typical of {len(refs)} clips (WER per clip, "
+                                "after Whisper's English normaliser)")
+        return table
 
     def target_tensor(self, targets):
         return torch.as_tensor(np.asarray(targets), dtype=torch.long)

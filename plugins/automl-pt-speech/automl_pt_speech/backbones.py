@@ -526,6 +526,62 @@ class WaveformBackbone(AudioBackbone):
         self.settings["normalize"] = self.normalize
         self.model.save_pretrained(str(directory), safe_serialization=True)
 
+    def export_as(self, fmt: str, directory: Any, head: Any, label_names: list[str]) -> bool:
+        """``hf`` with a CTC head (speech recognition): the encoder and the head as one
+        transformers ``*ForCTC`` model, with a CTC tokenizer over the training characters and
+        the feature extractor (a ``Wav2Vec2Processor``), which
+        ``transformers.pipeline("automatic-speech-recognition")`` loads. Other heads: the
+        encoder's folder, the head shipped apart."""
+        if fmt != "hf" or not hasattr(head, "characters"):
+            return super().export_as(fmt, directory, head, label_names)
+        write_ctc_folder(self, head, Path(directory))
+        return True
+
+
+#: the CTC tokenizer's blank (transformers' CTC models use the pad token as blank) and word
+#: delimiter (written for a space; another token if the transcripts use it)
+CTC_BLANK = "<pad>"
+CTC_DELIMITERS = ("|", "<space>")
+
+
+def write_ctc_folder(backbone: WaveformBackbone, head: Any, directory: Path) -> None:
+    """``backbone``'s encoder plus ``head`` (a linear layer over a blank and
+    ``head.characters``) saved as ``AutoModelForCTC`` (``lm_head`` = the head's layer), with a
+    ``Wav2Vec2CTCTokenizer`` (vocabulary: blank, then the characters, a space written as the
+    word delimiter) and a ``Wav2Vec2FeatureExtractor`` that normalises clips as the backbone
+    does."""
+    import copy
+
+    from transformers import (AutoModelForCTC, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2Processor)
+
+    quiet_transformers()
+    directory.mkdir(parents=True, exist_ok=True)
+    chars = list(head.characters)
+    delimiter = next(d for d in CTC_DELIMITERS if d not in chars)
+    vocab = {CTC_BLANK: 0}
+    for i, c in enumerate(chars):
+        vocab[delimiter if c == " " else c] = i + 1
+    config = copy.deepcopy(backbone.model.config)
+    config.vocab_size = len(vocab)
+    config.pad_token_id = 0
+    config.ctc_loss_reduction = "mean"
+    config.ctc_zero_infinity = True
+    config.architectures = None
+    model = AutoModelForCTC.from_config(config)
+    encoder_name = model.base_model_prefix   # wav2vec2 / hubert / wavlm ...
+    getattr(model, encoder_name).load_state_dict(backbone.model.state_dict())
+    model.lm_head.load_state_dict({k: v.detach().cpu() for k, v in head.linear.state_dict().items()})
+    model.eval().save_pretrained(str(directory), safe_serialization=True)
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1))
+    tokenizer = Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), unk_token=CTC_BLANK,
+                                     pad_token=CTC_BLANK, word_delimiter_token=delimiter,
+                                     bos_token=None, eos_token=None, do_lower_case=False)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=backbone.sample_rate,
+                                         padding_value=0.0, do_normalize=bool(backbone.normalize),
+                                         return_attention_mask=bool(backbone.use_mask))
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(str(directory))
+
 
 # -- Audio Spectrogram Transformer -------------------------------------------------------------
 class ASTBackbone(AudioBackbone):
