@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from automl_pt.errors import DataError, ModelLoadError
-from automl_pt.tasks import IGNORE, Task, rows_text
+from automl_pt.tasks import IGNORE, random_subset, rows_text, Task
 
 TASK = "speech-recognition"
 #: the trial strategies a speech-recognition study offers (besides the core's ``full``):
@@ -267,11 +267,7 @@ class SpeechRecognitionTask(Task):
         return [str(t) for t in predictions]
 
     def subset_indices(self, targets, budget, seed):
-        targets = np.asarray(targets)
-        if budget == "all":
-            return np.arange(len(targets))
-        rng = np.random.default_rng(seed)
-        return np.sort(rng.permutation(len(targets))[:int(budget)])
+        return random_subset(len(targets), budget, seed)
 
 
 def _padded_codes(texts: list[str], device: Any) -> Any:
