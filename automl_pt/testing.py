@@ -149,9 +149,11 @@ class PluginContract:
             if positions:  # a target per position (-100: no position), e.g. a tag per word
                 targets = np.array([[0, 1, 2], [1, 0, -100], [2, -100, -100], [0, 0, 1]])
             impl.fit(targets, names)
-            if getattr(impl, "targets_in_batch", False) or getattr(impl, "features", "pooled") == "backbone":
-                # a model that reads its targets or drives its backbone is built for a backbone
-                # (make_head): the plugin's own tests train it; here its state must round-trip
+            if getattr(impl, "targets_in_batch", False) or \
+                    getattr(impl, "features", "pooled") in ("backbone", "levels"):
+                # a model that reads its targets, drives its backbone or reads its feature
+                # levels is built for a backbone (make_head): the plugin's own tests train it;
+                # here its state must round-trip
                 state = json.loads(json.dumps(impl.state()))
                 impl.load_state(state, task.name)
                 assert impl.state() == state, task.name
