@@ -414,24 +414,24 @@ def budget_params(base: dict, start: str, per_class: int | str, fixed: Sequence[
     return [params] if start == "random" or "strategy" in fixed or not probe else [params, probe_params]
 
 
-def probe_allowed(space: dict) -> bool:
-    """Whether the study's search space lets a trial be a ``linear_probe`` (its ``strategy``
+def strategy_allowed(space: dict, name: str) -> bool:
+    """Whether the study's search space lets a trial use strategy ``name`` (its ``strategy``
     lists it or its domain accepts it)."""
     strategy = space.get("strategy")
-    if strategy is None or strategy.kind != "categorical" or "linear_probe" in strategy.choices:
+    if strategy is None or strategy.kind != "categorical" or name in strategy.choices:
         return True
-    return bool(strategy.domain) and not strategy.domain.problem("linear_probe")
+    return bool(strategy.domain) and not strategy.domain.problem(name)
+
+
+def probe_allowed(space: dict) -> bool:
+    """Whether the study's search space lets a trial be a ``linear_probe``."""
+    return strategy_allowed(space, "linear_probe")
 
 
 def setfit_allowed(prepared: Any) -> bool:
     """Whether tiny budgets also try strategy ``setfit``: single-label classification whose
-    search space does not rule it out (its ``strategy`` lists it or its domain accepts it)."""
-    if prepared.task.kind != "classification":
-        return False
-    strategy = prepared.space.get("strategy")
-    if strategy is None or strategy.kind != "categorical" or "setfit" in strategy.choices:
-        return True
-    return bool(strategy.domain) and not strategy.domain.problem("setfit")
+    search space does not rule it out."""
+    return prepared.task.kind == "classification" and strategy_allowed(prepared.space, "setfit")
 
 
 def _one_run(runner: Any, study: Any, prepared: Any, base: dict, budget: int | str, seed: int,
