@@ -251,58 +251,88 @@ def write_library(fmt: str, predictor: Any, directory: Path, support: ExportSupp
 
 
 def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
-    """``onnx``: ``model.onnx``, checked with onnxruntime on two batches of different shapes."""
-    import contextlib
-    import io
-    import warnings
-
-    import torch
-
+    """``onnx``: ``model.onnx``, checked with onnxruntime on two batches of different shapes;
+    then the files the task adds next to it (:meth:`~automl_pt.tasks.Task.export_files`, e.g. a
+    speech recogniser's decoder)."""
     support = export_support(predictor)
     a, b = _batch(predictor, support, 2, 0), _batch(predictor, support, 3, 1)
     names = list(a)
     axes = _dynamic_axes(a, b, support)
     module = task_module(predictor, names)
     output = predictor.task.export_output
-    args = tuple(a[n] for n in names)
+    what = (f"the {predictor.task_info.modality} backbone {predictor.model.backbone.name!r} "
+            f"({type(predictor.model.backbone).__name__})")
+    worst = onnx_file(module, [a, b], names, output, axes, directory / "model.onnx", what)
+    details: dict[str, Any] = {"files": {"model": "model.onnx"}, "opset": ONNX_OPSET,
+                               "inputs": _input_spec(a, axes),
+                               "outputs": output_spec(predictor),
+                               "checked_with_onnxruntime": worst is not None}
+    if worst is not None:
+        details["max_abs_difference"] = worst
+    return _with_task_files(details, predictor, "onnx", directory, module, a, b)
+
+
+def _with_task_files(details: dict[str, Any], predictor: Any, fmt: str, directory: Path,
+                     module: Any, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``details`` plus what :meth:`~automl_pt.tasks.Task.export_files` wrote (its ``files``
+    merged into ``details["files"]``, the rest added), given the two sample batches' outputs."""
+    import torch
+
+    with torch.no_grad():
+        outputs = [module(*a.values()), module(*b.values())]
+    extra = dict(predictor.task.export_files(predictor.model, fmt, directory, outputs) or {})
+    details["files"].update(extra.pop("files", {}))
+    details.update(extra)
+    return details
+
+
+def onnx_file(module: Any, batches: list[dict[str, Any]], names: list[str], output: str,
+              axes: dict[str, dict[int, str]], path: Path, what: str) -> float | None:
+    """Export ``module`` (tensors in ``names`` order -> one tensor named ``output``) to ``path``
+    with ``torch.onnx.export(dynamo=True)``, the ``axes`` (input -> {dim: name}) dynamic, traced
+    on ``batches[0]``; then run every batch with onnxruntime and compare with PyTorch. Returns the
+    largest difference, or ``None`` when onnxruntime is not installed. ``what`` names the model
+    in errors. Used for the main file and for files a task adds (a decoder)."""
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+
     dims: dict[str, Any] = {}
     shapes = []
     for n in names:
         shapes.append({d: dims.setdefault(label, torch.export.Dim(label.replace("-", "_")))
                        for d, label in axes[n].items()})
-    path = directory / "model.onnx"
+    first = batches[0]
+    import inspect
+
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+    dynamic = (tuple(shapes),) if varargs else tuple(shapes)   # forward(*tensors) or forward(a, b)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, str(path), input_names=names, output_names=[output],
-                              dynamo=True, dynamic_shapes=(tuple(shapes),), opset_version=ONNX_OPSET,
-                              external_data=False, verbose=False)
+            torch.onnx.export(module, tuple(first[n] for n in names), str(path), input_names=names,
+                              output_names=[output], dynamo=True, dynamic_shapes=dynamic,
+                              opset_version=ONNX_OPSET, external_data=False, verbose=False)
     except ImportError as exc:
         raise ExportFormatError(f"onnx export needs the onnx and onnxscript packages: pip install "
                                 f"'automl-pt[export]' ({exc})") from exc
     except Exception as exc:
-        raise ExportFormatError(f"onnx export of the {predictor.task_info.modality} backbone "
-                                f"{predictor.model.backbone.name!r} "
-                                f"({type(predictor.model.backbone).__name__}) failed: "
-                                f"{_reason(exc)}; use 'torchscript' or 'native'") from exc
-    details: dict[str, Any] = {"files": {"model": "model.onnx"}, "opset": ONNX_OPSET,
-                               "inputs": _input_spec(a, axes),
-                               "outputs": output_spec(predictor)}
+        raise ExportFormatError(f"onnx export of {what} failed: {_reason(exc)}; use 'torchscript' "
+                                "or 'native'") from exc
     try:
         import onnxruntime as ort
     except ImportError:
-        details["checked_with_onnxruntime"] = False
-        return details
+        return None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     with torch.no_grad():
-        for batch in (a, b):
+        for batch in batches:
             want = module(*(batch[n] for n in names)).float().numpy()
             got = session.run([output], {n: batch[n].numpy() for n in names})[0]
-            worst = max(worst, _compare("onnx export", got, want))
-    details["checked_with_onnxruntime"] = True
-    details["max_abs_difference"] = worst
-    return details
+            worst = max(worst, _compare(f"onnx export of {path.name}", got, want))
+    return worst
 
 
 def write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
@@ -341,8 +371,9 @@ def write_torchscript(predictor: Any, directory: Path) -> dict[str, Any]:
             worst = max(worst, _compare(f"torchscript export of the {backbone.modality} backbone "
                                         f"{backbone.name!r} ({type(backbone).__name__})", got,
                                         module(*tensors).float().numpy()))
-    return {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b, support)),
-            "outputs": output_spec(predictor), "max_abs_difference": worst}
+    details = {"files": {"model": "model.pt"}, "inputs": _input_spec(a, _dynamic_axes(a, b, support)),
+               "outputs": output_spec(predictor), "max_abs_difference": worst}
+    return _with_task_files(details, predictor, "torchscript", directory, module, a, b)
 
 
 # -- export config ------------------------------------------------------------------------------

@@ -165,7 +165,9 @@ def load_snippet(config: dict[str, Any], folder: Path, support: ExportSupport) -
         return (f"import automl_pt\n\nmodel = automl_pt.load({where})\n"
                 f"prediction = model.predict({support.example})\nprint(prediction.{shown})\n")
     if fmt in ("onnx", "torchscript"):
-        output = {"regression": "values", "multilabel": "probabilities"}.get(kind, "logits")
+        # the file's output, as recorded (a plugin's task may name it: log_probs, head_outputs)
+        output = ((config.get("outputs") or [{}])[0].get("name")
+                  or {"regression": "values", "multilabel": "probabilities"}.get(kind, "logits"))
         run = ("import onnxruntime as ort\n", "session = ort.InferenceSession(f\"{folder}/model.onnx\")\n",
                f"{output} = session.run([\"{output}\"], inputs)[0]\n") if fmt == "onnx" else (
                "import torch\n", "model = torch.jit.load(f\"{folder}/model.pt\")\n",
@@ -174,15 +176,19 @@ def load_snippet(config: dict[str, Any], folder: Path, support: ExportSupport) -
         prep = support.tensor_snippet(config)
         return ("import json\nimport numpy as np\n" + run[0] + f"\nfolder = {where}\n"
                 f"config = json.load(open(f\"{{folder}}/{EXPORT_CONFIG}\"))\n" + run[1] + prep + run[2] +
-                (support.tensor_answer(config) or _tensor_answer(kind)))
+                (support.tensor_answer(config) or _tensor_answer(kind, output)))
     snippet = support.library_snippet(fmt, config, where)
     if snippet is None:
         raise ExportFormatError(f"no load snippet for format {fmt!r}")
     return snippet
 
 
-def _tensor_answer(kind: str) -> str:
-    """The end of an onnx / torchscript snippet: the file's output (numpy) as the task's answer."""
+def _tensor_answer(kind: str, output: str) -> str:
+    """The end of an onnx / torchscript snippet: the file's output (numpy, named ``output``) as
+    the task's answer; a plugin's task kind whose plugin says nothing more: its shape."""
+    if kind not in OUTPUTS and kind != "classification":
+        return (f"print({output}.shape)  # {output}: see 'outputs' in {EXPORT_CONFIG} and the "
+                "task's documentation\n")
     if kind == "regression":
         return "print(values[:, 0].tolist())  # in the target's units\n"
     if kind == "multilabel":

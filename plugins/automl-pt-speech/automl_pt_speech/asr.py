@@ -269,6 +269,67 @@ class SpeechRecognitionTask(Task):
     def subset_indices(self, targets, budget, seed):
         return random_subset(len(targets), budget, seed)
 
+    # -- export (onnx / torchscript) ----------------------------------------------------------
+    def export_head(self, head):
+        """A CTC model exports per-frame ``log_probs`` (greedy CTC decoding is a few lines of
+        numpy, in the card); a Whisper model exports its encoder (``encoder_hidden_states``), and
+        :meth:`export_files` adds the decoder. The name of the output is set here."""
+        if isinstance(head, CTCHead):
+            self.export_output = "log_probs"
+            return CTCLogProbs(head).eval()
+        if isinstance(head, Seq2SeqHead):
+            self.export_output = "encoder_hidden_states"
+            return EncoderStates().eval()
+        raise ModelLoadError(f"task {self.name!r}: the head {type(head).__name__} is neither a CTC "
+                             "nor a sequence-to-sequence head; export 'native' instead")
+
+    def export_shape(self, label_names):
+        if self.export_output == "log_probs":
+            return ["batch", "frames", f"{len(label_names) + 1} classes: the CTC blank, then 'labels'"]
+        return ["batch", "frames", "the encoder's width"]
+
+    def export_files(self, model, fmt, directory, outputs):
+        """Whisper: ``decoder.onnx`` (``input_ids`` and ``encoder_hidden_states`` -> ``logits``
+        of every position; no cache: a transcript is short), checked with onnxruntime on the
+        encoder's outputs, the tokenizer, and ``decoding`` (the prefix, end token, suppressed
+        tokens and length limit greedy decoding used). CTC: nothing."""
+        if not isinstance(model.head, Seq2SeqHead):
+            return {}
+        from automl_pt.export.formats import onnx_file
+        from automl_pt.export.support import ExportFormatError
+
+        backbone = model.backbone
+        if fmt != "onnx":
+            raise ExportFormatError(f"{fmt}: a Whisper transcriber exports as 'onnx' (encoder and "
+                                    "decoder files), 'hf' (the transformers pipeline) or 'native'")
+        gen = backbone._full.generation_config
+        prefix = list(backbone.prefix)
+        limit = max(1, min(int(self.max_new_tokens), backbone.max_target - len(prefix) - 1))
+        g = torch.Generator().manual_seed(0)
+        vocab = int(backbone.decoder.embed_tokens.num_embeddings)
+        batches = []
+        for states, extra in zip(outputs, (1, 3)):
+            ids = torch.randint(0, vocab, (len(states), len(prefix) + extra), generator=g)
+            ids[:, :len(prefix)] = torch.tensor(prefix)
+            batches.append({"input_ids": ids, "encoder_hidden_states": states.detach()})
+        axes = {"input_ids": {0: "batch", 1: "tokens"}, "encoder_hidden_states": {0: "batch", 1: "frames"}}
+        worst = onnx_file(DecoderLogits(backbone).eval(), batches, list(axes), "logits", axes,
+                          directory / "decoder.onnx", f"the decoder of {backbone.name!r}")
+        backbone.tokenizer.save_pretrained(str(directory))
+        out: dict[str, Any] = {
+            "files": {"decoder": "decoder.onnx", "tokenizer": "tokenizer files (transformers)"},
+            "decoder": {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "tokens"]},
+                                   {"name": "encoder_hidden_states", "dtype": "float32",
+                                    "shape": ["batch", "frames", int(backbone.feature_dim)]}],
+                        "outputs": [{"name": "logits", "shape": ["batch", "tokens", vocab]}]},
+            "decoding": {"prefix": prefix, "eos": int(backbone.eot),
+                         "suppress_tokens": [int(t) for t in (gen.suppress_tokens or [])],
+                         "begin_suppress_tokens": [int(t) for t in (gen.begin_suppress_tokens or [])],
+                         "max_new_tokens": limit}}
+        if worst is not None:
+            out["decoder"]["max_abs_difference"] = worst
+        return out
+
 
 def _padded_codes(texts: list[str], device: Any) -> Any:
     return torch.as_tensor(texts_to_codes(texts), dtype=torch.float32, device=device).masked_fill_(
@@ -345,3 +406,47 @@ class CTCHead(nn.Module):
         log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, C)
         return nn.functional.ctc_loss(log_probs, flat, lengths, target_lengths, blank=0,
                                       reduction="mean", zero_infinity=True)
+
+
+class CTCLogProbs(nn.Module):
+    """A :class:`CTCHead` as exported: per-frame log-probabilities ``(batch, frames, 1 +
+    characters)`` over every frame of the batch, NaN on the frames after a clip's end (the
+    exported file decodes nothing: greedy CTC decoding is the card's numpy). Library formats
+    (``hf``) read its ``linear`` layer and ``characters`` as they would the head's."""
+
+    features = "backbone"
+
+    def __init__(self, head: CTCHead):
+        super().__init__()
+        self.linear = head.linear
+        self.characters = list(head.characters)
+
+    def forward(self, backbone: Any, batch: dict) -> Any:
+        hidden, valid = backbone.hidden(batch)
+        log_probs = self.linear(hidden).float().log_softmax(-1)
+        frames = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < valid[:, None]
+        return log_probs.masked_fill(~frames[..., None], float("nan"))
+
+
+class EncoderStates(nn.Module):
+    """A :class:`Seq2SeqHead` as exported: the encoder's states ``(batch, frames, width)``,
+    which the exported decoder reads."""
+
+    features = "backbone"
+
+    def forward(self, backbone: Any, batch: dict) -> Any:
+        return backbone.hidden(batch)[0]
+
+
+class DecoderLogits(nn.Module):
+    """The Whisper decoder as exported: token ids and the encoder's states -> the logits of
+    every position (the output projection is the token embedding, as in Whisper)."""
+
+    def __init__(self, backbone: Any):
+        super().__init__()
+        self.decoder = backbone.decoder
+
+    def forward(self, input_ids: Any, encoder_hidden_states: Any) -> Any:
+        states = self.decoder(input_ids=input_ids, encoder_hidden_states=encoder_hidden_states,
+                              use_cache=False).last_hidden_state
+        return nn.functional.linear(states, self.decoder.embed_tokens.weight).float()

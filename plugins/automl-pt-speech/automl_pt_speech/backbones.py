@@ -277,13 +277,13 @@ class WhisperEncoderBackbone(AudioBackbone):
         (or to an even number of frames), power STFT, Slaney mel, log10, max-8 floor, scaled."""
         audio = as_float_audio(audio)
         samples = audio.shape[1]
-        target = int(round(self.window * self.sample_rate)) if self.window is not None else samples
         step = 2 * self.hop_length  # the encoder's stride-2 convolution wants an even frame count
-        target = max(step, int(math.ceil(target / step)) * step)
-        if samples > target:
-            audio = audio[:, :target]
-        elif samples < target:
-            audio = nn.functional.pad(audio, (0, target - samples))
+        if self.window is not None:
+            target = max(step, int(math.ceil(int(round(self.window * self.sample_rate)) / step)) * step)
+            audio = (audio[:, :target] if samples > target
+                     else nn.functional.pad(audio, (0, target - samples)))
+        else:   # integer arithmetic only: an onnx export keeps the clip length symbolic
+            audio = nn.functional.pad(audio, (0, (samples + step - 1) // step * step - samples))
         with torch.autocast(audio.device.type, enabled=False):
             stft = torch.stft(audio, self.n_fft, self.hop_length, window=self.stft_window,
                               return_complex=True)

@@ -84,6 +84,16 @@ class AudioExportSupport(ExportSupport):
                 + _WHAT_LOGITS_MEAN[config.get("task_kind", "classification")] +
                 "print(type(encoder).__name__, config.id2label)\n")
 
+    def tensor_answer(self, config: dict[str, Any]) -> str | None:
+        """Speech recognition: greedy CTC decoding of ``log_probs``, or Whisper's greedy
+        decoding with ``decoder.onnx`` on ``encoder_hidden_states`` (the prefix, suppressed
+        tokens and end token of ``decoding``), then the tokenizer; other tasks: the core's."""
+        if config.get("task_kind") != "speech_recognition":
+            return None
+        if "decoding" not in config:
+            return _CTC_ANSWER
+        return _SEQ2SEQ_ANSWER
+
     def tensor_snippet(self, config: dict[str, Any]) -> str:
         return ("import soundfile as sf\nfrom scipy.signal import resample_poly\n"
                 "rate, n = config[\"preprocessing\"][\"sample_rate\"], config[\"preprocessing\"][\"max_samples\"]\n\n"
@@ -138,3 +148,36 @@ def _waveform_hf_snippet(where: str, waveform: dict[str, Any], config: dict[str,
             "logits = features @ head[\"linear.weight\"].T + head[\"linear.bias\"]\n"
             "names = [encoder.config.id2label[i] for i in range(len(encoder.config.id2label))]\n"
             + answer_snippet(config, "logits", "names"))
+
+
+#: the end of a CTC transcriber's onnx / torchscript card: greedy CTC decoding in numpy
+_CTC_ANSWER = (
+    "chars = config[\"labels\"]  # class 0 is the CTC blank, class k is chars[k - 1]\n"
+    "texts = []\n"
+    "for row, frames in zip(log_probs.argmax(-1), ~np.isnan(log_probs[..., 0])):\n"
+    "    best = row[frames]  # the clip's frames (NaN after its end)\n"
+    "    keep = (best != 0) & np.r_[True, best[1:] != best[:-1]]  # repeats merged, blanks dropped\n"
+    "    texts.append(\"\".join(chars[k - 1] for k in best[keep]))\n"
+    "print(texts)\n")
+
+#: the end of a Whisper transcriber's onnx card: greedy decoding with decoder.onnx
+_SEQ2SEQ_ANSWER = (
+    "from transformers import AutoTokenizer\n\n"
+    "decoding = config[\"decoding\"]  # what greedy decoding used in the study\n"
+    "decoder = ort.InferenceSession(f\"{folder}/decoder.onnx\")\n"
+    "tokens = np.array([decoding[\"prefix\"]] * len(encoder_hidden_states), dtype=np.int64)\n"
+    "done = np.zeros(len(tokens), dtype=bool)\n"
+    "for step in range(decoding[\"max_new_tokens\"]):\n"
+    "    logits = decoder.run([\"logits\"], {\"input_ids\": tokens,\n"
+    "                                      \"encoder_hidden_states\": encoder_hidden_states})[0][:, -1]\n"
+    "    logits[:, decoding[\"suppress_tokens\"]] = -np.inf\n"
+    "    if step == 0:\n"
+    "        logits[:, decoding[\"begin_suppress_tokens\"]] = -np.inf\n"
+    "    new = np.where(done, decoding[\"eos\"], logits.argmax(-1))\n"
+    "    tokens = np.concatenate([tokens, new[:, None]], axis=1)\n"
+    "    done |= new == decoding[\"eos\"]\n"
+    "    if done.all():\n"
+    "        break\n"
+    "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
+    "texts = [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]\n"
+    "print(texts)\n")

@@ -145,7 +145,9 @@ def make_tiny_whisper_asr(path: Path, seed: int = 0) -> Path:
     model.generation_config = GenerationConfig(
         decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
         forced_decoder_ids=[[1, nots]], no_timestamps_token_id=nots, max_length=64,
-        suppress_tokens=[], begin_suppress_tokens=[])
+        # as Whisper's: a few tokens never generated, and no space or end first
+        suppress_tokens=[tok.token_to_id("q"), tok.token_to_id("z")],
+        begin_suppress_tokens=[tok.token_to_id("\u0120"), eot])
     model.save_pretrained(str(path))
     return path
 

@@ -138,7 +138,7 @@ def _clips(root, n, seed):
 
 
 @pytest.mark.parametrize("kind", ["whisper", "ctc"])
-def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_host, kind):
+def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_host, kind, monkeypatch):
     model = (make_tiny_whisper_asr(tmp_path / "tiny-w") if kind == "whisper"
              else make_tiny_wav2vec2_ctc(tmp_path / "tiny-c"))
     data = {"train": _clips(tmp_path / "train", 18, 1), "validation": _clips(tmp_path / "val", 6, 2),
@@ -173,6 +173,43 @@ def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_
     assert len(texts) == len(clips) and all(isinstance(t, str) for t in texts)
     if kind == "ctc":
         _check_ctc_hf_export(predictor, clips, texts, tmp_path / "hf")
+    _check_onnx_export(predictor, clips, texts, tmp_path, kind, monkeypatch)
+
+
+def _check_onnx_export(predictor, clips, texts, tmp_path, kind, monkeypatch):
+    """onnx: a CTC model is one file (per-frame log_probs), a Whisper model an encoder and a
+    decoder; both checked against PyTorch with onnxruntime, and the card's snippet (numpy
+    decoding) transcribes a clip as the model does. TorchScript: CTC yes, Whisper refused."""
+    import shutil
+
+    from automl_pt.export.formats import export_model
+    from automl_pt.export.support import ExportFormatError
+
+    out = export_model(predictor.directory, "onnx", tmp_path / "onnx", predictor=predictor)
+    config = json.loads((out / "automl_pt_export.json").read_text())
+    assert config["checked_with_onnxruntime"] and config["max_abs_difference"] <= 1e-4
+    if kind == "whisper":
+        assert config["outputs"][0]["name"] == "encoder_hidden_states"
+        assert config["files"]["decoder"] == "decoder.onnx" and (out / "decoder.onnx").is_file()
+        assert config["decoder"]["max_abs_difference"] <= 1e-4
+        decoding = config["decoding"]
+        assert decoding["suppress_tokens"] and decoding["begin_suppress_tokens"]   # the tiny model has both
+        with pytest.raises(ExportFormatError, match="a Whisper transcriber exports as 'onnx'"):
+            export_model(predictor.directory, "torchscript", tmp_path / "ts", predictor=predictor)
+        assert not (tmp_path / "ts").exists()
+    else:
+        assert config["outputs"][0]["name"] == "log_probs" and "decoder" not in config
+        assert config["outputs"][0]["shape"][2].startswith(f"{len(config['labels']) + 1} classes")
+        export_model(predictor.directory, "torchscript", tmp_path / "ts", predictor=predictor)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    shutil.copy(clips[0], cwd / "clip.wav")
+    monkeypatch.chdir(cwd)
+    card = (out / "README.md").read_text()
+    start = card.index("```python\n", card.index("## How to load")) + 10
+    namespace: dict = {}
+    exec(compile(card[start:card.index("```\n", start)], str(out / "README.md"), "exec"), namespace)
+    assert namespace["texts"] == [texts[0]]
 
 
 def _check_ctc_hf_export(predictor, clips, texts, out):
