@@ -229,6 +229,11 @@ def open_optuna_study(cfg: StudyConfig, prepared: PreparedStudy, heartbeat: bool
     from .seeding import fits_each_probe_once, probe_once
 
     sampler = make_sampler(cfg, prepared.space)
+    if cfg.search.warm_start and cfg.search.warm_start_sampler and cfg.search.sampler != "grid":
+        from .warmstart import sampler_history, with_history
+
+        # the earlier studies' trials, read once per process: history, never this study's trials
+        sampler = with_history(sampler, *sampler_history(cfg, prepared))
     if fits_each_probe_once(cfg, prepared.task):
         sampler = probe_once(sampler)   # each closed-form probe is fitted once
     return optuna.create_study(
