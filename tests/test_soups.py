@@ -357,6 +357,10 @@ def test_warm_start_auto_finds_the_sibling_run_dirs_of_the_same_task_and_backbon
     assert [t.user_attrs["warm_start"] for t in warm] == [str(kin)]
     assert warm[0].params["learning_rate"] == 0.0007
     assert hashlib.sha256((kin / "optuna.db").read_bytes()).hexdigest() == digest
+    # the sampler reads the kin's trial as history (the other backbone's and task's: not)
+    study = Study.from_config(path, host=text_host)
+    assert str(study.optuna_study(study.prepare()).sampler) == \
+        "ProbeOnce(WarmHistory(TPESampler, 1 earlier trial from 1 study))"
 
 
 def test_bad_warm_start_is_a_config_error_naming_file_and_line(tmp_path, tiny_bert, topic_data, text_host):

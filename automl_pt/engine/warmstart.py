@@ -188,9 +188,10 @@ def space_distributions(space: dict[str, "Param"]) -> dict[str, Any]:
 
 def history_params(params: dict[str, Any], space: dict[str, "Param"],
                    distributions: dict[str, Any]) -> dict[str, Any] | None:
-    """An earlier trial's ``params`` in this study's space (the names it lacks dropped, each
-    value as this space's distribution holds it), or ``None`` when a value does not fit (outside
-    a range, off a step, not a choice) or nothing is left."""
+    """An earlier trial's ``params`` in this study's space (the names this space lacks dropped,
+    each value as this space's distribution holds it: the choice itself, an int, a float), or
+    ``None`` when a value does not fit (outside a range, off a step, not a choice) or nothing is
+    left."""
     kept, dropped = fitting_params(params, space)
     if not kept or any(name in space for name in dropped):
         return None
@@ -349,7 +350,8 @@ def with_history(sampler: Any, history: list[Any], sources: list[dict] = ()) -> 
 
         def __str__(self) -> str:
             studies = sum(1 for s in self.sources if s["trials"])
-            return (f"WarmHistory({self.base}, {len(self.history)} earlier trials from "
+            n = len(self.history)
+            return (f"WarmHistory({self.base}, {n} earlier trial{'' if n == 1 else 's'} from "
                     f"{studies} stud{'y' if studies == 1 else 'ies'})")
 
         def _view(self, study: Any, trial: Any) -> tuple[Any, Any]:
