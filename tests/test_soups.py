@@ -482,7 +482,8 @@ def test_warm_start_sampler_reads_only_trials_that_fit_this_space_metric_and_dir
     (run_dir / "study.json").write_text(json.dumps({"study": "earlier", "task": "t", "metric": "f1",
                                                     "direction": "maximize", "optuna_url": url}))
     space = {"x": Param("x", "float", 0.0, 10.0, step=0.5), "n": Param("n", "int", 1, 4),
-             "opt": Param("opt", "categorical", choices=("a", "b")), "lr": Param("lr", "float", 1e-4, 1e-2, log=True)}
+             "opt": Param("opt", "categorical", choices=("a", "b")),
+             "lr": Param("lr", "float", 1e-4, 1e-2, log=True)}      # searched here, not there
     history, sources = _history([run_dir], space, metric="f1", direction="maximize")
     assert [(t.number, t.params, t.state, t.value) for t in history] == [
         (0, {"x": 1.0, "n": 2, "opt": "a"}, complete, 0.0),
@@ -503,8 +504,9 @@ def test_warm_start_sampler_reads_only_trials_that_fit_this_space_metric_and_dir
     assert view.direction == own.direction and view._study_id == own._study_id
     assert [t.number for t in own.get_trials()] == [0]
     # another direction or another metric: nothing, with a warning naming why
-    for metric, direction, why in (("f1", "minimize", "it optimised f1 (maximize), this study f1 (minimize)"),
-                                   ("accuracy", "maximize", "it optimised f1 (maximize), this study accuracy")):
+    for metric, direction, why in (
+            ("f1", "minimize", "it optimised f1 (maximize), this study f1 (minimize)"),
+            ("accuracy", "maximize", "it optimised f1 (maximize), this study accuracy (maximize)")):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             history, sources = _history([run_dir], space, metric=metric, direction=direction)
