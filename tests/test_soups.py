@@ -357,6 +357,10 @@ def test_warm_start_auto_finds_the_sibling_run_dirs_of_the_same_task_and_backbon
     assert [t.user_attrs["warm_start"] for t in warm] == [str(kin)]
     assert warm[0].params["learning_rate"] == 0.0007
     assert hashlib.sha256((kin / "optuna.db").read_bytes()).hexdigest() == digest
+    # the sampler reads the kin's trial as history (the other backbone's and task's: not)
+    study = Study.from_config(path, host=text_host)
+    assert str(study.optuna_study(study.prepare()).sampler) == \
+        "ProbeOnce(WarmHistory(TPESampler, 1 earlier trial from 1 study))"
 
 
 def test_bad_warm_start_is_a_config_error_naming_file_and_line(tmp_path, tiny_bert, topic_data, text_host):
@@ -380,3 +384,195 @@ def test_bad_warm_start_is_a_config_error_naming_file_and_line(tmp_path, tiny_be
     from automl_pt.cli import main
 
     assert main(["run", str(path)]) == 2
+
+
+# -- warm start: the earlier trials as the sampler's history --------------------------------
+def _near_nine(trial):
+    return (trial.suggest_float("x", 0.0, 10.0) - 9.5) ** 2
+
+
+def _objective_run(tmp_path, name="earlier", direction="minimize", metric="loss", n=30):
+    """An earlier run directory whose study minimised ``_near_nine`` with ``n`` random trials."""
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    url = f"sqlite:///{run_dir / 'optuna.db'}"
+    study = optuna.create_study(study_name=name, storage=url, direction=direction,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(_near_nine, n_trials=n)
+    (run_dir / "study.json").write_text(json.dumps({"study": name, "task": "t", "metric": metric,
+                                                    "direction": direction, "optuna_url": url}))
+    return run_dir
+
+
+def _history(run_dirs, space, metric="loss", direction="minimize"):
+    from types import SimpleNamespace
+
+    from automl_pt.engine.warmstart import sampler_history
+
+    config = SimpleNamespace(search=SimpleNamespace(warm_start=list(run_dirs)))
+    prepared = SimpleNamespace(space=space, metric=metric, direction=direction)
+    return sampler_history(config, prepared)
+
+
+@pytest.mark.parametrize("kind", ["tpe", "gp"])
+def test_warm_start_sampler_draws_near_the_earlier_optimum_without_adding_trials(tmp_path, kind):
+    from statistics import median
+
+    from automl_pt.engine.warmstart import HISTORY_ATTR, with_history
+    from automl_pt.registry import Param
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    earlier = _objective_run(tmp_path)
+    digest = hashlib.sha256((earlier / "optuna.db").read_bytes()).hexdigest()
+    history, sources = _history([earlier], {"x": Param("x", "float", 0.0, 10.0)})
+    assert [t.number for t in history] == list(range(30))
+    assert sources == [{"run_dir": str(earlier), "study": "earlier", "trials": 30, "left_out": 0}]
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+
+    def first_five(warm):
+        base = (optuna.samplers.TPESampler(seed=1, n_startup_trials=5) if kind == "tpe"
+                else optuna.samplers.GPSampler(seed=1))
+        sampler = with_history(base, history, sources) if warm else base
+        study = optuna.create_study(study_name=f"warm={warm}", storage=url, direction="minimize",
+                                    sampler=sampler)
+        study.optimize(_near_nine, n_trials=5)
+        return sampler, [t.params["x"] for t in study.trials]
+
+    sampler, warm = first_five(True)
+    _, cold = first_five(False)
+    assert str(sampler).endswith("30 earlier trials from 1 study)")
+    # the earlier optimum is x = 9.5 (the earlier study drew x in 0..10 at random)
+    assert 9.0 <= median(warm) <= 10.0, warm
+    assert median(cold) < 8.0 and max(cold) - min(cold) > 3.0, cold   # no history: spread out
+    # the history is read, never written: this study holds its own 5 trials, numbered from 0
+    stored = optuna.load_study(study_name="warm=True", storage=url).get_trials()
+    assert [t.number for t in stored] == [0, 1, 2, 3, 4]
+    assert not any(HISTORY_ATTR in t.user_attrs for t in stored)
+    assert hashlib.sha256((earlier / "optuna.db").read_bytes()).hexdigest() == digest
+
+
+def test_warm_start_sampler_reads_only_trials_that_fit_this_space_metric_and_direction(tmp_path):
+    from automl_pt.engine.warmstart import HISTORY_ATTR, HistoryView, space_distributions
+    from automl_pt.registry import Param
+
+    run_dir = tmp_path / "earlier"
+    run_dir.mkdir()
+    url = f"sqlite:///{run_dir / 'optuna.db'}"
+    study = optuna.create_study(study_name="earlier", storage=url, direction="maximize")
+    wide = {"x": optuna.distributions.FloatDistribution(0.0, 20.0),
+            "n": optuna.distributions.FloatDistribution(0.0, 9.0),
+            "opt": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
+            "extra": optuna.distributions.FloatDistribution(0.0, 9.0)}
+    complete, pruned, failed = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                optuna.trial.TrialState.FAIL)
+    rows = [({"x": 1.0, "n": 2.0, "opt": "a"}, complete, {}, {}),           # fits
+            ({"x": 12.0, "n": 2.0, "opt": "a"}, complete, {}, {}),          # x outside 0..10
+            ({"x": 2.0, "opt": "c"}, complete, {}, {}),                     # not a choice
+            ({"x": 3.0, "n": 3.0, "extra": 5.0}, complete, {}, {}),         # extra dropped: fits
+            ({"x": 4.0, "n": 1.0}, pruned, {0: 0.3, 1: 0.2}, {}),           # pruned: fits
+            ({"x": 5.0}, pruned, {}, {"duplicate_of": 0}),                  # a skipped repeat
+            ({"x": 1.25, "n": 2.0}, complete, {}, {}),                      # off the 0.5 step
+            ({"x": 2.0, "n": 2.5}, complete, {}, {}),                       # n is an integer
+            ({"x": 6.0, "n": 2.0}, failed, {}, {})]                         # not finished
+    for i, (params, state, steps, attrs) in enumerate(rows):
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: wide[k] for k in params}, state=state,
+            value=float(i) if state == complete else None, intermediate_values=steps,
+            user_attrs=attrs))
+    (run_dir / "study.json").write_text(json.dumps({"study": "earlier", "task": "t", "metric": "f1",
+                                                    "direction": "maximize", "optuna_url": url}))
+    space = {"x": Param("x", "float", 0.0, 10.0, step=0.5), "n": Param("n", "int", 1, 4),
+             "opt": Param("opt", "categorical", choices=("a", "b")),
+             "lr": Param("lr", "float", 1e-4, 1e-2, log=True)}      # searched here, not there
+    history, sources = _history([run_dir], space, metric="f1", direction="maximize")
+    assert [(t.number, t.params, t.state, t.value) for t in history] == [
+        (0, {"x": 1.0, "n": 2, "opt": "a"}, complete, 0.0),
+        (1, {"x": 3.0, "n": 3}, complete, 3.0),
+        (2, {"x": 4.0, "n": 1}, pruned, None)]
+    assert history[2].intermediate_values == {0: 0.3, 1: 0.2}
+    dists = space_distributions(space)
+    assert all(t.distributions == {k: dists[k] for k in t.params} for t in history)
+    assert all(t.user_attrs == {HISTORY_ATTR: str(run_dir)} for t in history)
+    assert sources == [{"run_dir": str(run_dir), "study": "earlier", "trials": 3, "left_out": 5}]
+    # the sampler's view: the earlier trials first, then this study's own, numbered after them
+    own = optuna.create_study(study_name="own", storage=f"sqlite:///{tmp_path / 'own.db'}",
+                              direction="maximize")
+    own.add_trial(optuna.trial.create_trial(params={"x": 2.0}, distributions={"x": dists["x"]}, value=1.0))
+    view = HistoryView(own, history)
+    assert [(t.number, t.params["x"]) for t in view.get_trials()] == [(0, 1.0), (1, 3.0), (2, 4.0), (3, 2.0)]
+    assert [t.number for t in view._get_trials(deepcopy=False, states=(pruned,), use_cache=True)] == [2]
+    assert view.direction == own.direction and view._study_id == own._study_id
+    assert [t.number for t in own.get_trials()] == [0]
+    # another direction or another metric: nothing, with a warning naming why
+    for metric, direction, why in (
+            ("f1", "minimize", "it optimised f1 (maximize), this study f1 (minimize)"),
+            ("accuracy", "maximize", "it optimised f1 (maximize), this study accuracy (maximize)")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history, sources = _history([run_dir], space, metric=metric, direction=direction)
+        assert history == [] and why in sources[0]["skipped"]
+        assert [str(w.message) for w in caught if issubclass(w.category, DataWarning)] == [
+            f"[search] warm_start: the sampler does not read the trials of study 'earlier' "
+            f"({run_dir}): {sources[0]['skipped']}"]
+
+
+def test_warm_started_study_samples_with_the_earlier_trials_as_history(
+        tmp_path, tiny_bert, topic_data, text_host, monkeypatch):
+    from automl_pt.engine.seeding import counted_trials
+    from automl_pt.engine.warmstart import HISTORY_ATTR, HistoryView
+
+    earlier = _earlier_run(tmp_path, tiny_bert, [
+        {"backbone": str(tiny_bert), "learning_rate": 0.0005, "strategy": "linear_probe"},
+        {"backbone": str(tiny_bert), "learning_rate": 0.002, "strategy": "linear_probe"},
+        {"backbone": str(tiny_bert), "learning_rate": 0.5}], [0.5, 0.9, 0.7])   # 0.5: outside
+    seen = []
+    original = HistoryView._get_trials
+
+    def spy(self, *args, **kwargs):
+        trials = original(self, *args, **kwargs)
+        seen.append(sum(HISTORY_ATTR in t.user_attrs for t in trials))
+        return trials
+
+    monkeypatch.setattr(HistoryView, "_get_trials", spy)
+    path = study_toml(tmp_path, tiny_bert, trials=3, space='epochs = [1]\nbatch_size = [8]',
+                      resources='workers = "inline"')
+    base = path.read_text()
+    path.write_text(base.replace('pruner = "none"', 'pruner = "none"\nsoup = "none"\nknown_good = false\n'
+                                 'warm_start = ["earlier"]'))
+    study = Study.from_config(path, host=text_host)
+    results = study.run(progress=False)
+    # the sampler read the two earlier trials that fit; the study holds only its own trials: the
+    # probe, the earlier best (a probe again: skipped, it does not count) and two sampled ones
+    assert seen and max(seen) == 2
+    trials = results.optuna_study().trials
+    assert [t.number for t in trials] == [0, 1, 2, 3] and counted_trials(trials, 3) == 3
+    assert not any(HISTORY_ATTR in t.user_attrs for t in trials)
+    assert trials[1].user_attrs["warm_start"] == str(earlier) and trials[1].user_attrs["duplicate_of"] == 0
+    sampler = study.optuna_study(study.prepare()).sampler
+    assert str(sampler) == "ProbeOnce(WarmHistory(TPESampler, 2 earlier trials from 1 study))"
+    # warm_start_sampler = false: the best configuration is enqueued, the sampler reads nothing
+    path.write_text(base.replace('pruner = "none"', 'pruner = "none"\nwarm_start = ["earlier"]\n'
+                                 'warm_start_sampler = false'))
+    study = Study.from_config(path, host=text_host)
+    assert str(study.optuna_study(study.prepare()).sampler) == "ProbeOnce(TPESampler)"
+
+
+def test_bad_warm_start_sampler_is_a_config_error_naming_the_key(tmp_path, tiny_bert, topic_data, text_host):
+    _earlier_run(tmp_path, tiny_bert, [{"learning_rate": 0.1}], [0.5])
+    path = study_toml(tmp_path, tiny_bert)
+    base = path.read_text()
+    for setting, message in (
+            ('warm_start = ["earlier"]\nwarm_start_sampler = "yes"', "expected bool, got str 'yes'"),
+            ('warm_start_sampler = true', "reads the trials of the [search] warm_start studies"),
+            ('warm_start = ["earlier"]\nwarm_start_sampler = true', "the grid sampler walks its grid")):
+        text = base.replace('pruner = "none"', f'pruner = "none"\n{setting}')
+        if "grid" in message:
+            text = text.replace('sampler = "tpe"', 'sampler = "grid"').replace(
+                'learning_rate = { low = 1e-4, high = 3e-3, log = true }', 'learning_rate = [1e-3]').replace(
+                'epochs = { low = 1, high = 2 }', 'epochs = [1]')
+        path.write_text(text)
+        line = next(i for i, s in enumerate(text.splitlines(), 1) if s.startswith("warm_start_sampler"))
+        with pytest.raises(ConfigError) as info:
+            Study.from_config(path, host=text_host)
+        assert any(f"study.toml:{line}: [search] warm_start_sampler: " in p and message in p
+                   for p in info.value.problems), info.value.problems

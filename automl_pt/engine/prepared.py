@@ -203,7 +203,10 @@ def optuna_url(cfg: StudyConfig) -> str:
 
 def open_optuna_study(cfg: StudyConfig, prepared: PreparedStudy, heartbeat: bool = True):
     """The study's Optuna study (created or loaded), with heartbeats and one retry of a trial
-    whose worker died when ``heartbeat``."""
+    whose worker died when ``heartbeat``. Its sampler reads the ``[search] warm_start`` studies'
+    trials as history (:func:`automl_pt.engine.warmstart.with_history`, unless
+    ``warm_start_sampler = false``) and draws each closed-form probe once
+    (:func:`automl_pt.engine.seeding.probe_once`, wrapped outside it)."""
     import optuna
 
     from .search import make_pruner, make_sampler
@@ -229,6 +232,13 @@ def open_optuna_study(cfg: StudyConfig, prepared: PreparedStudy, heartbeat: bool
     from .seeding import fits_each_probe_once, probe_once
 
     sampler = make_sampler(cfg, prepared.space)
+    if cfg.search.warm_start and cfg.search.warm_start_sampler and cfg.search.sampler != "grid":
+        from .warmstart import sampler_history, with_history
+
+        # the earlier studies' trials, read once per process: history, never this study's trials
+        history, sources = sampler_history(cfg, prepared)
+        if history:
+            sampler = with_history(sampler, history, sources)
     if fits_each_probe_once(cfg, prepared.task):
         sampler = probe_once(sampler)   # each closed-form probe is fitted once
     return optuna.create_study(

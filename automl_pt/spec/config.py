@@ -88,6 +88,9 @@ class SearchSection:
     refit: bool = False
     #: earlier run directories whose best configurations are tried first (resolved paths)
     warm_start: list[Any] | str = field(default_factory=list)   # or "auto"
+    #: the sampler also reads the ``warm_start`` studies' finished trials as its history
+    #: (:func:`automl_pt.engine.warmstart.with_history`)
+    warm_start_sampler: bool = True
 
 
 @dataclass
@@ -226,6 +229,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                               "(exported where it beats the best trial on validation)"),
         "refit": ((bool,), "retrain the best configuration on train + validation before export"),
         "warm_start": ((list, str), "earlier run directories (or \"auto\": the sibling run directories) whose best configurations go first"),
+        "warm_start_sampler": ((bool,), "the sampler also reads the warm_start studies' finished trials "
+                                        "as its history (default true; not the grid sampler)"),
     },
     "resources": {
         "devices": ((str,), "auto | cpu | cuda | cuda:0,1"),

@@ -20,8 +20,9 @@ AUTO = "auto"
 
 
 def check_search_keys(where: "_Where", se: dict[str, Any], base_dir: Path, task_type: Any) -> None:
-    """Check ``[search] soup / ensemble / distill / warm_start`` (``refit`` is a checked bool already);
-    a value with a problem is recorded in ``where`` and dropped (the default stays)."""
+    """Check ``[search] soup / ensemble / distill / warm_start / warm_start_sampler`` (``refit`` is
+    a checked bool already); a value with a problem is recorded in ``where`` and dropped (the
+    default stays)."""
     if "soup" in se and se["soup"] not in SOUP_MODES:
         where.add("search", "soup", f"unknown soup {se['soup']!r}{did_you_mean(se['soup'], SOUP_MODES)}; "
                   f"choose one of {', '.join(SOUP_MODES)}")
@@ -39,6 +40,15 @@ def check_search_keys(where: "_Where", se: dict[str, Any], base_dir: Path, task_
         se.pop("distill")
     if "warm_start" in se:
         se["warm_start"] = check_warm_start(where, se["warm_start"], base_dir, task_type)
+    if se.get("warm_start_sampler"):
+        if se.get("sampler") == "grid":
+            where.add("search", "warm_start_sampler", "the grid sampler walks its grid and reads no "
+                      "history; leave warm_start_sampler out or set it to false")
+            se.pop("warm_start_sampler")
+        elif "warm_start" not in se:
+            where.add("search", "warm_start_sampler", "reads the trials of the [search] warm_start "
+                      "studies: set warm_start (earlier run directories, or \"auto\") too")
+            se.pop("warm_start_sampler")
 
 
 def check_warm_start(where: "_Where", value: Any, base_dir: Path, task_type: Any) -> list[Path] | str:
