@@ -286,7 +286,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option {item!r}: expected KEY=VALUE (e.g. num_beams=4)")
-        options[key] = int(value) if value.lstrip("-").isdigit() else value
+        options[key] = (int(value) if value.lstrip("-").isdigit() else
+                        value.lower() == "true" if value.lower() in ("true", "false") else value)
     try:
         prediction = predictor.predict(path, batch_size=args.batch_size, progress=True, **options)
     except ValueError as exc:
@@ -522,8 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a prediction option of the model's task (repeatable), e.g. num_beams=4 "
-                        "for beam search in speech recognition")
+                   help="a prediction option of the model's task (repeatable), e.g. num_beams=4 (beam "
+                        "search) or word_timestamps=true in speech recognition")
     p.add_argument("--draw", metavar="DIR",
                    help="also write each input file with its predictions drawn on it into DIR "
                         "(tasks whose predictions are places in the input, e.g. boxes)")

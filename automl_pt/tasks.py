@@ -256,7 +256,10 @@ class Task:
             if kind is None:
                 known = ", ".join(self.predict_options) or "none"
                 raise ValueError(f"task {self.name!r} has no prediction option {key!r} (options: {known})")
-            if isinstance(value, bool) or not isinstance(value, kind) or (kind is int and value < 1):
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise ValueError(f"prediction option {key!r} must be true or false, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, kind) or (kind is int and value < 1):
                 raise ValueError(f"prediction option {key!r} must be a positive {kind.__name__}, got {value!r}")
             setattr(head, key, value)
 

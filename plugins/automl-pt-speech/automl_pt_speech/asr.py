@@ -19,6 +19,7 @@ punctuation and filler words removed, spelled-out numbers as digits, contraction
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -124,8 +125,11 @@ class SpeechRecognitionTask(Task):
     targets_in_batch = True
     scores_baseline = True
     export_output = "text"
-    #: ``Predictor.predict(..., num_beams=4)``: beam search instead of greedy decoding (Whisper)
-    predict_options = {"num_beams": int}
+    #: ``Predictor.predict(..., num_beams=4)``: beam search instead of greedy decoding (Whisper);
+    #: ``word_timestamps=True``: each prediction is ``{"text", "words"}``, every word with its
+    #: ``start`` and ``end`` in seconds (CTC: the frames its characters were read from; Whisper:
+    #: its alignment heads' cross-attention)
+    predict_options = {"num_beams": int, "word_timestamps": bool}
 
     def __init__(self, name: str = TASK):
         self.name = name
@@ -135,6 +139,8 @@ class SpeechRecognitionTask(Task):
         #: the most tokens generated per clip: from the longest training transcript (a token
         #: per two characters and some slack), so a model that repeats itself stops early
         self.max_new_tokens = MAX_NEW_TOKENS
+        #: predictions carry word timestamps (the ``word_timestamps`` prediction option)
+        self.word_timestamps = False
 
     # -- data --------------------------------------------------------------------------------
     def read_targets(self, values, rows, source, split, options=None):
@@ -207,6 +213,12 @@ class SpeechRecognitionTask(Task):
         head.max_new_tokens = self.max_new_tokens
         return head
 
+    def set_predict_options(self, head, options):
+        """Each call starts from the defaults (greedy, no timestamps): an option holds for the
+        ``predict`` call that gives it."""
+        super().set_predict_options(head, {"num_beams": 1, "word_timestamps": False, **options})
+        self.word_timestamps = bool(head.word_timestamps)
+
     def scores_zero_shot(self, head):
         """Whisper's decoder transcribes before fine-tuning; a new CTC layer does not."""
         return isinstance(head, Seq2SeqHead)
@@ -264,6 +276,10 @@ class SpeechRecognitionTask(Task):
         return np.array(texts, dtype=object), None
 
     def decode(self, predictions, probabilities, label_names):
+        """The transcripts; with word timestamps, ``{"text", "words"}`` per clip (the head wrote
+        them as JSON)."""
+        if self.word_timestamps:
+            return [json.loads(str(t)) for t in predictions]
         return [str(t) for t in predictions]
 
     def subset_indices(self, targets, budget, seed):
@@ -331,6 +347,30 @@ class SpeechRecognitionTask(Task):
         return out
 
 
+def timed_json(text: str, words: list[dict]) -> str:
+    """A transcript with its word timestamps as the head returns it (JSON, ASCII: the code
+    points travel as the transcripts do; :meth:`SpeechRecognitionTask.decode` reads it)."""
+    return json.dumps({"text": text, "words": words})
+
+
+def ctc_words(chars: list[list], seconds: float) -> list[dict]:
+    """Words of a greedy CTC path (``[character, first frame, last frame]`` per emitted
+    character; ``seconds`` per frame): each word from its first character's first frame to its
+    last character's last frame."""
+    words: list[dict] = []
+    current: list[list] = []
+    for item in [*chars, [" ", 0, 0]]:
+        if not item[0].isspace():
+            current.append(item)
+            continue
+        if current:
+            words.append({"word": "".join(c for c, _, _ in current),
+                          "start": round(current[0][1] * seconds, 2),
+                          "end": round((current[-1][2] + 1) * seconds, 2)})
+        current = []
+    return words
+
+
 def _padded_codes(texts: list[str], device: Any) -> Any:
     return torch.as_tensor(texts_to_codes(texts), dtype=torch.float32, device=device).masked_fill_(
         torch.as_tensor(texts_to_codes(texts) == IGNORE, device=device), float("nan"))
@@ -351,11 +391,15 @@ class Seq2SeqHead(nn.Module):
         super().__init__()
         self.num_beams = 1
         self.max_new_tokens = MAX_NEW_TOKENS
+        self.word_timestamps = False
 
     def forward(self, backbone: Any, batch: dict) -> Any:
         if "targets" in batch:
             return backbone.transcript_loss(batch, _targets_as_texts(batch["targets"]))
-        texts = backbone.transcribe(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+        texts = backbone.transcribe(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                    word_timestamps=self.word_timestamps)
+        if self.word_timestamps:
+            texts = [timed_json(text, words) for text, words in texts]
         return _padded_codes(texts, batch["length"].device)
 
 
@@ -377,6 +421,7 @@ class CTCHead(nn.Module):
         self.register_buffer("codes", torch.tensor([0] + [ord(c) for c in characters], dtype=torch.long),
                              persistent=False)
         self.num_beams = 1
+        self.word_timestamps = False
 
     def forward(self, backbone: Any, batch: dict) -> Any:
         feats, mask = backbone.encode_positions(batch)
@@ -386,13 +431,18 @@ class CTCHead(nn.Module):
             return self.loss(logits, lengths, batch["targets"])
         best = logits.argmax(-1)
         texts = []
+        seconds = backbone.samples_per_frame / backbone.sample_rate if self.word_timestamps else 0.0
         for row, n in zip(best.tolist(), lengths.tolist()):
-            out, prev = [], 0
-            for k in row[:n]:
-                if k != prev and k != 0:
-                    out.append(chr(int(self.codes[k])))
+            chars: list[list] = []   # [character, first frame, last frame] per emitted character
+            prev = 0
+            for frame, k in enumerate(row[:n]):
+                if k != 0 and k != prev:
+                    chars.append([chr(int(self.codes[k])), frame, frame])
+                elif k != 0:
+                    chars[-1][2] = frame   # the character goes on
                 prev = k
-            texts.append("".join(out))
+            text = "".join(c for c, _, _ in chars)
+            texts.append(timed_json(text, ctc_words(chars, seconds)) if self.word_timestamps else text)
         return _padded_codes(texts, logits.device)
 
     def loss(self, logits: Any, lengths: Any, targets: Any) -> Any:

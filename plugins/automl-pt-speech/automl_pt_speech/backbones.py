@@ -138,6 +138,12 @@ class AudioBackbone(Backbone):
     def spectrogram(self, audio: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per frame of :meth:`encode_positions` (word timestamps of a CTC head)."""
+        raise BackboneError(f"backbone {self.name!r}: its frames have no fixed duration, so a CTC "
+                            "head cannot time words on it")
+
     # -- strategy "partial": front-end + layers[:L-k] below, layers[L-k:] + norm + pooling on top
     def layer_stack(self) -> nn.ModuleList:
         """The encoder's transformer layers (what ``num_blocks`` counts)."""
@@ -314,6 +320,11 @@ class WhisperEncoderBackbone(AudioBackbone):
                           rounding_mode="floor").clamp(1, frames)
         return x, valid
 
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per encoder frame (word timestamps of a CTC head)."""
+        return 2 * self.hop_length
+
     def layer_stack(self) -> nn.ModuleList:
         return self.encoder.layers
 
@@ -415,16 +426,60 @@ class WhisperSeq2SeqBackbone(WhisperEncoderBackbone):
 
     @torch.no_grad()
     def transcribe(self, batch: dict[str, torch.Tensor], num_beams: int = 1,
-                   max_new_tokens: int = 128) -> list[str]:
+                   max_new_tokens: int = 128, word_timestamps: bool = False) -> list[Any]:
         """The transcripts of a batch (``generate`` with Whisper's generation config: its
-        suppressed tokens, no timestamps)."""
+        suppressed tokens, no timestamp tokens). ``word_timestamps``: each a pair ``(text,
+        words)``, the words with their start and end in seconds from the cross-attention of the
+        model's alignment heads (transformers' ``return_token_timestamps``: dynamic time warping
+        over the clip's frames)."""
         from transformers.modeling_outputs import BaseModelOutput
 
         hidden, _ = self.hidden(batch)
         limit = max(1, min(int(max_new_tokens), self.max_target - len(self.prefix) - 1))
-        ids = self._full.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                                  num_beams=int(num_beams), max_new_tokens=limit)
-        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        encoded = BaseModelOutput(last_hidden_state=hidden)
+        if not word_timestamps:
+            ids = self._full.generate(encoder_outputs=encoded, num_beams=int(num_beams), max_new_tokens=limit)
+            return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if not getattr(self._full.generation_config, "alignment_heads", None):
+            raise BackboneError(f"backbone {self.name!r}: its generation config names no alignment "
+                                "heads, so Whisper's word timestamps are not available")
+        # the clip's log-mel frames: the time warping reads only those
+        mel_frames = 2 * hidden.shape[1]
+        valid = torch.div(batch["length"] + self.hop_length - 1, self.hop_length,
+                          rounding_mode="floor").clamp(1, mel_frames)
+        mask = (torch.arange(mel_frames, device=hidden.device)[None, :] < valid[:, None]).long()
+        config = self._full.config
+        attention = config._attn_implementation   # timestamps switch it to eager: switched back
+        try:
+            out = self._full.generate(encoder_outputs=encoded, num_beams=int(num_beams),
+                                      max_new_tokens=limit, return_token_timestamps=True,
+                                      attention_mask=mask)
+        finally:
+            config._attn_implementation = attention
+        return [self._timed_words(ids.tolist(), times.tolist())
+                for ids, times in zip(out["sequences"], out["token_timestamps"])]
+
+    def _timed_words(self, ids: list[int], times: list[float]) -> tuple[str, list[dict]]:
+        """``(text, words)`` of one generated sequence and its token times: a word starts at a
+        token that begins with a space; it ends where the token after its last one starts."""
+        special = set(self.tokenizer.all_special_ids)
+        words: list[dict] = []
+        new_word = True
+        for i, token in enumerate(ids):
+            if token in special:
+                continue
+            piece = self.tokenizer.decode([token])
+            end = round(float(times[i + 1] if i + 1 < len(times) else times[i]), 2)
+            new_word = new_word or piece[:1].isspace()
+            if piece.strip():
+                if new_word or not words:
+                    words.append({"word": piece.strip(), "start": round(float(times[i]), 2), "end": end})
+                else:
+                    words[-1]["word"] += piece.strip()
+                    words[-1]["end"] = end
+                new_word = piece[-1:].isspace()
+        text = self.tokenizer.decode([t for t in ids if t not in special]).strip()
+        return text, words
 
     def peft_targets(self) -> dict[str, list[str]]:
         from automl_pt.train.adapters import find_targets
@@ -483,6 +538,12 @@ class WaveformBackbone(AudioBackbone):
         hidden = out.last_hidden_state
         valid = self.model._get_feat_extract_output_lengths(length).clamp(1, hidden.shape[1])
         return hidden, valid
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per encoder frame: the feature encoder's strides multiplied (320 for
+        wav2vec2-style models at 16 kHz)."""
+        return int(np.prod(self.model.config.conv_stride))
 
     def layer_stack(self) -> nn.ModuleList:
         model_type = self.model.config.model_type

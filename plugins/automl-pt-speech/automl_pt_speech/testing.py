@@ -147,7 +147,8 @@ def make_tiny_whisper_asr(path: Path, seed: int = 0) -> Path:
         forced_decoder_ids=[[1, nots]], no_timestamps_token_id=nots, max_length=64,
         # as Whisper's: a few tokens never generated, and no space or end first
         suppress_tokens=[tok.token_to_id("q"), tok.token_to_id("z")],
-        begin_suppress_tokens=[tok.token_to_id("\u0120"), eot])
+        begin_suppress_tokens=[tok.token_to_id("\u0120"), eot],
+        alignment_heads=[[0, 0], [0, 1]])   # cross-attention heads word timestamps read
     model.save_pretrained(str(path))
     return path
 

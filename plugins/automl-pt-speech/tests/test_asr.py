@@ -16,8 +16,8 @@ from automl_pt.errors import DataError
 from automl_pt.export.predictor import Predictor
 from automl_pt.model import TrialModel
 from automl_pt.testing import write_study
-from automl_pt_speech.asr import (SpeechRecognitionTask, char_error_rate, codes_to_texts, normalize,
-                                  texts_to_codes, word_error_rate)
+from automl_pt_speech.asr import (CTCHead, SpeechRecognitionTask, char_error_rate, codes_to_texts,
+                                  normalize, texts_to_codes, word_error_rate)
 from automl_pt_speech.backbones import WhisperSeq2SeqBackbone, load_audio_backbone
 from automl_pt_speech.testing import make_tiny_wav2vec2_ctc, make_tiny_whisper_asr
 
@@ -171,6 +171,7 @@ def test_study_end_to_end_scores_baseline_exports_and_predicts(tmp_path, speech_
     clips = sorted((tmp_path / "test").glob("*.wav"))
     texts = predictor.predict([str(c) for c in clips]).labels
     assert len(texts) == len(clips) and all(isinstance(t, str) for t in texts)
+    _check_word_timestamps(predictor, clips, texts)
     if kind == "ctc":
         _check_ctc_hf_export(predictor, clips, texts, tmp_path / "hf")
     _check_onnx_export(predictor, clips, texts, tmp_path, kind, monkeypatch)
@@ -210,6 +211,34 @@ def _check_onnx_export(predictor, clips, texts, tmp_path, kind, monkeypatch):
     namespace: dict = {}
     exec(compile(card[start:card.index("```\n", start)], str(out / "README.md"), "exec"), namespace)
     assert namespace["texts"] == [texts[0]]
+
+
+def _check_word_timestamps(predictor, clips, texts):
+    """``word_timestamps=True``: a record per clip whose text is the plain transcript, its
+    words in order inside the clip (1 s tones); the option holds for that call only."""
+    timed = predictor.predict([str(c) for c in clips], word_timestamps=True)
+    assert [r["text"] for r in timed.labels] == texts
+    assert list(timed.to_frame().columns) == ["input", "text", "words"]
+    for record in timed.labels:
+        words = record["words"]
+        assert all(set(w) == {"word", "start", "end"} and 0 <= w["start"] <= w["end"] <= 1.05
+                   for w in words)
+        assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    if isinstance(predictor.model.head, CTCHead):   # CTC words are the transcript's words exactly
+        assert all(" ".join(w["word"] for w in r["words"]) == " ".join(r["text"].split())
+                   for r in timed.labels)
+    assert predictor.predict([str(clips[0])]).labels == texts[:1]   # back to plain transcripts
+    with pytest.raises(ValueError, match="'word_timestamps' must be true or false"):
+        predictor.predict([str(clips[0])], word_timestamps=1)
+
+
+def test_ctc_words_time_each_word_from_its_characters_frames():
+    from automl_pt_speech.asr import ctc_words
+
+    chars = [["h", 2, 3], ["i", 4, 4], [" ", 6, 6], ["y", 9, 9], ["o", 10, 12]]
+    assert ctc_words(chars, 0.02) == [{"word": "hi", "start": 0.04, "end": 0.1},
+                                      {"word": "yo", "start": 0.18, "end": 0.26}]
+    assert ctc_words([], 0.02) == []
 
 
 def _check_ctc_hf_export(predictor, clips, texts, out):
@@ -325,6 +354,20 @@ def test_fine_tuning_shipped_whisper_lowers_wer_on_held_back_sentences(tmp_path,
     after = wer()
     assert before > 0.6, before          # the accent defeats zero-shot Whisper
     assert after < 0.8 * before, (before, after)
+    # word timestamps from the shipped model's alignment heads: the words are the transcript's,
+    # in order, inside the clip
+    model.eval()
+    batch = prep.collate({k: v[:2] for k, v in enc_test.items()})
+    attention = backbone._full.config._attn_implementation
+    plain = backbone.transcribe(batch, max_new_tokens=20)
+    timed = backbone.transcribe(batch, max_new_tokens=20, word_timestamps=True)
+    for text, (timed_text, words) in zip(plain, timed):
+        assert timed_text == text and " ".join(w["word"] for w in words) == " ".join(text.split())
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts) and all(0 <= w["start"] <= w["end"] for w in words)
+    seconds = batch["length"].float() / 16000
+    assert all(w["end"] <= float(s) + 0.1 for (_, ws), s in zip(timed, seconds) for w in ws)
+    assert backbone._full.config._attn_implementation == attention   # switched back after timing
 
 
 def test_label_efficiency_budgets_count_transcribed_utterances(tmp_path, speech_host):
