@@ -292,6 +292,12 @@ class Task:
         """Tune decision values on validation outputs (see :attr:`needs_calibration`)."""
         return None
 
+    def validation_loss(self, targets: np.ndarray, probabilities: Any) -> float | None:
+        """A finer score of the validation outputs than the study's metric, lower is better:
+        trials that tie on the metric (accuracy on a small validation split often does) rank
+        by it (:func:`automl_pt.storage.store.best_trial`). ``None`` (the default): none."""
+        return None
+
     def distill_targets(self, targets: np.ndarray, teacher: list[tuple[np.ndarray, Any]],
                         weight: float) -> np.ndarray | None:
         """Training targets for distilling an ensemble into one model (``[search] distill``):
@@ -445,6 +451,14 @@ class ClassificationTask(Task):
 
         probs = torch.softmax(logits.detach().float(), dim=-1).cpu().numpy()
         return probs.argmax(axis=1), probs
+
+    def validation_loss(self, targets, probabilities):
+        """Mean negative log-likelihood of the true labels (cross-entropy without smoothing)."""
+        if probabilities is None or len(targets) == 0:
+            return None
+        probs = np.asarray(probabilities, dtype=np.float64)
+        true = probs[np.arange(len(targets)), np.asarray(targets, dtype=np.int64)]
+        return float(-np.log(np.clip(true, 1e-12, 1.0)).mean())
 
     def fit_probe(self, train_x, train_y, val_x, val_y, num_outputs, score, objective_metric, maximize):
         from .core.linear import fit_logistic
@@ -699,6 +713,14 @@ class MultilabelTask(Task):
         probs = torch.sigmoid(logits.detach().float()).cpu().numpy().astype(np.float64)
         thresholds = 0.5 if self.thresholds is None or len(self.thresholds) != probs.shape[1] else self.thresholds
         return (probs >= thresholds).astype(np.int64), probs
+
+    def validation_loss(self, targets, probabilities):
+        """Mean binary cross-entropy over examples and labels."""
+        if probabilities is None or len(targets) == 0:
+            return None
+        p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
+        y = np.asarray(targets, dtype=np.float64)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
     def distill_targets(self, targets, teacher, weight):
         """``(1 - weight) * 0/1 targets + weight * the members' averaged probabilities``."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..storage.store import best_trial, tie_key
 from .soups import SOUP_FILE, SOUP_TRIALS, WEIGHTS_FILE, State, better, make_soup
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class _Finisher:
         self.metric, self.maximize = prepared.metric, prepared.direction == "maximize"
         self.data = prepared.data
         self.scorer = _Scorer(runner, prepared)
-        best = ostudy.best_trial
+        best = best_trial(ostudy)
         state = _load(runner.trial_dir(best.number) / WEIGHTS_FILE)
         validation = best.user_attrs.get("metrics") or self.scorer.score(
             best.params, state, self.data.validation, _probe(best.params))
@@ -248,11 +249,11 @@ def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | N
     cfg = study.config
     runner = TrialRunner(cfg, prepared.host, prepared.task, prepared.data, prepared.space,
                          resolve_device(cfg.resources.devices), study.run_dir)
-    best = ostudy.best_trial
+    best = best_trial(ostudy)
     mode, k = cfg.search.soup, int(cfg.search.ensemble or 0)
     done = sorted((t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                    if (runner.trial_dir(t.number) / WEIGHTS_FILE).is_file()),
-                  key=lambda t: t.value, reverse=prepared.direction == "maximize")
+                  key=lambda t: (-t.value if prepared.direction == "maximize" else t.value, *tie_key(t)))
     if (mode == "none" and k < 2 and not cfg.search.refit) or \
             not (runner.trial_dir(best.number) / WEIGHTS_FILE).is_file():
         _write_rows(study.run_dir, [])

@@ -25,7 +25,8 @@ from ..plugins import PluginHost
 from ..core.devices import resolve_device
 from ..core.io import atomic_json
 from ..core.paths import RESULTS_FILE, DriverLock
-from ..storage.store import ResultStore, Results, best_meta, best_trial, best_value, load_results
+from ..storage.store import (ResultStore, Results, best_meta, best_trial, best_value, load_results,
+                             tie_key)
 from .prepared import (PreparedStudy, check_against_plugins, open_optuna_study, optuna_url, prepare_study,
                        study_host, worker_payload)
 
@@ -297,7 +298,8 @@ class Study:
         keep = kept_trials(self.config) if keep is None else keep
         best = best_trial(ostudy)
         done = list(ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        done.sort(key=lambda t: t.value, reverse=ostudy.direction == optuna.study.StudyDirection.MAXIMIZE)
+        maximize = ostudy.direction == optuna.study.StudyDirection.MAXIMIZE
+        done.sort(key=lambda t: (-t.value if maximize else t.value, *tie_key(t)))   # as best_trial ranks
         top = {t.number for t in done[:keep]} | ({best.number} if best is not None else set())
         finished = {t.number for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()}
         for path in [*(self.run_dir / "trials").glob("*/model.safetensors"),

@@ -364,6 +364,8 @@ class TrialRunner:
             trial.set_user_attr("epochs_planned", result.epochs_planned)
             trial.set_user_attr("steps", result.steps)
             trial.set_user_attr("metrics", result.best_metrics)
+            if result.validation_loss is not None:   # breaks ties on the metric (store.best_trial)
+                trial.set_user_attr("validation_loss", result.validation_loss)
             trial.set_user_attr("samples_per_s", result.samples_per_s)
             value = result.best_metrics[self.metric]
             del result

@@ -119,7 +119,9 @@ def export_best(study: Any, prepared: Any, ostudy: Any, runner: Any, score_test:
 
     out = study.run_dir / "best"
     check_replaceable(out, "run directory's best/ folder", error=ModelLoadError)  # fail before the work
-    best = ostudy.best_trial
+    from ..storage.store import best_trial
+
+    best = best_trial(ostudy)   # ties on the metric: the lower validation loss
     params = dict(best.params)
     weights = runner.trial_dir(best.number) / "model.safetensors"
     if state is None and not weights.exists():

@@ -25,6 +25,7 @@ When the DuckDB file is locked by a running driver, readers fall back to the sam
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +42,7 @@ TRIAL_COLUMNS = {
     "error": "VARCHAR", "traceback": "VARCHAR", "retry_of": "INTEGER", "micro_batch_size": "INTEGER",
     "oom_retries": "INTEGER", "memory_before_mb": "DOUBLE", "memory_after_mb": "DOUBLE",
     "setup_s": "DOUBLE", "threads": "INTEGER", "epochs_run": "INTEGER", "steps": "INTEGER",
-    "trainable_params": "BIGINT", "trainable_pct": "DOUBLE",
+    "trainable_params": "BIGINT", "trainable_pct": "DOUBLE", "validation_loss": "DOUBLE",
 }
 STUDY_COLUMNS = {
     "study": "VARCHAR", "task": "VARCHAR", "metric": "VARCHAR", "direction": "VARCHAR",
@@ -87,6 +88,7 @@ def trials_frame(optuna_study: Any, study_name: str):
             "study": study_name, "number": t.number, "state": state, "value": t.value,
             "backbone": t.params.get("backbone"), "strategy": t.params.get("strategy"),
             "params": _json(t.params), "metrics": _json(attrs.get("metrics")),
+            "validation_loss": attrs.get("validation_loss"),
             "seed": attrs.get("seed"), "device": attrs.get("device"), "host": attrs.get("host"),
             "peak_memory_mb": attrs.get("peak_memory_mb"), "best_epoch": attrs.get("best_epoch"),
             "samples_per_s": attrs.get("samples_per_s"),
@@ -335,8 +337,13 @@ class Results:
         frame = self.trials()
         if frame.empty:
             return frame
-        done = frame[frame["state"] == "COMPLETE"].sort_values(
-            "value", ascending=self.direction == "minimize", kind="stable")
+        done = frame[frame["state"] == "COMPLETE"]
+        # ties on the metric: the lower validation loss first, as best_trial decides
+        ties = (done["validation_loss"] if "validation_loss" in done.columns
+                else pd.Series(float("nan"), index=done.index))
+        done = done.assign(_tie=ties.astype("float64").fillna(math.inf)).sort_values(
+            ["value", "_tie", "number"], ascending=[self.direction == "minimize", True, True],
+            kind="stable").drop(columns="_tie")
         cols = ["number", "value", "backbone", "init", "strategy", "learning_rate", "epochs",
                 "batch_size", "best_epoch", "epochs_run", "steps", "duration_s"]   # init: studies with [pretrain]
         if done["strategy"].nunique() > 1:  # strategies were searched: what each one trained
@@ -541,11 +548,31 @@ def open_storage_url(url: str):
 
 
 def best_trial(ostudy: Any):
-    """The Optuna study's best trial, or ``None`` before one has finished."""
+    """The study's best trial, or ``None`` before one has finished: Optuna's best value; among
+    completed trials that tie on it (accuracy on a small validation split often does), the one
+    of lowest ``validation_loss`` (the task's finer score of the same validation outputs,
+    :meth:`automl_pt.tasks.Task.validation_loss`; a trial without one comes after those with
+    one), then the earliest. Every step that reads "the best trial" (export, soups, the
+    leaderboard's order, ``study.json``) goes through here."""
+    import optuna
+
     try:
-        return ostudy.best_trial
+        best = ostudy.best_trial
     except ValueError:
         return None
+    tied = [t for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.value == best.value]
+    if len(tied) < 2:
+        return best
+    return min(tied, key=tie_key)
+
+
+def tie_key(trial: Any) -> tuple[float, int]:
+    """Order of trials that tie on the study's metric: lower ``validation_loss`` first (none:
+    last), then the earlier trial."""
+    loss = trial.user_attrs.get("validation_loss")
+    return (float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf,
+            trial.number)
 
 
 def best_value(ostudy: Any) -> float | None:

@@ -67,10 +67,15 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
         cb.on_step_end(state)
     state.train_loss, state.metrics = fit.train_loss, dict(fit.metrics)
     state.best_value, state.best_epoch = fit.metrics[objective_metric], 1
+    with torch.no_grad():   # the fitted head on the validation features: the task's loss there
+        _, probs = task.predict(validation.float() @ fit.weight.float().T + fit.bias.float())
+    validation_loss = task.validation_loss(validation_labels, probs)
     row = {"epoch": 1, "train_loss": fit.train_loss,
            "samples_per_s": len(train_labels) / max(fit.fit_seconds, 1e-9),
            "epoch_seconds": fit.fit_seconds, "l2": fit.l2,
            **{f"val_{k}": v for k, v in fit.metrics.items()}}
+    if validation_loss is not None:
+        row["validation_loss"] = validation_loss
     state.history.append(row)
     for cb in callbacks:
         cb.on_epoch_end(state)
@@ -78,7 +83,7 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
         cb.on_train_end(state)
     best_state = clone_state(model)
     result = TrainResult(best_state, 1, dict(fit.metrics), state.history, row["samples_per_s"],
-                         epochs_planned=1, epochs_run=1, steps=1)
+                         epochs_planned=1, epochs_run=1, steps=1, validation_loss=validation_loss)
     result.probe = fit  # type: ignore[attr-defined]  # the L2 path, for the trial's user attrs
     return result
 

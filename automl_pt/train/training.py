@@ -109,6 +109,8 @@ class TrainResult:
     top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = field(default_factory=list)
     samples_seen: int = 0
     epoch_soup: Any = None   # automl_pt.engine.soups.EpochSoup, set by the trial runner
+    #: the task's validation loss of the kept epoch (:meth:`automl_pt.tasks.Task.validation_loss`)
+    validation_loss: float | None = None
 
 
 def device_autocast(device: torch.device):
@@ -236,14 +238,19 @@ def fine_tune(model: TrialModel, task: Task, train: dict[str, torch.Tensor], tra
     run = _FineTune(model, params, device, seed, micro_batch_size, len(train_labels), keep_last, callbacks)
     batches = _Batches(task, train, task.target_tensor(train_labels), train_lengths, collate, augment)
 
+    def scored() -> tuple[dict[str, float], float | None]:
+        values, _, probs = evaluate(model, task, validation, validation_labels, metrics, device,
+                                    max(run.micro, 64), collate, validation_lengths, calibrate=True)
+        return values, task.validation_loss(validation_labels, probs)
+
     def validate() -> dict[str, float]:
-        return evaluate(model, task, validation, validation_labels, metrics, device, max(run.micro, 64),
-                        collate, validation_lengths, calibrate=True)[0]
+        return scored()[0]
 
     run.begin()
     for epoch in range(1, run.state.epochs + 1):
         seconds = run.train_epoch(epoch, batches, validate)
-        run.end_epoch(validate(), seconds, objective_metric, maximize, keep_states, keep_last)
+        values, loss = scored()
+        run.end_epoch(values, seconds, objective_metric, maximize, keep_states, keep_last, loss)
         if run.state.stopped_early:
             break
     return run.finish()
@@ -314,6 +321,7 @@ class _FineTune:
             _set_trainable(self.trainable, False)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_metrics: dict[str, float] = {}
+        self.best_loss: float | None = None
         self.top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
         self.train_seconds = 0.0
         # large data: one look at validation part-way through the first epoch (not after a refit's)
@@ -387,21 +395,27 @@ class _FineTune:
             cb.on_check(self.state)
 
     def end_epoch(self, values: dict[str, float], epoch_seconds: float, objective_metric: str,
-                  maximize: bool, keep_states: int, keep_last: bool) -> None:
-        """Record the epoch's validation ``values``, keep its weights where it is the best (or
-        among the ``keep_states`` best), decide on early stopping and tell the callbacks."""
+                  maximize: bool, keep_states: int, keep_last: bool,
+                  validation_loss: float | None = None) -> None:
+        """Record the epoch's validation ``values`` (and the task's ``validation_loss``), keep its
+        weights where it is the best (or among the ``keep_states`` best), decide on early
+        stopping and tell the callbacks."""
         state = self.state
         state.metrics = values
-        state.history.append({"epoch": state.epoch, "train_loss": state.train_loss,
-                              "samples_per_s": self.n / epoch_seconds, "epoch_seconds": epoch_seconds,
-                              "learning_rate": self.optimizer.param_groups[0]["lr"],
-                              **{f"val_{k}": v for k, v in values.items()}})
+        row = {"epoch": state.epoch, "train_loss": state.train_loss,
+               "samples_per_s": self.n / epoch_seconds, "epoch_seconds": epoch_seconds,
+               "learning_rate": self.optimizer.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in values.items()}}
+        if validation_loss is not None:
+            row["validation_loss"] = validation_loss
+        state.history.append(row)
         value = values[objective_metric]
         better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
         if better or keep_last:
             state.best_value, state.best_epoch = value, state.epoch
             self.best_state = clone_state(self.model)
             self.best_metrics = dict(values)
+            self.best_loss = validation_loss
         if keep_states:
             _keep_top(self.top_states, keep_states, state.epoch, values, objective_metric, maximize,
                       self.best_state if better else None, self.model)
@@ -418,7 +432,8 @@ class _FineTune:
         return TrainResult(self.best_state, state.best_epoch, self.best_metrics, state.history,
                            state.samples_seen / max(self.train_seconds, 1e-9), epochs_planned=state.epochs,
                            epochs_run=state.epoch, steps=state.step,
-                           top_states=self.top_states, samples_seen=state.samples_seen)
+                           top_states=self.top_states, samples_seen=state.samples_seen,
+                           validation_loss=self.best_loss)
 
 
 def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: str, maximize: bool,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl_pt.errors import DataError, ModelLoadError
+from automl_pt.errors import BackboneError, DataError, ModelLoadError
 from automl_pt.tasks import IGNORE, random_subset, rows_text, Task
 
 TASK = "speech-recognition"
@@ -431,7 +431,12 @@ class CTCHead(nn.Module):
             return self.loss(logits, lengths, batch["targets"])
         best = logits.argmax(-1)
         texts = []
-        seconds = backbone.samples_per_frame / backbone.sample_rate if self.word_timestamps else 0.0
+        seconds = 0.0
+        if self.word_timestamps:
+            if backbone.samples_per_frame is None:
+                raise BackboneError(f"backbone {backbone.name!r}: its frames have no fixed duration, "
+                                    "so a CTC head cannot time words on it")
+            seconds = backbone.samples_per_frame / backbone.sample_rate
         for row, n in zip(best.tolist(), lengths.tolist()):
             chars: list[list] = []   # [character, first frame, last frame] per emitted character
             prev = 0

@@ -139,10 +139,11 @@ class AudioBackbone(Backbone):
         raise NotImplementedError
 
     @property
-    def samples_per_frame(self) -> int:
-        """Audio samples per frame of :meth:`encode_positions` (word timestamps of a CTC head)."""
-        raise BackboneError(f"backbone {self.name!r}: its frames have no fixed duration, so a CTC "
-                            "head cannot time words on it")
+    def samples_per_frame(self) -> int | None:
+        """Audio samples per frame of :meth:`encode_positions` (word timestamps of a CTC head);
+        ``None`` where frames have no fixed duration. (Never raises: ``torch.jit.trace`` reads
+        every attribute of a module.)"""
+        return None
 
     # -- strategy "partial": front-end + layers[:L-k] below, layers[L-k:] + norm + pooling on top
     def layer_stack(self) -> nn.ModuleList:
