@@ -68,7 +68,7 @@ def fit_probe(model: Any, train: torch.Tensor, train_labels: np.ndarray, validat
     state.train_loss, state.metrics = fit.train_loss, dict(fit.metrics)
     state.best_value, state.best_epoch = fit.metrics[objective_metric], 1
     with torch.no_grad():   # the fitted head on the validation features: the task's loss there
-        _, probs = task.predict(validation.float() @ fit.weight.float().T + fit.bias.float())
+        _, probs = task.predict(validation.float().cpu() @ fit.weight.float().cpu().T + fit.bias.float().cpu())
     validation_loss = task.validation_loss(validation_labels, probs)
     row = {"epoch": 1, "train_loss": fit.train_loss,
            "samples_per_s": len(train_labels) / max(fit.fit_seconds, 1e-9),
