@@ -4,10 +4,10 @@ onnxruntime) transcribe as ``automl_pt.load(best).predict`` does, and how fast, 
 
 A short speech-recognition study fine-tunes the shipped Whisper tiny.en on espeak-ng accented
 sentences (``studies/make_accent.py``'s generator, small), exports ``onnx``, then transcribes
-the test clips twice: ``Predictor.predict`` (PyTorch, batches sorted by length) and the card's
-snippet (clips padded to the longest clip of the study, onnxruntime, a decoder pass per token
-with no cache). Prints the export time, the test WER of both, how many transcripts are
-identical, and clips/s of both.
+the test clips twice: ``Predictor.predict`` (PyTorch, batches sorted by length, generation with
+a cache) and the card's snippet (the clips resampled with soxr and padded to the longest, as
+``predict`` does; onnxruntime, a decoder pass over the whole prefix per token, no cache). Prints
+the export time, the test WER of both, how many transcripts are identical, and clips/s of both.
 
 Usage::
 

@@ -63,11 +63,11 @@ class AudioExportSupport(ExportSupport):
         if fmt != "hf":
             return None
         if config.get("task_kind") == "speech_recognition":
-            return ("import soundfile as sf\nfrom scipy.signal import resample_poly\n"
+            return ("import soundfile as sf\nimport soxr  # the resampler the model was trained with\n"
                     f"from transformers import pipeline\n\nasr = pipeline(\"automatic-speech-recognition\", "
                     f"model={where})\n"
                     "data, sr = sf.read(\"clip.wav\", dtype=\"float32\", always_2d=True)\n"
-                    "wave = resample_poly(data.mean(1), 16000, sr) if sr != 16000 else data.mean(1)\n"
+                    "wave = soxr.resample(data.mean(1), sr, 16000, quality=\"HQ\") if sr != 16000 else data.mean(1)\n"
                     "print(asr({\"raw\": wave, \"sampling_rate\": 16000})[\"text\"])  # the transcript\n")
         waveform = (config.get("head") or {}).get("waveform")
         if waveform and waveform["pooling"] == "mean":
@@ -95,16 +95,17 @@ class AudioExportSupport(ExportSupport):
         return _SEQ2SEQ_ANSWER
 
     def tensor_snippet(self, config: dict[str, Any]) -> str:
-        return ("import soundfile as sf\nfrom scipy.signal import resample_poly\n"
+        return ("import soundfile as sf\nimport soxr  # the resampler the model was trained with\n"
                 "rate, n = config[\"preprocessing\"][\"sample_rate\"], config[\"preprocessing\"][\"max_samples\"]\n\n"
                 "def pcm(path):\n"
                 "    data, sr = sf.read(path, dtype=\"float32\", always_2d=True)\n"
-                "    wave = resample_poly(data.mean(1), rate, sr) if sr != rate else data.mean(1)\n"
-                "    wave = np.clip(np.round(wave[:n] * 32767), -32768, 32767).astype(np.int16)\n"
-                "    return np.pad(wave, (0, n - len(wave))), max(1, len(wave))\n\n"
+                "    wave = soxr.resample(data.mean(1), sr, rate, quality=\"HQ\") if sr != rate else data.mean(1)\n"
+                "    return np.clip(np.round(wave[:n] * 32767), -32768, 32767).astype(np.int16)\n\n"
                 f"clips = [pcm(p) for p in {self.example.split('  #')[0]}]\n"
-                "inputs = {\"audio\": np.stack([c[0] for c in clips]),\n"
-                "          \"length\": np.array([c[1] for c in clips], dtype=np.int64)}\n")
+                "# a model that masks padding reads a batch as long as its longest clip, as predict does\n"
+                "width = max(len(c) for c in clips) if config[\"preprocessing\"].get(\"trim\") else n\n"
+                "inputs = {\"audio\": np.stack([np.pad(c, (0, width - len(c))) for c in clips]),\n"
+                "          \"length\": np.array([max(1, len(c)) for c in clips], dtype=np.int64)}\n")
 
 
 #: the whisper hf card's comment on what the head's outputs are, by task kind
@@ -127,13 +128,13 @@ def _waveform_hf_snippet(where: str, waveform: dict[str, Any], config: dict[str,
     mask_arg = "mask.long()" if waveform["attention_mask"] else "None"
     prep = config["preprocessing"]
     return ("import numpy as np\nimport soundfile as sf\nimport torch\n"
-            "from safetensors.torch import load_file\nfrom scipy.signal import resample_poly\n"
+            "import soxr\nfrom safetensors.torch import load_file\n"
             f"from transformers import AutoModel\n\nfolder = {where}\n"
             "encoder = AutoModel.from_pretrained(folder).eval()\n"
             f"rate, n = {prep['sample_rate']}, {prep['max_samples']}  # sample rate, samples per clip\n\n"
             "def pcm(path):  # mono, resampled, 16-bit, cut to n samples\n"
             "    data, sr = sf.read(path, dtype=\"float32\", always_2d=True)\n"
-            "    wave = resample_poly(data.mean(1), rate, sr) if sr != rate else data.mean(1)\n"
+            "    wave = soxr.resample(data.mean(1), sr, rate, quality=\"HQ\") if sr != rate else data.mean(1)\n"
             "    return np.clip(np.round(wave[:n] * 32767), -32768, 32767) / 32768\n\n"
             "clips = [pcm(p) for p in [\"clip.wav\"]]  # audio paths\n"
             "length = torch.tensor([max(1, len(c)) for c in clips])\n"
