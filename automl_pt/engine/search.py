@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from ..spec.config import StudyConfig, _Where
@@ -144,6 +145,39 @@ def make_sampler(config: StudyConfig, space: dict[str, Param]):
     if name == "grid":
         return optuna.samplers.GridSampler({n: list(p.choices) for n, p in space.items()}, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, max(2, (config.study.trials or 10) // 3)))
+
+
+@lru_cache(maxsize=1)
+def sampler_wrapper() -> type:
+    """The base class of samplers that wrap another (``base``): every call goes to ``base``
+    unless the subclass overrides it (:func:`automl_pt.engine.seeding.probe_once`,
+    :func:`automl_pt.engine.warmstart.with_history`). Built on first use: optuna is imported
+    only then."""
+    import optuna
+
+    class SamplerWrapper(optuna.samplers.BaseSampler):
+        def __init__(self, base: Any):
+            self.base = base
+
+        def infer_relative_search_space(self, study, trial):
+            return self.base.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.base.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, name, distribution):
+            return self.base.sample_independent(study, trial, name, distribution)
+
+        def before_trial(self, study, trial):
+            self.base.before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            self.base.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.base.reseed_rng()
+
+    return SamplerWrapper
 
 
 def make_pruner(config: StudyConfig, space: dict[str, Param]):

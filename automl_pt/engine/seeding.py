@@ -113,17 +113,11 @@ def probe_once(sampler: Any) -> Any:
     strategy instead. TPE alone keeps drawing the probe once it leads, and every repeat would
     fit the same model; a space with ``linear_probe`` alone keeps it (the repeats are then
     skipped by the trial, :func:`duplicate_probe`)."""
-    import optuna
+    from .search import sampler_wrapper
 
-    class ProbeOnce(optuna.samplers.BaseSampler):
-        def __init__(self, base: Any):
-            self.base = base
-
+    class ProbeOnce(sampler_wrapper()):
         def __str__(self) -> str:
             return f"ProbeOnce({self.base})"
-
-        def infer_relative_search_space(self, study, trial):
-            return self.base.infer_relative_search_space(study, trial)
 
         def sample_relative(self, study, trial, search_space):
             params = self.base.sample_relative(study, trial, search_space)
@@ -141,15 +135,6 @@ def probe_once(sampler: Any) -> Any:
                 if duplicate_probe(done, {**trial.params, name: value}, trial.number) is not None:
                     value = _replacement(done, tuple(distribution.choices))
             return value
-
-        def before_trial(self, study, trial):
-            self.base.before_trial(study, trial)
-
-        def after_trial(self, study, trial, state, values):
-            self.base.after_trial(study, trial, state, values)
-
-        def reseed_rng(self) -> None:
-            self.base.reseed_rng()
 
     return ProbeOnce(sampler)
 

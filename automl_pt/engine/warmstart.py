@@ -340,11 +340,11 @@ def with_history(sampler: Any, history: list[Any], sources: list[dict] = ()) -> 
     never written to the study. ``before_trial`` / ``after_trial`` get the study itself. Wrap
     it before :func:`automl_pt.engine.seeding.probe_once`, which judges repeats on this study's
     trials only."""
-    import optuna
+    from .search import sampler_wrapper
 
-    class WarmHistory(optuna.samplers.BaseSampler):
+    class WarmHistory(sampler_wrapper()):
         def __init__(self, base: Any, history: list[Any], sources: list[dict]):
-            self.base = base
+            super().__init__(base)
             self.history = list(history)
             self.sources = list(sources)
 
@@ -365,14 +365,5 @@ def with_history(sampler: Any, history: list[Any], sources: list[dict] = ()) -> 
 
         def sample_independent(self, study, trial, name, distribution):
             return self.base.sample_independent(*self._view(study, trial), name, distribution)
-
-        def before_trial(self, study, trial):
-            self.base.before_trial(study, trial)
-
-        def after_trial(self, study, trial, state, values):
-            self.base.after_trial(study, trial, state, values)
-
-        def reseed_rng(self) -> None:
-            self.base.reseed_rng()
 
     return WarmHistory(sampler, history, sources)
