@@ -340,11 +340,12 @@ class Task:
         return outputs
 
     def export_files(self, model: "torch.nn.Module", fmt: str, directory: Any,
-                     outputs: list["torch.Tensor"]) -> dict[str, Any]:
+                     sample_outputs: Callable[[], list["torch.Tensor"]]) -> dict[str, Any]:
         """Files an ``onnx`` / ``torchscript`` export of this task needs besides the main one
         (e.g. a speech recogniser's decoder, which turns the exported encoder's states into
-        text), written into ``directory``; ``outputs`` are the main file's outputs on the two
-        sample batches it was checked on. Returns what ``automl_pt_export.json`` records of them
+        text), written into ``directory``; ``sample_outputs()`` computes the main file's outputs
+        on the two sample batches it was checked on (only a task that needs them pays for
+        them). Returns what ``automl_pt_export.json`` records of them
         (``files``: role -> file name, merged with the main file's; anything else is added as
         is). None by default; raise :class:`~automl_pt.export.support.ExportFormatError` for a
         format the task cannot complete."""

@@ -275,12 +275,15 @@ def write_onnx(predictor: Any, directory: Path) -> dict[str, Any]:
 def _with_task_files(details: dict[str, Any], predictor: Any, fmt: str, directory: Path,
                      module: Any, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """``details`` plus what :meth:`~automl_pt.tasks.Task.export_files` wrote (its ``files``
-    merged into ``details["files"]``, the rest added), given the two sample batches' outputs."""
+    merged into ``details["files"]``, the rest added); it may ask for the two sample batches'
+    outputs."""
     import torch
 
-    with torch.no_grad():
-        outputs = [module(*a.values()), module(*b.values())]
-    extra = dict(predictor.task.export_files(predictor.model, fmt, directory, outputs) or {})
+    def sample_outputs() -> list[Any]:
+        with torch.no_grad():
+            return [module(*a.values()), module(*b.values())]
+
+    extra = dict(predictor.task.export_files(predictor.model, fmt, directory, sample_outputs) or {})
     details["files"].update(extra.pop("files", {}))
     details.update(extra)
     return details
@@ -294,6 +297,7 @@ def onnx_file(module: Any, batches: list[dict[str, Any]], names: list[str], outp
     largest difference, or ``None`` when onnxruntime is not installed. ``what`` names the model
     in errors. Used for the main file and for files a task adds (a decoder)."""
     import contextlib
+    import inspect
     import io
     import warnings
 
@@ -305,8 +309,6 @@ def onnx_file(module: Any, batches: list[dict[str, Any]], names: list[str], outp
         shapes.append({d: dims.setdefault(label, torch.export.Dim(label.replace("-", "_")))
                        for d, label in axes[n].items()})
     first = batches[0]
-    import inspect
-
     varargs = any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
     dynamic = (tuple(shapes),) if varargs else tuple(shapes)   # forward(*tensors) or forward(a, b)
     try:

@@ -186,7 +186,7 @@ def load_snippet(config: dict[str, Any], folder: Path, support: ExportSupport) -
 def _tensor_answer(kind: str, output: str) -> str:
     """The end of an onnx / torchscript snippet: the file's output (numpy, named ``output``) as
     the task's answer; a plugin's task kind whose plugin says nothing more: its shape."""
-    if kind not in OUTPUTS and kind != "classification":
+    if kind not in OUTPUTS:
         return (f"print({output}.shape)  # {output}: see 'outputs' in {EXPORT_CONFIG} and the "
                 "task's documentation\n")
     if kind == "regression":

@@ -304,7 +304,7 @@ class SpeechRecognitionTask(Task):
             return ["batch", "frames", f"{len(label_names) + 1} classes: the CTC blank, then 'labels'"]
         return ["batch", "frames", "the encoder's width"]
 
-    def export_files(self, model, fmt, directory, outputs):
+    def export_files(self, model, fmt, directory, sample_outputs):
         """Whisper: ``decoder.onnx`` (``input_ids`` and ``encoder_hidden_states`` -> ``logits``
         of every position; no cache: a transcript is short), checked with onnxruntime on the
         encoder's outputs, the tokenizer, and ``decoding`` (the prefix, end token, suppressed
@@ -320,11 +320,10 @@ class SpeechRecognitionTask(Task):
                                     "decoder files), 'hf' (the transformers pipeline) or 'native'")
         gen = backbone._full.generation_config
         prefix = list(backbone.prefix)
-        limit = max(1, min(int(self.max_new_tokens), backbone.max_target - len(prefix) - 1))
         g = torch.Generator().manual_seed(0)
         vocab = int(backbone.decoder.embed_tokens.num_embeddings)
         batches = []
-        for states, extra in zip(outputs, (1, 3)):
+        for states, extra in zip(sample_outputs(), (1, 3)):
             ids = torch.randint(0, vocab, (len(states), len(prefix) + extra), generator=g)
             ids[:, :len(prefix)] = torch.tensor(prefix)
             batches.append({"input_ids": ids, "encoder_hidden_states": states.detach()})
@@ -341,7 +340,7 @@ class SpeechRecognitionTask(Task):
             "decoding": {"prefix": prefix, "eos": int(backbone.eot),
                          "suppress_tokens": [int(t) for t in (gen.suppress_tokens or [])],
                          "begin_suppress_tokens": [int(t) for t in (gen.begin_suppress_tokens or [])],
-                         "max_new_tokens": limit}}
+                         "max_new_tokens": backbone.generation_limit(self.max_new_tokens)}}
         if worst is not None:
             out["decoder"]["max_abs_difference"] = worst
         return out

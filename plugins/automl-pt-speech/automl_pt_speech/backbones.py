@@ -425,6 +425,11 @@ class WhisperSeq2SeqBackbone(WhisperEncoderBackbone):
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                            ignore_index=-100)
 
+    def generation_limit(self, max_new_tokens: int) -> int:
+        """The most tokens a transcript gets: ``max_new_tokens``, within what the decoder's
+        positions leave after the prefix and the end token."""
+        return max(1, min(int(max_new_tokens), self.max_target - len(self.prefix) - 1))
+
     @torch.no_grad()
     def transcribe(self, batch: dict[str, torch.Tensor], num_beams: int = 1,
                    max_new_tokens: int = 128, word_timestamps: bool = False) -> list[Any]:
@@ -436,7 +441,7 @@ class WhisperSeq2SeqBackbone(WhisperEncoderBackbone):
         from transformers.modeling_outputs import BaseModelOutput
 
         hidden, _ = self.hidden(batch)
-        limit = max(1, min(int(max_new_tokens), self.max_target - len(self.prefix) - 1))
+        limit = self.generation_limit(max_new_tokens)
         encoded = BaseModelOutput(last_hidden_state=hidden)
         if not word_timestamps:
             ids = self._full.generate(encoder_outputs=encoded, num_beams=int(num_beams), max_new_tokens=limit)
