@@ -15,6 +15,7 @@ import automl_pt
 from automl_pt import ConfigError, Study
 from automl_pt.errors import DataWarning
 from automl_pt.engine.soups import average_states, greedy_soup, uniform_soup
+from automl_pt.train.training import outranks
 from tests.conftest import study_toml
 
 
@@ -36,12 +37,12 @@ def test_uniform_average_of_identical_states_is_the_state():
 
 
 def _scorer(target: torch.Tensor):
-    """Validation "accuracy" of a state: higher the closer its weights are to ``target``."""
+    """Validation "accuracy" of a state: higher the closer its weights are to ``target``; no loss."""
     calls = []
 
     def score(state):
         calls.append(state)
-        return {"accuracy": float(-torch.dist(state["w"], target))}
+        return {"accuracy": float(-torch.dist(state["w"], target))}, None
     return score, calls
 
 
@@ -55,18 +56,18 @@ def test_greedy_soup_adds_only_what_improves_and_is_never_worse_than_its_first_i
     assert soup.members == ["a", "b"] and soup.tried == ["a", "c", "b"]
     assert torch.allclose(soup.state["w"], target)
     assert soup.metrics["accuracy"] == pytest.approx(0.0)
-    assert soup.metrics["accuracy"] > score(a)["accuracy"]
+    assert soup.metrics["accuracy"] > score(a)[0]["accuracy"]
     # random ingredients, either direction: never worse than the first on validation
     g = torch.Generator().manual_seed(1)
     for trial in range(20):
         states = [{"w": torch.randn(3, generator=g) * (i + 1)} for i in range(4)]
         maximize = trial % 2 == 0
         sign = 1 if maximize else -1
-        sc = lambda s: {"m": sign * float(-torch.dist(s["w"], target))}   # noqa: E731
+        sc = lambda s: ({"m": sign * float(-torch.dist(s["w"], target))}, None)   # noqa: E731
         soup = greedy_soup([(i, s, None) for i, s in enumerate(states)], sc, "m", maximize)
-        first = sc(states[0])["m"]
+        first = sc(states[0])[0]["m"]
         assert (soup.metrics["m"] >= first) if maximize else (soup.metrics["m"] <= first)
-        assert soup.metrics == sc(soup.state)
+        assert soup.metrics == sc(soup.state)[0]
 
 
 def test_greedy_soup_is_the_first_ingredient_when_nothing_helps():
@@ -79,13 +80,61 @@ def test_greedy_soup_is_the_first_ingredient_when_nothing_helps():
     soup = greedy_soup([(0, first, known), (1, others[0], None), (2, others[1], None)],
                        score, "accuracy", True)
     assert soup.members == [0]
-    assert soup.state is first and soup.metrics == known
+    assert soup.state is first and (soup.metrics, soup.loss) == known
     assert len(calls) == 2            # each candidate average scored once; the first not again
     # an incompatible ingredient (another architecture) is skipped, not averaged
     soup = greedy_soup([(0, first, known), (1, {"w": torch.zeros(5)}, None)], score, "accuracy", True)
     assert soup.members == [0] and soup.tried == [0]
     uni = uniform_soup([(0, first, known), (1, {"w": torch.tensor([2.0, 2.0])}, None)], score)
     assert uni.members == [0, 1] and torch.equal(uni.state["w"], torch.ones(2))
+
+
+def test_outranks_orders_by_the_metric_then_the_lower_validation_loss():
+    assert outranks(0.9, 5.0, 0.8, 0.1, True) and not outranks(0.8, 0.1, 0.9, 5.0, True)
+    assert outranks(0.1, 5.0, 0.2, 0.1, False)                 # minimised metric
+    assert outranks(0.9, 0.2, 0.9, 0.3, True) and not outranks(0.9, 0.3, 0.9, 0.2, True)
+    assert not outranks(0.9, 0.2, 0.9, 0.2, True)             # an exact tie: the incumbent stays
+    assert outranks(0.9, 0.2, 0.9, None, True) and not outranks(0.9, None, 0.9, 0.2, True)
+    assert not outranks(0.9, float("nan"), 0.9, 0.2, True) and outranks(0.9, 0.2, 0.9, float("nan"), True)
+
+
+def test_greedy_soup_takes_a_tie_on_the_metric_only_with_a_lower_loss():
+    """On a saturated validation split the soup can only tie on accuracy: the validation loss
+    decides, as it decides between tied trials."""
+    loss_of = {1.0: 0.30, 2.0: 0.50, 1.5: 0.20, 3.0: 0.40}   # w of the (averaged) state -> loss
+
+    def score(state):
+        return {"accuracy": 0.98}, loss_of[float(state["w"][0])]
+    a, b, c = ({"w": torch.tensor([v])} for v in (1.0, 2.0, 5.0))
+    soup = greedy_soup([("a", a, score(a)), ("b", b, None)], score, "accuracy", True)
+    assert soup.members == ["a", "b"] and soup.loss == 0.20 and float(soup.state["w"][0]) == 1.5
+    soup = greedy_soup([("a", a, score(a)), ("c", c, None)], score, "accuracy", True)   # average 3.0
+    assert soup.members == ["a"] and soup.loss == 0.30 and soup.tried == ["a", "c"]
+
+
+def test_fine_tune_breaks_ties_between_epochs_by_the_lower_validation_loss(text_host):
+    """Separable data: accuracy reaches 1.0 early and stays; the kept epoch is the one of lowest
+    validation loss among the perfect ones, not the first perfect one."""
+    from automl_pt.train.training import fine_tune
+    from automl_pt.model import ClassificationTask, TrialModel
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 2
+    feats = {"features": torch.randn(40, 4, generator=g) * 0.3 + labels[:, None].float() * 4 - 2}
+    task = ClassificationTask()
+    model = TrialModel(torch.nn.Identity(), task.build_head(4, 2, {}))
+    metrics = {"accuracy": text_host.registry.metrics["accuracy"]}
+    params = {"strategy": "linear_probe", "epochs": 6, "batch_size": 8, "learning_rate": 0.05}
+    result = fine_tune(model, task, feats, labels.numpy(), feats, labels.numpy(), params, metrics,
+                       "accuracy", True, torch.device("cpu"), 0, keep_states=2)
+    perfect = [h for h in result.history if h["val_accuracy"] == 1.0]
+    assert len(perfect) >= 3                                   # the tie this test is about
+    lowest = min(perfect, key=lambda h: h["validation_loss"])
+    assert lowest["epoch"] != perfect[0]["epoch"]              # the first perfect epoch is not it
+    assert result.best_epoch == lowest["epoch"]
+    assert result.validation_loss == pytest.approx(lowest["validation_loss"])
+    assert [e for e, *_ in result.top_states] == [h["epoch"] for h in sorted(
+        perfect, key=lambda h: h["validation_loss"])[:2]]
 
 
 def test_fine_tune_keeps_the_best_epochs_best_first(tiny_bert, topic_data, text_host):
@@ -102,12 +151,12 @@ def test_fine_tune_keeps_the_best_epochs_best_first(tiny_bert, topic_data, text_
     params = {"strategy": "linear_probe", "epochs": 5, "batch_size": 8, "learning_rate": 0.05}
     result = fine_tune(model, task, feats, labels, feats, labels, params, metrics, "accuracy", True,
                        torch.device("cpu"), 0, keep_states=3)
-    values = [m["accuracy"] for _, m, _ in result.top_states]
-    assert len(result.top_states) == 3 and values == sorted(values, reverse=True)
-    epochs = {h["epoch"]: h["val_accuracy"] for h in result.history}
-    assert all(epochs[e] == m["accuracy"] for e, m, _ in result.top_states)
+    ranked = [(m["accuracy"], -loss) for _, m, _, loss in result.top_states]
+    assert len(result.top_states) == 3 and ranked == sorted(ranked, reverse=True)
+    epochs = {h["epoch"]: (h["val_accuracy"], -h["validation_loss"]) for h in result.history}
+    assert all(epochs[e] == (m["accuracy"], -loss) for e, m, _, loss in result.top_states)
     assert result.top_states[0][0] == result.best_epoch and result.top_states[0][2] is result.best_state
-    assert sorted(epochs.values(), reverse=True)[:3] == values
+    assert sorted(epochs.values(), reverse=True)[:3] == ranked
 
 
 # -- end to end -----------------------------------------------------------------------------
@@ -155,8 +204,21 @@ def test_study_soups_and_ensemble_are_leaderboard_rows_and_best_is_never_worse(
     metrics = json.loads((run_dir / "best" / "metrics.json").read_text())
     assert metrics["objective"]["accuracy"] == pytest.approx(exported["value"])
     assert metrics["test"]["accuracy"] == pytest.approx(exported["test_value"])
+    # the export is the row that ranks first by (validation metric, then lower validation loss)
+    losses = {i: json.loads(row["details"]).get("validation_loss") for i, row in derived.iterrows()}
+    best_loss = ostudy.trials[best_trial].user_attrs["validation_loss"]
+    for i, row in derived.iterrows():
+        if row["kind"] == "trial":
+            losses[i] = best_loss
+    candidates = [i for i, row in derived.iterrows() if row["kind"] in ("trial", "soup")]
+    top = exported.name
+    assert not any(outranks(derived.loc[i, "value"], losses[i], exported["value"], losses[top], True)
+                   for i in candidates if i != top)
     if exported["kind"] == "soup":
-        assert exported["value"] > best_value and metrics["source"]["kind"] == "soup"
+        assert outranks(exported["value"], losses[top], best_value, best_loss, True)
+        assert metrics["source"]["kind"] == "soup"
+    exported_rank = board[board["exported"]].index[0]
+    assert (board["accuracy"].iloc[:exported_rank] > exported["value"]).all()   # ties: it comes first
     manifest = json.loads((run_dir / "best" / "automl_pt.json").read_text())
     assert manifest["trial"] == best_trial
     # the exported model reproduces the recorded test score

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..storage.store import best_trial, tie_key
-from .soups import SOUP_FILE, SOUP_TRIALS, WEIGHTS_FILE, State, better, make_soup
+from ..train.training import outranks
+from .soups import SOUP_FILE, SOUP_TRIALS, WEIGHTS_FILE, Scored, State, make_soup
 
 if TYPE_CHECKING:
     import torch
@@ -75,18 +76,23 @@ class _Scorer:
         encoded = self.runner.encoded(prep, split)
         return predict_logits(model, encoded, self.runner.device, 64, prep.collate, prep.lengths(encoded))
 
-    def metrics(self, logits: "torch.Tensor", split: Any) -> dict[str, float]:
+    def score(self, params: dict, state: State, split: Any, frozen: bool = False) -> dict[str, float]:
+        """Metrics of ``state`` on ``split``."""
+        return self.scored(params, state, split, frozen)[0]
+
+    def scored(self, params: dict, state: State, split: Any, frozen: bool = False) -> Scored:
+        """Metrics and the task's loss (:meth:`automl_pt.tasks.Task.validation_loss`) of
+        ``state`` on ``split``."""
         from ..train.training import metric_values
 
-        return metric_values(self.runner.metrics, split.labels, *self.task.predict(logits))
-
-    def score(self, params: dict, state: State, split: Any, frozen: bool = False) -> dict[str, float]:
         logits = self.logits(params, state, split, frozen)
         if self.task.needs_calibration:  # decision values tuned on validation, as export does
             validation = self.prepared.data.validation
             val_logits = logits if split is validation else self.logits(params, state, validation, frozen)
             self.task.calibrate(val_logits, validation.labels)
-        return self.metrics(logits, split)
+        preds, probs = self.task.predict(logits)
+        return (metric_values(self.runner.metrics, split.labels, preds, probs),
+                self.task.validation_loss(split.labels, probs))
 
     def ensemble(self, members: list[tuple[dict, State]], split: Any) -> dict[str, float]:
         """Metrics of the members' averaged probabilities (single-label classifiers) or averaged
@@ -141,6 +147,7 @@ class _Base:
     state: State
     validation: dict[str, float]
     test: dict[str, float] | None
+    loss: float | None   # validation loss (ties on the metric)
 
 
 class _Finisher:
@@ -153,9 +160,10 @@ class _Finisher:
         self.scorer = _Scorer(runner, prepared)
         best = best_trial(ostudy)
         state = _load(runner.trial_dir(best.number) / WEIGHTS_FILE)
-        validation = best.user_attrs.get("metrics") or self.scorer.score(
-            best.params, state, self.data.validation, _probe(best.params))
-        self.best = _Base(best, state, validation, self.test(best.params, state, _probe(best.params)))
+        validation, loss = best.user_attrs.get("metrics"), best.user_attrs.get("validation_loss")
+        if validation is None:
+            validation, loss = self.scorer.scored(best.params, state, self.data.validation, _probe(best.params))
+        self.best = _Base(best, state, validation, self.test(best.params, state, _probe(best.params)), loss)
 
     def test(self, params: dict, state: State, frozen: bool) -> dict[str, float] | None:
         return None if self.data.test is None else self.scorer.score(params, state, self.data.test, frozen)
@@ -175,7 +183,7 @@ class _Finisher:
         row = _row("soup", f"epochs {'+'.join(map(str, info['epochs']))} of trial {best.number}", best,
                    [f"{best.number}:{e}" for e in info["epochs"]], info["metrics"],
                    self.test(best.params, state, _probe(best.params)), self.metric, mode=mode,
-                   scope="epochs", tried=info.get("tried"))
+                   scope="epochs", tried=info.get("tried"), validation_loss=info.get("validation_loss"))
         return row, state
 
     def trial_soup(self, mode: str) -> tuple[dict, State] | None:
@@ -192,16 +200,16 @@ class _Finisher:
         if len(group) < 2:
             return None
         frozen = all(_probe(t.params) for t in group)   # probes of one backbone: its features
-        ingredients = [(t.number, self.weights(t.number), self.best.validation if t is best else None)
-                       for t in group]
+        ingredients = [(t.number, self.weights(t.number),
+                        (self.best.validation, self.best.loss) if t is best else None) for t in group]
         soup = make_soup(mode, ingredients,
-                         lambda state: self.scorer.score(best.params, state, self.data.validation, frozen),
+                         lambda state: self.scorer.scored(best.params, state, self.data.validation, frozen),
                          self.metric, self.maximize)
         if len(soup.members) < 2 and mode != "uniform":
             return None
         row = _row("soup", f"trials {'+'.join(map(str, soup.members))}", best, soup.members, soup.metrics,
                    self.test(best.params, soup.state, frozen), self.metric, mode=mode, scope="trials",
-                   tried=soup.tried)
+                   tried=soup.tried, validation_loss=soup.loss)
         return row, soup.state
 
     def ensemble(self, k: int) -> dict | None:
@@ -279,15 +287,17 @@ def finish_study(study: Any, prepared: Any, ostudy: Any) -> dict[str, float] | N
         row["exported"] = True
         rows.append(row)
     else:
-        winner = None   # a soup only when strictly better than the best trial on validation
+        # a soup (or distilled model) only when it outranks the best trial on validation:
+        # a better metric, or the same metric and a lower validation loss
+        winner = (base.validation[metric], base.loss, None, None)
         for row, state in candidates:
-            value = json.loads(row["metrics"])[metric]
-            if better(value, (winner[0] if winner else base.validation[metric]), maximize):
-                winner = (value, row, state)
-        if winner is None:
+            value, loss = json.loads(row["metrics"])[metric], json.loads(row["details"]).get("validation_loss")
+            if outranks(value, loss, winner[0], winner[1], maximize):
+                winner = (value, loss, row, state)
+        if winner[2] is None:
             test = export_best(study, prepared, ostudy, runner)
         else:
-            _, row, state = winner
+            _, _, row, state = winner
             test = export_best(study, prepared, ostudy, runner, state=state,
                                validation=json.loads(row["metrics"]),
                                source={"kind": row["kind"], "name": row["name"],
@@ -313,12 +323,12 @@ def distill(study: Any, prepared: Any, runner: Any, best: Any, targets: Any, mem
     result = runner._train(None, params, study.config.study.seed + best.number,
                            min(micro, int(params["batch_size"])), train_split=soft)
     scorer = _Scorer(runner, prepared)
-    validation = scorer.score(params, result.best_state, prepared.data.validation)
+    validation, loss = scorer.scored(params, result.best_state, prepared.data.validation)
     test = None if prepared.data.test is None else scorer.score(params, result.best_state, prepared.data.test)
     metric = prepared.metric
     row = _row("distilled", f"ensemble of trials {'+'.join(map(str, members))} distilled into trial "
                f"{best.number}'s configuration", best, members, validation, test, metric,
-               teacher_weight=DISTILL_WEIGHT, best_epoch=result.best_epoch,
+               teacher_weight=DISTILL_WEIGHT, best_epoch=result.best_epoch, validation_loss=loss,
                validation_gain=validation[metric] - base.validation[metric],
                test_gain=(test[metric] - base.test[metric]) if test and base.test else None)
     return row, result.best_state

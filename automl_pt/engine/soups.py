@@ -12,6 +12,12 @@
   in order of validation score; ``greedy`` adds a trial to the average only if validation
   improves (Wortsman et al., 2022, "Model soups"); ``uniform`` averages them all.
 
+"Improves" is :func:`automl_pt.train.training.outranks`: a better validation metric, or the same
+metric and a lower validation loss (the task's log loss). On a small validation split accuracy
+ties often (every candidate right on all but one example), and a soup that is as accurate and more
+confident on the right answers is the better model; the paper's own rule (``>=`` on held-out
+accuracy) would take any tie.
+
 The trial soup, the ensemble and the refit are made at the end of the study by
 :mod:`automl_pt.engine.finish`, which builds models through the trial runner; this module only
 averages states, so the trial runner can use it for its epoch soup.
@@ -23,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..train.training import outranks
+
 #: epochs of a trial kept (on the CPU) for its epoch soup
 KEEP_EPOCHS = 3
 #: trials that are candidates for the end-of-study trial soup
@@ -31,6 +39,8 @@ SOUP_FILE = "soup.safetensors"
 WEIGHTS_FILE = "model.safetensors"
 
 State = dict  # parameter name -> tensor
+#: a state's validation result: ``(metrics, validation loss or None)``
+Scored = tuple[dict[str, float], "float | None"]
 
 
 # -- averaging ------------------------------------------------------------------------------
@@ -65,53 +75,53 @@ def average_states(states: list[State]) -> State:
 
 @dataclass
 class Soup:
-    """An averaged state, the labels of its members (best first) and its validation metrics."""
+    """An averaged state, the labels of its members (best first), its validation metrics and
+    validation loss."""
 
     state: State
     members: list[Any]
     metrics: dict[str, float]
     tried: list[Any] = field(default_factory=list)
+    loss: float | None = None
 
 
-def better(a: float, b: float, maximize: bool) -> bool:
-    return a > b if maximize else a < b
-
-
-def greedy_soup(ingredients: list[tuple[Any, State, dict[str, float] | None]],
-                score: Callable[[State], dict[str, float]], metric: str, maximize: bool) -> Soup:
-    """Greedy soup over ``ingredients`` = ``(label, state, metrics or None)``, best first: start
-    from the first; add each next (compatible) one to the uniform average only if the
-    validation ``metric`` of the average strictly improves. Never worse than the first
-    ingredient on validation; exactly the first ingredient when nothing helps. ``score(state)``
-    returns validation metrics; known metrics of an ingredient save a pass."""
-    label, state, metrics = ingredients[0]
-    soup = Soup(state, [label], metrics if metrics is not None else score(state), tried=[label])
+def greedy_soup(ingredients: list[tuple[Any, State, Scored | None]],
+                score: Callable[[State], Scored], metric: str, maximize: bool) -> Soup:
+    """Greedy soup over ``ingredients`` = ``(label, state, (metrics, loss) or None)``, best
+    first: start from the first; add each next (compatible) one to the uniform average only if
+    the average outranks the soup so far on validation (:func:`outranks`: a better ``metric``,
+    or the same and a lower loss). Never worse than the first ingredient on validation; exactly
+    the first ingredient when nothing helps. ``score(state)`` returns ``(metrics, loss)``; a
+    known result of an ingredient saves a pass."""
+    label, state, known = ingredients[0]
+    metrics, loss = known if known is not None else score(state)
+    soup = Soup(state, [label], metrics, tried=[label], loss=loss)
     members = [state]
     for label, state, _ in ingredients[1:]:
         if not compatible(soup.state, state):
             continue
         soup.tried.append(label)
         candidate = average_states([*members, state])
-        values = score(candidate)
-        if better(values[metric], soup.metrics[metric], maximize):
+        values, loss = score(candidate)
+        if outranks(values[metric], loss, soup.metrics[metric], soup.loss, maximize):
             members.append(state)
-            soup.state, soup.metrics = candidate, values
+            soup.state, soup.metrics, soup.loss = candidate, values, loss
             soup.members.append(label)
     return soup
 
 
-def uniform_soup(ingredients: list[tuple[Any, State, dict[str, float] | None]],
-                 score: Callable[[State], dict[str, float]]) -> Soup:
+def uniform_soup(ingredients: list[tuple[Any, State, Scored | None]],
+                 score: Callable[[State], Scored]) -> Soup:
     """The uniform average of the first ingredient and every later one compatible with it."""
     first = ingredients[0][1]
     chosen = [(label, s) for label, s, _ in ingredients if compatible(first, s)]
     state = average_states([s for _, s in chosen]) if len(chosen) > 1 else first
     labels = [label for label, _ in chosen]
-    return Soup(state, labels, score(state) if len(chosen) > 1 else (ingredients[0][2] or score(state)),
-                tried=labels)
+    metrics, loss = score(state) if len(chosen) > 1 else (ingredients[0][2] or score(state))
+    return Soup(state, labels, metrics, tried=labels, loss=loss)
 
 
-def make_soup(mode: str, ingredients: list, score: Callable[[State], dict[str, float]],
+def make_soup(mode: str, ingredients: list, score: Callable[[State], Scored],
               metric: str, maximize: bool) -> Soup:
     if mode == "uniform":
         return uniform_soup(ingredients, score)
@@ -130,18 +140,20 @@ def epoch_soup(model: Any, task: Any, result: Any, val: dict, val_labels: Any, m
     if mode == "none" or len(result.top_states) < 2:
         return None
 
-    def score(state: State) -> dict[str, float]:
+    def score(state: State) -> Scored:
         model.load_state_dict(state)
-        return evaluate(model, task, val, val_labels, metrics, device, batch_size, collate,
-                        calibrate=True)[0]
+        values, _, probs = evaluate(model, task, val, val_labels, metrics, device, batch_size, collate,
+                                    calibrate=True)
+        return values, task.validation_loss(val_labels, probs)
 
-    ingredients = [(epoch, state, values) for epoch, values, state in result.top_states]
+    ingredients = [(epoch, state, (values, loss)) for epoch, values, state, loss in result.top_states]
     return make_soup(mode, ingredients, score, metric, maximize)
 
 
 def save_epoch_soup(soup: Soup, trial: Any, trial_dir: Path) -> None:
     """Record a trial's epoch soup: weights in ``soup.safetensors`` when it averages more than
-    one epoch, and ``{"epochs", "tried", "metrics"}`` in the trial's ``epoch_soup`` attribute."""
+    one epoch, and ``{"epochs", "tried", "metrics", "validation_loss"}`` in the trial's
+    ``epoch_soup`` attribute."""
     from ..core.io import save_state
 
     if len(soup.members) > 1:
@@ -149,7 +161,8 @@ def save_epoch_soup(soup: Soup, trial: Any, trial_dir: Path) -> None:
     else:
         (trial_dir / SOUP_FILE).unlink(missing_ok=True)
     trial.set_user_attr("epoch_soup", {"epochs": [int(e) for e in soup.members],
-                                       "tried": [int(e) for e in soup.tried], "metrics": soup.metrics})
+                                       "tried": [int(e) for e in soup.tried], "metrics": soup.metrics,
+                                       "validation_loss": soup.loss})
 
 
 # -- end of study ---------------------------------------------------------------------------

@@ -328,7 +328,8 @@ class Results:
     def leaderboard(self):
         """Completed trials (``kind = trial``) and the models derived from them at the end of
         the study (``kind = soup / ensemble / refit``, :mod:`automl_pt.engine.soups`), best validation
-        score first (a refit keeps its search's score), with the params that matter most.
+        score first (ties: the lower validation loss, as :func:`best_trial` and the export
+        decide; a refit keeps its search's score), with the params that matter most.
         ``test_<metric>`` is measured for the best trial and each derived model; ``exported``
         marks the one in ``best/``; ``members`` lists a derived model's trials (or
         ``trial:epoch``)."""
@@ -350,6 +351,7 @@ class Results:
             cols.insert(cols.index("strategy") + 1, "trainable_pct")
         out = done[[c for c in cols if c in done.columns]].reset_index(drop=True)
         out.insert(0, "kind", "trial")
+        out["_tie"] = ties.astype("float64").fillna(math.inf).to_numpy()
         derived = self.derived_df
         if derived is not None and len(derived):
             test_col = f"test_{self.metric}"
@@ -364,14 +366,16 @@ class Results:
                     "value": rows["value"].to_numpy(), test_col: rows["test_value"].to_numpy(),
                     "exported": rows["exported"].fillna(False).astype(bool).to_numpy(),
                     "members": [("+".join(map(str, json.loads(m))) if isinstance(m, str) else m)
-                                for m in rows["members"]]})
+                                for m in rows["members"]],
+                    "_tie": [_details_loss(d) for d in rows["details"]]})
                 for c in ("backbone", "init", "strategy"):   # a derived model shares its base's
                     if c in params.columns:
                         extra[c] = extra["number"].map(params[c])
                 out = pd.concat([out, extra], ignore_index=True)
                 out["number"] = out["number"].astype("Int64")
-                out = out.sort_values("value", ascending=self.direction == "minimize",
+                out = out.sort_values(["value", "_tie"], ascending=[self.direction == "minimize", True],
                                       kind="stable").reset_index(drop=True)
+        out = out.drop(columns="_tie")
         out.insert(0, "rank", range(1, len(out) + 1))
         return out.rename(columns={"number": "trial", "value": self.metric})
 
@@ -565,6 +569,16 @@ def best_trial(ostudy: Any):
     if len(tied) < 2:
         return best
     return min(tied, key=tie_key)
+
+
+def _details_loss(details: Any) -> float:
+    """The ``validation_loss`` a derived model's ``details`` JSON records (ties on the metric
+    rank it as they rank trials), ``inf`` where it records none."""
+    try:
+        loss = json.loads(details).get("validation_loss")
+    except (TypeError, ValueError, AttributeError):
+        return math.inf
+    return float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
 
 
 def tie_key(trial: Any) -> tuple[float, int]:

@@ -106,7 +106,9 @@ class TrainResult:
     epochs_planned: int = 0      # after ``min_steps`` (see :func:`planned_epochs`)
     epochs_run: int = 0          # fewer when early stopping ended the run
     steps: int = 0               # optimizer steps taken
-    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = field(default_factory=list)
+    #: ``(epoch, metrics, weights, validation loss)`` of the best epochs, best first
+    top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor], float | None]] = field(
+        default_factory=list)
     samples_seen: int = 0
     epoch_soup: Any = None   # automl_pt.engine.soups.EpochSoup, set by the trial runner
     #: the task's validation loss of the kept epoch (:meth:`automl_pt.tasks.Task.validation_loss`)
@@ -322,7 +324,7 @@ class _FineTune:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_metrics: dict[str, float] = {}
         self.best_loss: float | None = None
-        self.top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor]]] = []
+        self.top_states: list[tuple[int, dict[str, float], dict[str, torch.Tensor], float | None]] = []
         self.train_seconds = 0.0
         # large data: one look at validation part-way through the first epoch (not after a refit's)
         self.check_at = math.ceil(n * CHECK_FRACTION) if n >= CHECK_MIN_EXAMPLES and not keep_last else 0
@@ -410,15 +412,16 @@ class _FineTune:
             row["validation_loss"] = validation_loss
         state.history.append(row)
         value = values[objective_metric]
-        better = state.best_value is None or (value > state.best_value if maximize else value < state.best_value)
+        better = state.best_value is None or outranks(value, validation_loss, state.best_value,
+                                                      self.best_loss, maximize)
         if better or keep_last:
             state.best_value, state.best_epoch = value, state.epoch
             self.best_state = clone_state(self.model)
             self.best_metrics = dict(values)
             self.best_loss = validation_loss
         if keep_states:
-            _keep_top(self.top_states, keep_states, state.epoch, values, objective_metric, maximize,
-                      self.best_state if better else None, self.model)
+            _keep_top(self.top_states, keep_states, state.epoch, values, validation_loss, objective_metric,
+                      maximize, self.best_state if better else None, self.model)
         if self.patience and state.epoch < state.epochs and state.epoch - state.best_epoch >= self.patience:
             state.stopped_early = True
         for cb in self.callbacks:
@@ -436,17 +439,31 @@ class _FineTune:
                            validation_loss=self.best_loss)
 
 
-def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], metric: str, maximize: bool,
-              state: dict[str, torch.Tensor] | None, model: nn.Module) -> None:
-    """Insert this epoch into ``top`` (best first, at most ``n``) if it ranks; ``state``: the
-    CPU copy already made for the best epoch (shared, not copied twice)."""
+def outranks(value: float, loss: float | None, other_value: float, other_loss: float | None,
+             maximize: bool) -> bool:
+    """Whether one validation result (the objective metric's ``value`` and the task's validation
+    ``loss``, :meth:`automl_pt.tasks.Task.validation_loss`, or ``None``) ranks above another: a
+    better metric; on a tie (accuracy on a small validation split often ties), a lower loss. A
+    result without a finite loss never wins a tie. The one order of epochs, soups and exports;
+    trials tie-break the same way (:func:`automl_pt.storage.store.best_trial`)."""
+    if value != other_value:
+        return value > other_value if maximize else value < other_value
+    if loss is None or not math.isfinite(loss):
+        return False
+    return other_loss is None or not math.isfinite(other_loss) or loss < other_loss
+
+
+def _keep_top(top: list, n: int, epoch: int, values: dict[str, float], loss: float | None, metric: str,
+              maximize: bool, state: dict[str, torch.Tensor] | None, model: nn.Module) -> None:
+    """Insert this epoch into ``top`` (best first by :func:`outranks`, at most ``n``) if it
+    ranks; ``state``: the CPU copy already made for the best epoch (shared, not copied twice)."""
     value = values[metric]
-    rank = sum(1 for _, m, _ in top if (m[metric] >= value if maximize else m[metric] <= value))
+    rank = sum(1 for _, m, _, m_loss in top if not outranks(value, loss, m[metric], m_loss, maximize))
     if rank >= n:
         return
     if state is None:
         state = clone_state(model)
-    top.insert(rank, (epoch, dict(values), state))
+    top.insert(rank, (epoch, dict(values), state, loss))
     del top[n:]
 
 
